@@ -1,0 +1,142 @@
+"""The contract between the study runner and the analyses.
+
+An analysis is a function ``run(ctx: AnalysisContext) -> AnalysisResult`` registered in
+:data:`ANALYSES`. It reads pooled embeddings, labels and the tidy metric tables from the
+context, writes its figures into ``ctx.out_dir`` and returns tables plus computed findings
+(sentences whose numbers come from the tables). The report renders results in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UnknownNameError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ..samples import Dataset
+
+__all__ = ["AnalysisContext", "AnalysisResult", "ANALYSES", "register_analysis", "get_analysis", "Embedding"]
+
+
+@dataclass
+class Embedding:
+    """Pooled representation of one dataset by one model (one layer).
+
+    ``ids[i]`` is the sample id of row ``i`` of ``X`` (float32, shape (n, d)).
+    """
+
+    ids: list[str]
+    X: np.ndarray
+    layer: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def aligned(self, ids: list[str]) -> np.ndarray:
+        """Rows for ``ids`` in that order (all must be present)."""
+        pos = {s: i for i, s in enumerate(self.ids)}
+        return self.X[[pos[s] for s in ids]]
+
+
+@dataclass
+class AnalysisContext:
+    """Everything an analysis may read.
+
+    Attributes
+    ----------
+    out_dir : Path
+        Folder for this analysis' figures (created by the runner).
+    datasets : dict
+        Dataset name -> :class:`~matteralign.samples.Dataset` (the sampled subset, with labels).
+    embeddings : dict
+        Dataset name -> model name -> :class:`Embedding` (pooled, normalisation NOT applied).
+    models : dict
+        Model name -> metadata: ``family`` (str), ``embedding_type`` (invariant | equivariant | vanilla |
+        descriptor | text | random), ``n_params`` (int or None), ``modality``, ``control`` (bool).
+    pairs : pandas.DataFrame
+        Tidy pair results: dataset, model_a, model_b, metric, params (JSON), n, value, p_value,
+        ci_low, ci_high, normalize.
+    per_model : pandas.DataFrame
+        Tidy single-model results: dataset, model, metric, params, n, value.
+    energies : dict
+        Dataset name -> model name -> (ids, predicted energy per structure in eV) for models that predict
+        energies; the reference energies are labels of the dataset (e.g. ``energy_xtb_ev``).
+    params : dict
+        This analysis' parameters from the study file.
+    normalize : str
+        Normalisation applied before the metrics ("l2", "max", "clamp95" or "none").
+    seed : int
+    """
+
+    out_dir: Path
+    datasets: dict[str, Dataset]
+    embeddings: dict[str, dict[str, Embedding]]
+    models: dict[str, dict[str, Any]]
+    pairs: pd.DataFrame
+    per_model: pd.DataFrame
+    energies: dict[str, dict[str, tuple[list[str], np.ndarray]]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    normalize: str = "l2"
+    seed: int = 0
+
+
+@dataclass
+class AnalysisResult:
+    """What an analysis hands to the report.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (also the report section anchor).
+    title : str
+        Section title.
+    summary : str
+        One or two paragraphs of plain text explaining what is shown and how to read it.
+    figures : list of Path
+        Image files (PNG/SVG) written under ``ctx.out_dir``, in display order.
+    tables : dict of str -> DataFrame
+        Tables to show (and to save as CSV/parquet by the runner).
+    findings : list of str
+        Computed statements whose numbers come from ``tables`` (e.g. "CKNNA of random vs every model
+        is at most 0.02"). Each must be true of the data by construction.
+    files : list of Path
+        Other artefacts (e.g. a Newick tree file).
+    """
+
+    name: str
+    title: str
+    summary: str = ""
+    figures: list[Path] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+#: Registered analyses: name -> ``run(ctx) -> AnalysisResult``. Order = report order.
+ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
+
+
+def register_analysis(name: str):
+    """Decorator registering ``run(ctx)`` under ``name``."""
+
+    def deco(fn):
+        ANALYSES[name] = fn
+        return fn
+
+    return deco
+
+
+def get_analysis(name: str) -> Callable[[AnalysisContext], AnalysisResult]:
+    """The analysis registered under ``name``."""
+    from . import _load_all
+
+    _load_all()
+    try:
+        return ANALYSES[name]
+    except KeyError:
+        raise UnknownNameError("analysis", name, ANALYSES) from None
