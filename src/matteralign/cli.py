@@ -65,6 +65,27 @@ def list_metrics():
     _console().print(table)
 
 
+@app.command()
+def run(
+    study: str = typer.Argument(None, help="Study TOML file (default: the bundled default study)."),
+    dataset: list[str] = typer.Option(None, "--dataset", help="Run only this dataset (repeatable)."),
+    model: list[str] = typer.Option(None, "--model", help="Run only this model (repeatable)."),
+    n: int = typer.Option(None, "--n", help="Samples per dataset (overrides the study)."),
+    seed: int = typer.Option(None, "--seed", help="Seed for subsampling and random controls."),
+    out: str = typer.Option(None, "--out", help="Output folder (store, results, report)."),
+    print_default: bool = typer.Option(False, "--print-default", help="Print the default study and exit."),
+):
+    """Run a study: extract -> measure -> analyse -> report. Ends with the report's path."""
+    from .study import Study, default_study_text
+
+    if print_default:
+        typer.echo(default_study_text(), nl=False)
+        return
+    s = Study.from_toml(study).override(datasets=dataset, models=model, n=n, seed=seed, out=out)
+    results = s.run(progress=True)
+    typer.echo(str(results.report.resolve()) if results.report else str(s.out.resolve()))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``matteralign`` console script."""
     args = sys.argv[1:] if argv is None else argv

@@ -1,0 +1,338 @@
+"""A study: one TOML file → extract → measure → analyse → report, resumably.
+
+A study names datasets (with sample counts and a seed), models (and layers), the
+normalisation, the metrics with their parameters, the analyses, and an output folder.
+:meth:`Study.run` runs every stage, skipping what the store or the results folder
+already hold, and returns the tidy result tables. Killing a run at any point and running
+it again gives results identical to an uninterrupted run: embeddings are committed per
+shard by the store, metric tables per dataset by an atomic write.
+
+Layout of the output folder::
+
+    <out>/study.toml            the resolved study (written first; guards against mixing studies)
+    <out>/store/                zarr embedding store (unless ``store`` points elsewhere)
+    <out>/results/pairs.{parquet,csv}       one row per (dataset, model pair, metric, params)
+    <out>/results/per_model.{parquet,csv}   one row per (dataset, model, metric, params)
+    <out>/results/energies/     predicted energies of energy models
+    <out>/results/analysis/     one CSV per analysis table
+    <out>/report/index.html     the report
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError, MatterAlignError
+
+__all__ = ["Study", "StudyConfig", "StudyResults", "default_study_text"]
+
+NORMALIZATIONS = ("l2", "max", "clamp95", "none")
+
+#: Metrics measured on every pair by default (name -> params).
+DEFAULT_PAIR_METRICS: dict[str, dict[str, Any]] = {
+    "cknna": {"k": 25},
+    "mutual_knn": {"k": 10},
+    "unbiased_cka": {},
+    "dcor2": {},
+    "information_imbalance": {"k": 1},
+    "idcor": {},
+}
+#: Single-model measures by default: name -> list of parameter sets.
+DEFAULT_MODEL_METRICS: dict[str, list[dict[str, Any]]] = {
+    "intrinsic_dimension": [{"method": "twonn"}, {"method": "mle", "k": 50}],
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetEntry(_Strict):
+    """One dataset of the study: its registered name (or a file path), sample count and seed."""
+
+    name: str
+    n: int | None = Field(default=None, ge=4, description="number of samples (None: all)")
+    seed: int | None = Field(default=None, description="subsampling seed (default: the study seed)")
+
+
+class StudyConfig(_Strict):
+    """The validated content of a study TOML file."""
+
+    name: str = "study"
+    seed: int = 0
+    out: str = "runs/study"
+    store: str | None = None
+    normalize: str = "l2"
+    datasets: list[DatasetEntry]
+    models: list[str]
+    layers: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_PAIR_METRICS))
+    model_metrics: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODEL_METRICS.items()}
+    )
+    analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    batch_size: int = Field(default=16, ge=1)
+    shard_size: int = Field(default=256, ge=1)
+
+    @field_validator("normalize")
+    @classmethod
+    def _check_normalize(cls, v: str) -> str:
+        if v not in NORMALIZATIONS:
+            raise ValueError(f"must be one of {', '.join(NORMALIZATIONS)}; got {v!r}")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one model is needed")
+        if len(set(v)) != len(v):
+            raise ValueError(f"models are listed twice: {sorted({m for m in v if v.count(m) > 1})}")
+        return v
+
+    @field_validator("datasets")
+    @classmethod
+    def _check_datasets(cls, v: list[DatasetEntry]) -> list[DatasetEntry]:
+        if not v:
+            raise ValueError("at least one dataset is needed")
+        names = [d.name for d in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"datasets are listed twice: {names}")
+        return v
+
+    def digest(self) -> str:
+        """Hash of everything that changes results (not the output location)."""
+        payload = self.model_dump(exclude={"out", "store", "name"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        value = e.get("input")
+        shown = "" if e["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return f"invalid study {source}: " + "; ".join(lines)
+
+
+def default_study_text() -> str:
+    """The bundled default study (what ``make run`` runs), as TOML text."""
+    return resources.files("matteralign").joinpath("studies/default.toml").read_text()
+
+
+@dataclass
+class StudyResults:
+    """The tables a study produces."""
+
+    pairs: Any  # pandas.DataFrame
+    per_model: Any  # pandas.DataFrame
+    report: Path | None = None
+    out: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _atomic_write_table(df, path: Path) -> None:
+    """Write ``df`` to ``path``.parquet and ``path``.csv atomically (write, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, writer in ((".parquet", lambda p: df.to_parquet(p, index=False)), (".csv", lambda p: df.to_csv(p, index=False))):
+        final = path.with_suffix(suffix)
+        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        writer(tmp)
+        os.replace(tmp, final)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class Study:
+    """A validated study, ready to run.
+
+    Parameters
+    ----------
+    config : StudyConfig
+    source : str
+        Where the config came from (for messages and the report).
+
+    Examples
+    --------
+    >>> study = Study.from_toml("study.toml")          # doctest: +SKIP
+    >>> results = study.run()                          # doctest: +SKIP
+    >>> results.pairs.query("metric == 'cknna'")       # doctest: +SKIP
+    """
+
+    def __init__(self, config: StudyConfig, *, source: str = "<memory>"):
+        self.config = config
+        self.source = source
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> Study:
+        """Validate a study given as a dict (the parsed TOML)."""
+        try:
+            return cls(StudyConfig.model_validate(data), source=source)
+        except ValidationError as err:
+            raise ConfigError(_format_validation_error(err, source)) from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike | None = None) -> Study:
+        """Read and validate a study file; ``None`` gives the bundled default study."""
+        if path is None:
+            text, source = default_study_text(), "default study"
+        else:
+            p = Path(path)
+            if not p.is_file():
+                raise ConfigError(f"study file {str(p)!r} does not exist")
+            text, source = p.read_text(), str(p)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"study file {source} is not valid TOML: {err}") from None
+        return cls.from_dict(data, source=source)
+
+    def override(
+        self,
+        *,
+        datasets: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        n: int | None = None,
+        seed: int | None = None,
+        out: str | None = None,
+    ) -> Study:
+        """A copy with command-line overrides applied (``--dataset``, ``--model``, ``--n``, ``--seed``, ``--out``)."""
+        data = self.config.model_dump()
+        if datasets:
+            known = {d["name"]: d for d in data["datasets"]}
+            data["datasets"] = [known.get(name, {"name": name, "n": None, "seed": None}) for name in datasets]
+        if models:
+            data["models"] = list(models)
+        if n is not None:
+            for d in data["datasets"]:
+                d["n"] = n
+        if seed is not None:
+            data["seed"] = seed
+            for d in data["datasets"]:
+                d["seed"] = None
+        if out is not None:
+            data["out"] = out
+        return Study.from_dict(data, source=self.source + " (with overrides)")
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check every name before any work starts (models, datasets, metrics, analyses, layers)."""
+        from . import datasets as ds_registry
+        from . import models as model_registry
+        from .analysis import get_analysis
+        from .metrics import get_metric
+
+        cfg = self.config
+        for name in cfg.models:
+            model_registry.info(name) if hasattr(model_registry, "info") else None
+            if name not in model_registry.names():
+                from .errors import UnknownNameError
+
+                raise UnknownNameError("model", name, model_registry.names())
+        for name in cfg.layers:
+            if name not in cfg.models:
+                raise ConfigError(f"layers: model {name!r} is not among the study's models {cfg.models}")
+        for d in cfg.datasets:
+            if d.name not in ds_registry.names() and not Path(d.name).exists():
+                from .errors import UnknownNameError
+
+                raise UnknownNameError("dataset", d.name, ds_registry.names())
+        for name, params in cfg.metrics.items():
+            spec = get_metric(name)
+            if spec.arity != 2:
+                raise ConfigError(f"metrics: {name!r} measures one model; list it under model_metrics")
+            unknown = set(params) - set(spec.params) - {"k"}
+            if unknown:
+                raise ConfigError(f"metrics.{name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(spec.params)}")
+        for name in cfg.model_metrics:
+            spec = get_metric(name)
+            if spec.arity != 1:
+                raise ConfigError(f"model_metrics: {name!r} compares two models; list it under metrics")
+        for name in cfg.analyses:
+            get_analysis(name)
+
+    # ------------------------------------------------------------------ running
+    def run(self, *, progress: bool = True, report: bool = True) -> StudyResults:
+        """Run extract → measure → analyse → report; return the result tables."""
+        from .study_runner import run_study
+
+        return run_study(self, progress=progress, report=report)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    def to_toml(self) -> str:
+        """The resolved study as TOML text."""
+        return _to_toml(self.config.model_dump(exclude_none=True))
+
+    def environment(self) -> dict[str, Any]:
+        """Versions of Python and the packages that produce numbers (for provenance)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {"python": platform.python_version(), "platform": platform.platform(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        for pkg in ("matteralign", "numpy", "scipy", "faiss-cpu", "torch", "chgnet", "sevenn", "torchani", "rdkit", "ase",
+                    "pymatgen", "tblite", "dscribe", "transformers", "scikit-learn", "umap-learn", "scikit-bio", "zarr"):
+            try:
+                out[pkg] = version(pkg)
+            except PackageNotFoundError:
+                pass
+        return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k) if not k.isidentifier() else k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise MatterAlignError(f"cannot write {v!r} to TOML")
+
+
+def _to_toml(data: dict[str, Any]) -> str:
+    lines, tables = [], []
+    for k, v in data.items():
+        if k == "datasets":
+            continue
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in tables:
+        lines.append(f"\n[{k}]")
+        for kk, vv in v.items():
+            key = kk if kk.replace("-", "_").isidentifier() else json.dumps(kk)
+            lines.append(f"{key} = {_toml_value(vv)}")
+    for d in data.get("datasets", []):
+        lines.append("\n[[datasets]]")
+        for kk, vv in d.items():
+            lines.append(f"{kk} = {_toml_value(vv)}")
+    return "\n".join(lines) + "\n"
