@@ -7,6 +7,14 @@ pipeline (:func:`normalize`) and recorded with each number.
 
 from __future__ import annotations
 
+from ._cache import ModelCache, prepare
+from ._knn import knn_graph
 from ._registry import INVARIANCES, METRICS, MetricSpec, get_metric, register
+from .cka import cka, unbiased_cka
+from .knn import cknna, cycle_knn, mutual_knn
+from .normalize import normalize
+from .pairwise import pairwise, to_matrix
 
 __all__ = ["METRICS", "MetricSpec", "register", "get_metric", "INVARIANCES"]
+__all__ += ["ModelCache", "prepare", "knn_graph", "normalize", "cknna", "cycle_knn", "mutual_knn"]
+__all__ += ["cka", "unbiased_cka", "pairwise", "to_matrix"]

@@ -1,0 +1,220 @@
+"""Exact k-nearest-neighbour graphs without an N x N matrix.
+
+Backends (``backend="auto"`` picks the first that applies):
+
+* ``"torch"`` -- CUDA, when ``torch.cuda.is_available()``: blocked matmul + ``topk``, self masked.
+* ``"faiss"`` -- CPU, float32 input: FAISS ``IndexFlatIP`` / ``IndexFlatL2`` (exact), queried in row blocks.
+* ``"numpy"`` -- CPU, any dtype (the path for float64 input): blocked matmul in the input dtype and an exact
+  top-k selection with a deterministic tie rule.
+
+Every backend returns candidates that are re-scored in float64 (inner products, or Euclidean distances
+recomputed from the coordinate differences, so there is no ``|x|^2 + |y|^2 - 2 x.y`` cancellation) and
+ordered best-first with **ties broken by the lower index**. The float32 backends search
+``k + 1 + margin`` candidates so that the float64 re-scoring can reorder float32 near-ties.
+
+Self-exclusion is by index, not by value: a query never lists itself, and an exact duplicate of it is an
+ordinary (tied-best) neighbour. When the FAISS result for a query does not contain the query itself
+(more than ``k + margin`` duplicates), the last candidate is dropped instead.
+
+Tie rule. Among candidates with equal float64 scores the lower index comes first. With the numpy backend
+this is exact also at the k-th position (which of several tied points enters the list). With FAISS and
+torch the candidate set at the boundary is whatever the library's heap / ``topk`` returns; inside the set
+the lower-index rule holds.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import InputError
+from ._validate import check_array, check_k
+
+__all__ = ["knn_graph"]
+
+_MARGIN = 8  # extra float32 candidates re-scored in float64
+_GATHER_ELEMS = 1 << 22  # float64 elements per re-scoring block (32 MiB)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _rescore(X: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 scores of ``cand`` (N, c) for each query row; ip: inner product, l2: distance."""
+    n, c = cand.shape
+    out = np.empty((n, c), dtype=np.float64)
+    block = max(1, _GATHER_ELEMS // max(1, c * X.shape[1]))
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        q = X[s:e].astype(np.float64)[:, None, :]
+        nb = X[cand[s:e]].astype(np.float64)
+        if metric == "ip":
+            out[s:e] = (q * nb).sum(axis=-1)
+        else:
+            diff = nb - q
+            out[s:e] = np.sqrt((diff * diff).sum(axis=-1))
+    return out
+
+
+def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self: bool):
+    """Drop self (or the last candidate), re-score in float64, sort best-first, keep k."""
+    n, c = cand.shape
+    cand = cand.astype(np.int64, copy=False)
+    if has_self:
+        is_self = cand == np.arange(n)[:, None]
+        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), c - 1)
+        keep = np.ones((n, c), dtype=bool)
+        keep[np.arange(n), drop] = False
+        cand = cand[keep].reshape(n, c - 1)
+    vals = _rescore(X, cand, metric)
+    primary = -vals if metric == "ip" else vals
+    order = np.lexsort((cand, primary), axis=-1)[:, :k]
+    idx = np.take_along_axis(cand, order, axis=1).astype(np.int32)
+    return idx, np.take_along_axis(vals, order, axis=1)
+
+
+def _numpy_candidates(X: np.ndarray, k: int, metric: str, block_size: int) -> np.ndarray:
+    n = X.shape[0]
+    out = np.empty((n, k), dtype=np.int64)
+    sq = np.einsum("ij,ij->i", X, X) if metric == "l2" else None
+    for s in range(0, n, block_size):
+        e = min(n, s + block_size)
+        S = X[s:e] @ X.T  # (B, N) similarities in the input dtype
+        if metric == "l2":  # larger is better: -(squared distance) up to the row constant |x_i|^2
+            S = 2 * S - sq[None, :]
+        rows = np.arange(e - s)
+        S[rows, s + rows] = -np.inf
+        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        t = np.take_along_axis(S, part, axis=1).min(axis=1)
+        n_eq = (S == t[:, None]).sum(axis=1)
+        n_gt = (S > t[:, None]).sum(axis=1)
+        fix = np.flatnonzero(n_eq > k - n_gt)  # ties straddle the boundary: take the lowest indices
+        for r in fix:
+            gt = np.flatnonzero(S[r] > t[r])
+            eq = np.flatnonzero(S[r] == t[r])[: k - gt.size]
+            part[r] = np.concatenate([gt, eq])
+        out[s:e] = part
+    return out
+
+
+def _faiss_candidates(X: np.ndarray, c: int, metric: str, block_size: int, n_threads: int | None):
+    import faiss
+
+    if n_threads is not None:
+        faiss.omp_set_num_threads(int(n_threads))
+    Xf = np.ascontiguousarray(X, dtype=np.float32)
+    index = faiss.IndexFlatIP(Xf.shape[1]) if metric == "ip" else faiss.IndexFlatL2(Xf.shape[1])
+    index.add(Xf)
+    out = np.empty((Xf.shape[0], c), dtype=np.int64)
+    for s in range(0, Xf.shape[0], block_size):
+        _, ind = index.search(Xf[s : s + block_size], c)
+        out[s : s + block_size] = ind
+    if (out < 0).any():  # pragma: no cover - FAISS pads with -1 only when c > N
+        raise InputError("FAISS returned fewer neighbours than requested")
+    return out
+
+
+def _torch_candidates(X: np.ndarray, c: int, metric: str, block_size: int) -> np.ndarray:
+    import torch
+
+    dev = torch.device("cuda")
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
+    sq = (Xt * Xt).sum(1) if metric == "l2" else None
+    n = Xt.shape[0]
+    out = np.empty((n, c), dtype=np.int64)
+    with torch.no_grad():
+        for s in range(0, n, block_size):
+            e = min(n, s + block_size)
+            S = Xt[s:e] @ Xt.T
+            if metric == "l2":
+                S = 2 * S - sq[None, :]
+            rows = torch.arange(e - s, device=dev)
+            S[rows, s + rows] = -torch.inf
+            out[s:e] = torch.topk(S, c, dim=1).indices.cpu().numpy()
+    return out
+
+
+def knn_graph(
+    X,
+    *,
+    k: int,
+    metric: str = "ip",
+    backend: str = "auto",
+    block_size: int | None = None,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-nearest-neighbour graph of the rows of ``X`` (self excluded), best neighbour first.
+
+    .. math::
+
+        \\mathrm{kNN}(i) = \\operatorname{top-}k_{j \\ne i}\\; \\langle x_i, x_j \\rangle \\quad (\\text{ip}),
+        \\qquad \\operatorname{bottom-}k_{j \\ne i}\\; \\lVert x_i - x_j \\rVert_2 \\quad (\\text{l2})
+
+    Parameters
+    ----------
+    X : array_like, shape (n_samples, n_features)
+        Points, as given (normalise first for cosine neighbours).
+    k : int
+        Neighbours per point, ``1 <= k <= n_samples - 1``.
+    metric : {"ip", "l2"}
+        Inner product (larger is nearer; platonic-rep's choice) or Euclidean distance.
+    backend : {"auto", "faiss", "numpy", "torch"}
+        ``"auto"``: torch on CUDA when available, else FAISS for float32 input, else numpy (float64 input is
+        searched in float64).
+    block_size : int, optional
+        Query rows per block (memory O(block_size * n_samples) for numpy/torch).
+    n_threads : int, optional
+        FAISS OpenMP threads (``faiss.omp_set_num_threads``); default: FAISS's own.
+
+    Returns
+    -------
+    indices : ndarray of int32, shape (n_samples, k)
+        Neighbour indices, best first, ties by lower index.
+    values : ndarray of float64, shape (n_samples, k)
+        Inner products (descending) or Euclidean distances (ascending), recomputed in float64.
+
+    Notes
+    -----
+    Cost O(N^2 D) time, O(B N) memory; never an N x N matrix. See the module docstring for the tie rule and
+    duplicate rows.
+    """
+    X = check_array(X, "X", min_samples=2, allow_constant=True)
+    n = X.shape[0]
+    k = check_k(k, n)
+    if metric not in ("ip", "l2"):
+        raise InputError(f"knn metric must be 'ip' or 'l2'; got {metric!r}.")
+    if backend not in ("auto", "faiss", "numpy", "torch"):
+        raise InputError(f"knn backend must be one of 'auto', 'faiss', 'numpy', 'torch'; got {backend!r}.")
+    if backend == "auto":
+        if _cuda_available():
+            backend = "torch"
+        elif X.dtype == np.float32:
+            backend = "faiss"
+        else:
+            backend = "numpy"
+    if backend == "torch" and not _cuda_available():
+        raise InputError("knn backend 'torch' needs CUDA (torch.cuda.is_available() is False); use 'auto'.")
+    if backend == "numpy":
+        bs = block_size or max(1, min(n, (1 << 24) // max(1, n)))
+        cand = _numpy_candidates(X, k, metric, bs)
+        return _finalize(X, cand, k, metric, has_self=False)
+    c = min(n, k + 1 + _MARGIN)
+    if backend == "faiss":
+        bs = block_size or 16384
+        threads = n_threads if n_threads is not None else _env_threads()
+        cand = _faiss_candidates(X, c, metric, bs, threads)
+        return _finalize(X, cand, k, metric, has_self=True)
+    bs = block_size or max(1, min(n, (1 << 26) // max(1, n)))
+    cand = _torch_candidates(X, min(n - 1, k + _MARGIN), metric, bs)
+    return _finalize(X, cand, k, metric, has_self=False)
+
+
+def _env_threads() -> int | None:
+    value = os.environ.get("MATTERALIGN_THREADS")
+    return int(value) if value else None

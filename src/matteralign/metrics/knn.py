@@ -1,0 +1,337 @@
+"""Neighbourhood alignment: mutual kNN, cycle kNN and CKNNA, with platonic-rep semantics, in O(N k).
+
+Neighbours are found by **inner product** with self excluded (platonic-rep's
+``compute_nearest_neighbors``), so the metrics are computed on the arrays as given; L2-normalise
+first for cosine neighbours (the pipeline does). All three are computed from two cached kNN graphs
+(:class:`~matteralign.metrics.ModelCache`) with sorted int64 pair keys ``i * N + j``: no N x N matrix.
+
+CKNNA (Huh et al. 2024, arXiv 2405.07987, Eqs. 16-18, as implemented in platonic-rep ``metrics.py``):
+the raw kernels ``K = X X^T`` and ``L = Y Y^T`` are masked by ``mask = mask_K * mask_L`` (``j`` among the
+``k`` inner-product neighbours of ``i`` in **both** spaces; not symmetrised), and the unbiased HSIC of
+Song et al. (2012, Eq. 5) is taken of the masked matrices ``A = mask * K``, ``B = mask * L``:
+
+.. math::
+
+    \\mathrm{HSIC}_u(A, B) = \\frac{1}{m(m-3)}\\Big[\\sum_{ij} A_{ij} B_{ji}
+        + \\frac{\\mathbf 1^T A \\mathbf 1 \\; \\mathbf 1^T B \\mathbf 1}{(m-1)(m-2)}
+        - \\frac{2}{m-2} \\mathbf 1^T A B \\mathbf 1\\Big]
+
+    \\mathrm{CKNNA} = \\frac{\\mathrm{HSIC}_u(A, B)}{\\sqrt{\\mathrm{HSIC}_u(A_K, A_K)\\,
+        \\mathrm{HSIC}_u(B_L, B_L)} + 10^{-6}}
+
+where the self terms use ``mask_K`` (resp. ``mask_L``) alone. Each term reduces to O(nnz) work:
+``sum A_ij B_ji`` runs over mask entries whose reverse pair is also in the mask,
+``1^T A B 1 = colsum(A) . rowsum(B)``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ..errors import InputError
+from ._cache import ModelCache
+from ._knn import knn_graph
+from ._registry import MetricSpec, register
+from ._validate import check_k, check_pair
+
+__all__ = ["mutual_knn", "cycle_knn", "cknna", "CKNNA_EPS"]
+
+#: platonic-rep's constant in the CKNNA / CKA denominators.
+CKNNA_EPS = 1e-6
+
+_KNN_INVARIANCES = frozenset({"orthogonal", "isotropic_scale", "feature_permutation", "sample_permutation"})
+_PRH = "Huh et al. 2024, arXiv:2405.07987 (platonic-rep metrics.py)"
+
+
+# ----------------------------------------------------------------------------------------------- graphs
+class _Graph:
+    """A kNN graph with its pair keys sorted (``keys[t] = i * n + j``)."""
+
+    __slots__ = ("n", "k", "idx", "vals", "keys", "order")
+
+    def __init__(self, idx: np.ndarray, vals: np.ndarray):
+        self.n, self.k = idx.shape
+        self.idx, self.vals = idx, vals
+        flat = (np.arange(self.n, dtype=np.int64)[:, None] * self.n + idx).ravel()
+        self.order = np.argsort(flat, kind="stable")
+        self.keys = flat[self.order]
+
+    def contains(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Membership of ``keys`` and their position in the sorted keys (valid where member)."""
+        pos = np.searchsorted(self.keys, keys)
+        pos = np.minimum(pos, self.keys.size - 1)
+        return self.keys[pos] == keys, pos
+
+
+def _graph_from_cache(cache: ModelCache, k: int) -> _Graph:
+    k = check_k(k, cache.n)
+    return cache.memo(("knn", "graph", k), lambda: _Graph(*cache.knn(k)))
+
+
+def _graph_from_array(X: np.ndarray, k: int) -> _Graph:
+    return _Graph(*knn_graph(X, k=k, metric="ip"))
+
+
+def _permuted_graph(g: _Graph, perm: np.ndarray) -> _Graph:
+    """Graph of ``Y[perm]`` from the graph of ``Y`` by relabelling: ``inv_perm[idx[perm]]``."""
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    return _Graph(inv[g.idx[perm]].astype(np.int32), g.vals[perm])
+
+
+# ------------------------------------------------------------------------------------------ sparse hsic
+def _hsic_unbiased_sparse(keys: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> float:
+    """Song et al. unbiased HSIC of two N x N matrices supported on sorted ``keys`` (zero diagonal)."""
+    rows, cols = np.divmod(keys, n)
+    rev = cols * n + rows
+    pos = np.minimum(np.searchsorted(keys, rev), keys.size - 1)
+    hit = keys[pos] == rev
+    t1 = float(np.dot(a[hit], b[pos[hit]]))  # sum_ij A_ij B_ji
+    sa, sb = float(a.sum()), float(b.sum())
+    t3 = float(np.dot(np.bincount(cols, weights=a, minlength=n), np.bincount(rows, weights=b, minlength=n)))
+    m = float(n)
+    return (t1 + sa * sb / ((m - 1) * (m - 2)) - 2.0 * t3 / (m - 2)) / (m * (m - 3))
+
+
+def _self_hsic(g: _Graph) -> float:
+    v = g.vals.ravel()[g.order]
+    return _hsic_unbiased_sparse(g.keys, v, v, g.n)
+
+
+def _cross_hsic(gx: _Graph, gy: _Graph) -> float:
+    hit, pos = gy.contains(gx.keys)
+    keys = gx.keys[hit]
+    a = gx.vals.ravel()[gx.order[hit]]
+    b = gy.vals.ravel()[gy.order[pos[hit]]]
+    return _hsic_unbiased_sparse(keys, a, b, gx.n)
+
+
+def _cknna_from_graphs(gx: _Graph, gy: _Graph, hxx: float, hyy: float) -> float:
+    hxy = _cross_hsic(gx, gy)
+    prod = hxx * hyy
+    if prod < 0:
+        warnings.warn(
+            f"CKNNA: the product of the self-HSIC terms is negative ({prod:.3g}); the score is undefined (NaN).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return math.nan
+    return hxy / (math.sqrt(prod) + CKNNA_EPS)
+
+
+def _mutual_from_graphs(gx: _Graph, gy: _Graph) -> float:
+    hit, _ = gy.contains(gx.keys)
+    return float(np.count_nonzero(hit)) / (gx.n * gx.k)
+
+
+def _cycle_from_graphs(gx: _Graph, gy: _Graph) -> float:
+    n = gx.n
+    # i -> j in Y's graph, then is i among X's neighbours of j?  key j * n + i in X's graph.
+    back = gy.idx.astype(np.int64) * n + np.arange(n, dtype=np.int64)[:, None]
+    hit, _ = gx.contains(back.ravel())
+    return float(hit.reshape(n, -1).any(axis=1).mean())
+
+
+# ------------------------------------------------------------------------------------------- public API
+def _check(X, Y, k):
+    Xa, Ya = check_pair(X, Y)
+    return Xa, Ya, check_k(k, Xa.shape[0])
+
+
+def mutual_knn(X, Y, *, k: int = 10) -> float:
+    """Mutual k-nearest-neighbour overlap (platonic-rep ``mutual_knn``).
+
+    .. math::
+
+        \\mathrm{mKNN}(X, Y) = \\frac{1}{N}\\sum_i \\frac{|\\mathrm{kNN}_X(i) \\cap \\mathrm{kNN}_Y(i)|}{k}
+
+    Parameters
+    ----------
+    X : array_like, shape (n_samples, d_x)
+    Y : array_like, shape (n_samples, d_y)
+        Two representations of the same samples, compared as given (L2-normalise for cosine neighbours).
+    k : int
+        Neighbours per sample (inner product, self excluded), ``1 <= k < n_samples``.
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is more aligned; 1 for ``X == Y``; about ``k / (N - 1)`` for independent data.
+
+    Notes
+    -----
+    Cost: two exact kNN searches plus O(N k log(N k)). Symmetric. Invariant to rotations, isotropic scaling,
+    feature and joint sample permutations; not to translation (inner-product neighbours).
+    Reference: Huh et al. 2024, arXiv:2405.07987.
+    """
+    Xa, Ya, k = _check(X, Y, k)
+    return _mutual_from_graphs(_graph_from_array(Xa, k), _graph_from_array(Ya, k))
+
+
+def cycle_knn(X, Y, *, k: int = 10) -> float:
+    """Cycle kNN: fraction of samples that come back to themselves via Y's then X's neighbours.
+
+    .. math::
+
+        \\mathrm{cKNN}(X, Y) = \\frac{1}{N}\\sum_i \\mathbb 1\\big[\\exists\\, j \\in \\mathrm{kNN}_Y(i):
+            i \\in \\mathrm{kNN}_X(j)\\big]
+
+    Parameters
+    ----------
+    X, Y : array_like, shape (n_samples, d_x), (n_samples, d_y)
+        Two representations of the same samples, compared as given.
+    k : int
+        Neighbours per sample (inner product, self excluded).
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is more aligned. **Asymmetric**; ``cycle_knn(X, X) < 1`` in general because kNN
+        relations are not symmetric (platonic-rep ``cycle_knn(A, B) = acc(knn_A[knn_B])``).
+
+    Notes
+    -----
+    Cost: two kNN searches plus O(N k log(N k)). Reference: Huh et al. 2024, arXiv:2405.07987.
+    """
+    Xa, Ya, k = _check(X, Y, k)
+    return _cycle_from_graphs(_graph_from_array(Xa, k), _graph_from_array(Ya, k))
+
+
+def cknna(X, Y, *, k: int = 25) -> float:
+    """Centered kernel nearest-neighbour alignment (CKNNA), exactly as platonic-rep computes it.
+
+    .. math::
+
+        \\mathrm{CKNNA}(X, Y) = \\frac{\\mathrm{HSIC}_u(M \\circ K, M \\circ L)}
+            {\\sqrt{\\mathrm{HSIC}_u(M_K \\circ K, M_K \\circ K)\\,\\mathrm{HSIC}_u(M_L \\circ L, M_L \\circ L)}
+            + 10^{-6}},\\quad M = M_K \\circ M_L
+
+    with ``K = X X^T``, ``L = Y Y^T``, ``M_K[i, j] = 1`` iff ``j`` is among the ``k`` inner-product
+    neighbours of ``i`` (self excluded) and ``HSIC_u`` the unbiased estimator of Song et al. (2012, Eq. 5).
+
+    Parameters
+    ----------
+    X, Y : array_like, shape (n_samples, d_x), (n_samples, d_y)
+        Two representations of the same samples, compared as given (the paper L2-normalises first).
+    k : int
+        Neighbours per sample (the paper uses 25 at N = 50,000), ``1 <= k < n_samples``.
+
+    Returns
+    -------
+    float
+        Higher is more aligned; about 0 (slightly positive) for independent data, ``1 - O(1e-6)`` for
+        ``X == Y``; may be slightly negative. ``k = N - 1`` gives platonic-rep's ``unbiased_cka``.
+        NaN with a ``RuntimeWarning`` if a self term is negative.
+
+    Notes
+    -----
+    Computed sparsely from the two kNN graphs in O(N k log(N k)) after the searches (module docstring).
+    The ``+1e-6`` makes the score depend (slightly) on the overall scale of the inputs. Reference:
+    Huh et al. 2024, arXiv:2405.07987 (Eqs. 16-18); Song et al. 2012, JMLR 13:1393.
+    """
+    Xa, Ya, k = _check(X, Y, k)
+    gx, gy = _graph_from_array(Xa, k), _graph_from_array(Ya, k)
+    return _cknna_from_graphs(gx, gy, _self_hsic(gx), _self_hsic(gy))
+
+
+# --------------------------------------------------------------------------------------- cache combines
+def _check_caches(cx: ModelCache, cy: ModelCache) -> None:
+    if cx.n != cy.n:
+        raise InputError(f"caches describe different samples: {cx.name or 'X'} has {cx.n} rows, "
+                         f"{cy.name or 'Y'} has {cy.n}.")
+
+
+def _self_hsic_cached(cache: ModelCache, k: int) -> float:
+    return cache.memo(("cknna", "self_hsic", k), lambda: _self_hsic(_graph_from_cache(cache, k)))
+
+
+def cknna_from_cache(cx: ModelCache, cy: ModelCache, *, k: int = 25) -> float:
+    """CKNNA from two caches (see :func:`cknna`)."""
+    _check_caches(cx, cy)
+    gx, gy = _graph_from_cache(cx, k), _graph_from_cache(cy, k)
+    return _cknna_from_graphs(gx, gy, _self_hsic_cached(cx, k), _self_hsic_cached(cy, k))
+
+
+def mutual_knn_from_cache(cx: ModelCache, cy: ModelCache, *, k: int = 10) -> float:
+    """Mutual kNN from two caches (see :func:`mutual_knn`)."""
+    _check_caches(cx, cy)
+    return _mutual_from_graphs(_graph_from_cache(cx, k), _graph_from_cache(cy, k))
+
+
+def cycle_knn_from_cache(cx: ModelCache, cy: ModelCache, *, k: int = 10) -> float:
+    """Cycle kNN from two caches (see :func:`cycle_knn`)."""
+    _check_caches(cx, cy)
+    return _cycle_from_graphs(_graph_from_cache(cx, k), _graph_from_cache(cy, k))
+
+
+def cknna_null(cx: ModelCache, cy: ModelCache, perm: np.ndarray, *, k: int = 25) -> float:
+    """CKNNA of ``(X, Y[perm])`` by relabelling Y's cached neighbours (no new search)."""
+    gy = _permuted_graph(_graph_from_cache(cy, k), perm)
+    return _cknna_from_graphs(_graph_from_cache(cx, k), gy, _self_hsic_cached(cx, k), _self_hsic_cached(cy, k))
+
+
+def mutual_knn_null(cx: ModelCache, cy: ModelCache, perm: np.ndarray, *, k: int = 10) -> float:
+    """Mutual kNN of ``(X, Y[perm])`` by relabelling Y's cached neighbours."""
+    return _mutual_from_graphs(_graph_from_cache(cx, k), _permuted_graph(_graph_from_cache(cy, k), perm))
+
+
+def cycle_knn_null(cx: ModelCache, cy: ModelCache, perm: np.ndarray, *, k: int = 10) -> float:
+    """Cycle kNN of ``(X, Y[perm])`` by relabelling Y's cached neighbours."""
+    return _cycle_from_graphs(_graph_from_cache(cx, k), _permuted_graph(_graph_from_cache(cy, k), perm))
+
+
+# ------------------------------------------------------------------------------------------- registry
+register(
+    MetricSpec(
+        name="cknna",
+        function=cknna,
+        symmetric=False,
+        bounds=(-1.0, 1.0),
+        higher_is_better=True,
+        invariances=frozenset({"orthogonal", "feature_permutation", "sample_permutation"}),
+        reference=_PRH + "; Song et al. 2012 JMLR 13:1393 (unbiased HSIC); arXiv:2512.03750 (k=25)",
+        params={"k": 25},
+        self_value=None,
+        from_cache=cknna_from_cache,
+        null_from_cache=cknna_null,
+        needs=frozenset({"knn"}),
+        description="CKNNA: unbiased HSIC of the mutual-kNN-masked inner-product kernels (+1e-6 as platonic-rep)",
+    )
+)
+register(
+    MetricSpec(
+        name="mutual_knn",
+        function=mutual_knn,
+        symmetric=True,
+        bounds=(0.0, 1.0),
+        higher_is_better=True,
+        invariances=_KNN_INVARIANCES,
+        reference=_PRH,
+        params={"k": 10},
+        self_value=1.0,
+        from_cache=mutual_knn_from_cache,
+        null_from_cache=mutual_knn_null,
+        needs=frozenset({"knn"}),
+        description="mean fraction of shared inner-product k-nearest neighbours",
+    )
+)
+register(
+    MetricSpec(
+        name="cycle_knn",
+        function=cycle_knn,
+        symmetric=False,
+        bounds=(0.0, 1.0),
+        higher_is_better=True,
+        invariances=_KNN_INVARIANCES,
+        reference=_PRH,
+        params={"k": 10},
+        self_value=None,
+        from_cache=cycle_knn_from_cache,
+        null_from_cache=cycle_knn_null,
+        needs=frozenset({"knn"}),
+        description="fraction of samples returning to themselves via Y's then X's k-NN (asymmetric)",
+    )
+)
