@@ -14,7 +14,9 @@ from .cka import cka, unbiased_cka
 from .knn import cknna, cycle_knn, mutual_knn
 from .normalize import normalize
 from .pairwise import pairwise, to_matrix
+from .significance import PermutationResult, SubsampleResult, permutation_test, subsample_ci
 
 __all__ = ["METRICS", "MetricSpec", "register", "get_metric", "INVARIANCES"]
 __all__ += ["ModelCache", "prepare", "knn_graph", "normalize", "cknna", "cycle_knn", "mutual_knn"]
 __all__ += ["cka", "unbiased_cka", "pairwise", "to_matrix"]
+__all__ += ["permutation_test", "subsample_ci", "PermutationResult", "SubsampleResult"]
