@@ -216,8 +216,12 @@ class Extractor:
             reason = self.input_reason(obj)
             if reason is not None:
                 raise InputError(f"{self.name} cannot embed input {i}: {reason}")
+        return self._run(list(inputs), layer)
+
+    def _run(self, inputs: list[Any], layer: str) -> list[np.ndarray]:
+        """Forward pass on checked inputs: runtime settings, shape check, float32."""
         with self._runtime():
-            out = self._embed(list(inputs), layer)
+            out = self._embed(inputs, layer)
         if len(out) != len(inputs):  # pragma: no cover - adapter bug
             raise ModelError(f"{self.name}: adapter returned {len(out)} arrays for {len(inputs)} inputs")
         return [np.ascontiguousarray(a, dtype=np.float32) for a in out]
@@ -255,7 +259,7 @@ class Extractor:
                 skipped[s.id] = reason
         arrays: list[np.ndarray] = []
         for start in range(0, len(views), bs):
-            arrays.extend(self.embed(views[start:start + bs], layer=layer))
+            arrays.extend(self._run(views[start:start + bs], layer))
         return ids, arrays, skipped
 
     def provenance(self) -> dict[str, Any]:
