@@ -1,0 +1,266 @@
+"""Blocked Euclidean-distance engine: exact O(N^2 D) passes in O(B N) memory, never N x N.
+
+Every geometry metric that needs all pairwise distances (distance correlation, information
+imbalance) streams them here, one block of ``B`` rows against all ``N`` rows at a time:
+
+* Squared distances of a block come from **one GEMM** on augmented matrices,
+  ``[x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2] = |x_i - x_j|^2``, in float32 (default) or float64,
+  after centring the columns in float64 (distances are translation invariant; centring keeps the
+  norms, hence the cancellation error, small).
+* Sums over the blocks are accumulated in float64.
+* Several representations of the same samples are processed together (``M`` models, one GEMM
+  each per block), and all ``M x M`` cross sums come from one more GEMM on the stacked blocks.
+
+Accuracy of the float32 route. With ``u = 2**-24`` and ``n = D + 3`` the computed squared distance
+obeys ``|fl(d2) - d2| <= c (|x_i|^2 + |x_j|^2)`` with ``c = 2 gamma_n + 4 u``,
+``gamma_n = n u / (1 - n u)`` (standard dot-product bound plus the rounding of the inputs and of the
+norm column). :func:`sq_dist_error_bound` returns twice this (a safety factor). Rank decisions
+(information imbalance, kNN) are made exact by re-deciding every comparison that falls inside this
+band in float64; sums (distance correlation) see independent rounding errors of relative size about
+``sqrt(D) u`` per entry, which average out over the ``N^2`` terms (measured against float64: see
+``tests/metrics/test_blocked.py``). The diagonal is set to exactly zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    "Workspace",
+    "prepare_workspace",
+    "row_blocks",
+    "sq_dist_error_bound",
+    "exact_sq_dists",
+    "distance_sums",
+    "DistanceSums",
+    "exact_knn_l2",
+]
+
+_PRECISIONS = ("float32", "float64")
+#: Target size (bytes) of the float64 buffers of one block, all models together.
+_BLOCK_BYTES = 96 * 2**20
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def sq_dist_error_bound(n_features: int, precision: str) -> float:
+    """Relative bound ``c`` with ``|fl(d2) - d2| <= c (|x_i|^2 + |x_j|^2)`` (safety factor 2 included)."""
+    u = 2.0**-24 if precision == "float32" else 2.0**-53
+    n = n_features + 3
+    gamma = n * u / (1.0 - n * u)
+    return 2.0 * (2.0 * gamma + 4.0 * u)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in _PRECISIONS:
+        raise InputError(f"precision must be one of {_PRECISIONS}; got {precision!r}.")
+    return precision
+
+
+@dataclass
+class Workspace:
+    """One representation prepared for blocked distance passes.
+
+    Attributes
+    ----------
+    centred : ndarray, shape (N, D), float64
+        Column-centred data.
+    raw : ndarray, shape (N, D), float64
+        The data as given (exact recomputations use it, so exact ties in the input stay ties).
+    sqn : ndarray, shape (N,), float64
+        Squared row norms of ``centred``.
+    left, right : torch.Tensor, shape (N, D + 2)
+        Augmented GEMM operands in the working precision.
+    bound : float
+        Absolute squared-distance error bound per row: ``band[i] = c (sqn[i] + max(sqn))``.
+    """
+
+    centred: np.ndarray
+    raw: np.ndarray
+    sqn: np.ndarray
+    left: object
+    right: object
+    precision: str
+    band: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.centred.shape[0]
+
+
+def prepare_workspace(X: np.ndarray, *, precision: str = "float32") -> Workspace:
+    """Centre ``X`` (float64) and build the augmented GEMM operands."""
+    torch = _torch()
+    check_precision(precision)
+    raw = np.asarray(X, dtype=np.float64)
+    Xc = raw - raw.mean(axis=0)
+    sqn = np.einsum("ij,ij->i", Xc, Xc)
+    n, d = Xc.shape
+    dt = np.float32 if precision == "float32" else np.float64
+    left = np.empty((n, d + 2), dtype=dt)
+    right = np.empty((n, d + 2), dtype=dt)
+    left[:, :d] = Xc
+    left[:, d] = sqn
+    left[:, d + 1] = 1.0
+    right[:, :d] = -2.0 * Xc
+    right[:, d] = 1.0
+    right[:, d + 1] = sqn
+    c = sq_dist_error_bound(d, precision)
+    # centring in float64 perturbs the differences by ~2**-53 |x|; cover it too
+    shift = 8.0 * 2.0**-53 * d * float(np.abs(raw).max()) ** 2
+    band = c * (sqn + sqn.max()) + shift
+    return Workspace(Xc, raw, sqn, torch.from_numpy(left), torch.from_numpy(right), precision, band)
+
+
+def row_blocks(n: int, n_models: int = 1, block_rows: int | None = None):
+    """Yield ``(start, stop)`` row ranges so that ``n_models`` float64 blocks fit in the block budget."""
+    if block_rows is None:
+        block_rows = max(16, min(n, _BLOCK_BYTES // max(1, 8 * n * max(1, n_models))))
+    for i0 in range(0, n, block_rows):
+        yield i0, min(n, i0 + block_rows)
+
+
+def sq_dist_block(ws: Workspace, i0: int, i1: int, out=None):
+    """Squared distances of rows ``i0:i1`` to all rows, shape ``(i1 - i0, N)``; diagonal exactly 0."""
+    torch = _torch()
+    out = torch.mm(ws.left[i0:i1], ws.right.T, out=out)
+    out.clamp_min_(0.0)
+    b = i1 - i0
+    r = torch.arange(b)
+    out[r, r + i0] = 0.0
+    return out
+
+
+def exact_sq_dists(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Float64 squared distances ``|x_rows - x_cols|^2`` by the difference formula (no cancellation)."""
+    out = np.empty(len(rows), dtype=np.float64)
+    step = 65536
+    for s in range(0, len(rows), step):
+        diff = data[rows[s : s + step]] - data[cols[s : s + step]]
+        out[s : s + step] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+@dataclass(frozen=True)
+class DistanceSums:
+    """Sufficient statistics of the Euclidean distance matrices ``a^(m)`` of ``M`` representations.
+
+    Attributes
+    ----------
+    n : int
+        Number of samples.
+    row_sums : ndarray, shape (M, N)
+        ``r_m[i] = sum_j a^(m)_ij``.
+    cross : ndarray, shape (M, M)
+        ``S_mn = sum_ij a^(m)_ij a^(n)_ij``.
+    """
+
+    n: int
+    row_sums: np.ndarray
+    cross: np.ndarray
+
+    def dcov2(self, *, unbiased: bool = False) -> np.ndarray:
+        """Squared distance covariances, ``(M, M)``: V-statistic or the U-statistic (Székely & Rizzo 2014)."""
+        n = float(self.n)
+        r = self.row_sums
+        tot = r.sum(axis=1)
+        rr = r @ r.T
+        if unbiased:
+            return (self.cross + np.outer(tot, tot) / ((n - 1) * (n - 2)) - 2.0 * rr / (n - 2)) / (n * (n - 3))
+        return (self.cross - 2.0 * rr / n + np.outer(tot, tot) / n**2) / n**2
+
+
+def distance_sums(
+    workspaces: Sequence[Workspace], *, block_rows: int | None = None, on_block=None
+) -> DistanceSums:
+    """Row sums and all cross sums of the distance matrices of several representations, in one pass.
+
+    One GEMM per model per block gives the distances; the ``(M, B N)`` stack of float64 blocks gives
+    every ``S_mn`` with one more GEMM. ``on_block(i0, i1, sq_blocks)`` (optional) receives each
+    model's squared-distance block (torch, diagonal 0) before the square root, so other reductions
+    (information imbalance) can share the pass.
+    """
+    torch = _torch()
+    m = len(workspaces)
+    n = workspaces[0].n
+    row_sums = np.zeros((m, n), dtype=np.float64)
+    cross = np.zeros((m, m), dtype=np.float64)
+    wdtype = workspaces[0].left.dtype
+    for i0, i1 in row_blocks(n, m + 1, block_rows):
+        b = i1 - i0
+        stack = torch.empty((m, b, n), dtype=torch.float64)
+        sq_blocks = []
+        for ws in workspaces:
+            d2 = sq_dist_block(ws, i0, i1, out=torch.empty((b, n), dtype=wdtype))
+            sq_blocks.append(d2)
+        if on_block is not None:
+            on_block(i0, i1, sq_blocks)
+        for k, d2 in enumerate(sq_blocks):
+            stack[k].copy_(d2.sqrt_())
+            row_sums[k, i0:i1] = stack[k].sum(dim=1).numpy()
+        flat = stack.view(m, b * n)
+        cross += (flat @ flat.T).numpy()
+    return DistanceSums(n, row_sums, cross)
+
+
+def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean k nearest neighbours (self excluded), distances recomputed in float64.
+
+    FAISS ``IndexFlatL2`` (float32) proposes ``k + margin`` candidates; their distances are recomputed
+    in float64 by the difference formula and re-sorted (ties by index). The result is *proven* exact
+    when the float32 distance of the last candidate exceeds the chosen k-th float64 distance by more
+    than the float32 error bound; otherwise the margin doubles and the search repeats for those rows.
+
+    Returns
+    -------
+    dist : ndarray, shape (N, k), float64
+        Sorted Euclidean distances (not squared).
+    idx : ndarray, shape (N, k), int64
+    """
+    import faiss
+
+    ws = ws if ws is not None else prepare_workspace(X, precision="float32")
+    Xc = ws.raw
+    n, d = Xc.shape
+    X32 = np.ascontiguousarray(ws.centred, dtype=np.float32)
+    index = faiss.IndexFlatL2(d)
+    index.add(X32)
+    c = sq_dist_error_bound(d, "float32")
+    maxsq = ws.sqn.max()
+    out_d = np.empty((n, k), dtype=np.float64)
+    out_i = np.empty((n, k), dtype=np.int64)
+    todo = np.arange(n)
+    margin = 8
+    while len(todo):
+        ks = min(n, k + 1 + margin)
+        D32, cand = index.search(X32[todo], ks)
+        rows = np.repeat(todo, ks)
+        cols = cand.ravel()
+        valid = (cols >= 0) & (cols != rows)
+        d64 = np.full(rows.shape, np.inf)
+        d64[valid] = exact_sq_dists(Xc, rows[valid], cols[valid])
+        d64 = d64.reshape(len(todo), ks)
+        cols2 = np.where(valid, cols, n).reshape(len(todo), ks)
+        order = np.lexsort((cols2, d64), axis=1)
+        d_sorted = np.take_along_axis(d64, order, axis=1)[:, :k]
+        i_sorted = np.take_along_axis(cols2, order, axis=1)[:, :k]
+        if ks >= n:
+            proven = np.ones(len(todo), dtype=bool)
+        else:
+            last32 = D32[:, -1].astype(np.float64)
+            tol = c * (ws.sqn[todo] + maxsq)
+            proven = last32 - tol > d_sorted[:, -1]
+        out_d[todo[proven]] = d_sorted[proven]
+        out_i[todo[proven]] = i_sorted[proven]
+        todo = todo[~proven]
+        margin *= 4
+    return np.sqrt(out_d), out_i

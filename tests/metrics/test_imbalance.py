@@ -1,0 +1,108 @@
+"""Information imbalance: paper §5.2 (DADApy) values, a dense reference with ties, properties, subsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from matteralign.errors import InputError
+from matteralign.metrics.imbalance import (
+    information_imbalance,
+    information_imbalance_matrix,
+    information_imbalance_subsets,
+)
+
+
+def dense_ii(X, Y, k):
+    """Dense reference: rank = 1 + #{l != i : d_Y(i, l) < d_Y(i, j)}."""
+    n = len(X)
+    dx, dy = cdist(X, X), cdist(Y, Y)
+    np.fill_diagonal(dx, np.inf)
+    np.fill_diagonal(dy, np.inf)
+    nn = np.argsort(dx, axis=1, kind="stable")[:, :k]
+    t = dy[np.arange(n)[:, None], nn]
+    ranks = 1 + (dy[:, :, None] < t[:, None, :]).sum(axis=1)
+    return 2.0 * ranks.mean() / n
+
+
+REF = {  # pair: (X->Y k=1, Y->X k=1, X->Y k=5, Y->X k=5), DADApy subset=N
+    (0, 1): (0.016152, 0.029680, 0.033522, 0.054064),
+    (0, 2): (0.974680, 0.959880, 0.989691, 0.992627),
+    (1, 2): (0.956880, 0.983176, 0.990605, 0.991349),
+}
+
+
+@pytest.mark.parametrize("pair", sorted(REF))
+def test_paper_reference_table(abc, pair):
+    X, Y = abc[pair[0]], abc[pair[1]]
+    ref = REF[pair]
+    assert information_imbalance(X, Y, k=1) == pytest.approx(ref[0], abs=1e-6)
+    assert information_imbalance(Y, X, k=1) == pytest.approx(ref[1], abs=1e-6)
+    assert information_imbalance(X, Y, k=5) == pytest.approx(ref[2], abs=1e-6)
+    assert information_imbalance(Y, X, k=5) == pytest.approx(ref[3], abs=1e-6)
+
+
+def test_matrix_one_pass_equals_pairs(abc):
+    mat = information_imbalance_matrix(list(abc), k=1)
+    for a in range(3):
+        for b in range(3):
+            assert mat[a, b] == pytest.approx(information_imbalance(abc[a], abc[b]), abs=1e-15)
+    np.testing.assert_allclose(np.diag(mat), 2 / 500)
+
+
+@pytest.mark.parametrize("k", [1, 3, 12])
+def test_dense_reference_with_ties(k):
+    rng = np.random.default_rng(k)
+    X = rng.standard_normal((150, 4))
+    Y = np.round(3 * (rng.standard_normal((150, 2)) + X[:, :2]))  # integers: many exact distance ties
+    Y[10] = Y[11]  # a duplicate
+    ref = dense_ii(X, Y, k)
+    assert information_imbalance(X, Y, k=k) == pytest.approx(ref, abs=1e-15)
+    assert information_imbalance(X, Y, k=k, precision="float64", block_rows=7) == pytest.approx(ref, abs=1e-15)
+
+
+def test_near_ties_decided_in_float64():
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((300, 16)) * 100.0
+    Y = base + 1e-5 * rng.standard_normal(base.shape)  # large norms, tiny differences: float32 cannot decide
+    X = rng.standard_normal((300, 3))
+    assert information_imbalance(X, Y, k=2) == pytest.approx(dense_ii(X, Y, 2), abs=1e-15)
+
+
+def test_properties(abc):
+    A, B, _ = abc
+    rng = np.random.default_rng(0)
+    for k in (1, 4):
+        assert information_imbalance(A, A, k=k) == pytest.approx((k + 1) / 500, abs=1e-15)
+    Q, _ = np.linalg.qr(rng.standard_normal((32, 32)))
+    ref = information_imbalance(A, B)
+    assert information_imbalance(0.3 * A + 7.0, 5.0 * B @ Q - 2.0) == pytest.approx(ref, abs=1e-15)
+    perm = rng.permutation(500)
+    assert information_imbalance(A[perm], B[perm]) == pytest.approx(ref, abs=1e-15)
+
+
+def test_subsets():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((1000, 3))
+    Y = X[:, :1] + 0.1 * rng.standard_normal((1000, 1))
+    est = information_imbalance_subsets(X, Y, subset_size=250, seed=0)
+    assert est.n_subsets == 4 and est.subset_size == 250 and est.sem > 0
+    perm = np.random.default_rng(0).permutation(1000)
+    vals = [information_imbalance(X[perm[s * 250:(s + 1) * 250]], Y[perm[s * 250:(s + 1) * 250]]) for s in range(4)]
+    assert est.value == pytest.approx(np.mean(vals), abs=1e-15)
+    assert est.sem == pytest.approx(np.std(vals, ddof=1) / 2, abs=1e-15)
+    full = information_imbalance_subsets(X, Y, subset_size=5000)
+    assert full.n_subsets == 1 and full.value == pytest.approx(information_imbalance(X, Y)) and full.sem == 0
+
+
+def test_bad_input():
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(InputError, match="k=10"):
+        information_imbalance(X, X, k=10)
+    with pytest.raises(InputError, match="rows"):
+        information_imbalance(X, X[:8])
+    with pytest.raises(InputError, match="identical"):
+        information_imbalance(X, np.zeros((10, 2)))
+    with pytest.raises(InputError, match="subset_size"):
+        information_imbalance_subsets(X, X, subset_size=0)
