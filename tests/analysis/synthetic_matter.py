@@ -16,7 +16,8 @@ Models (``modality`` in brackets):
 * ``random`` [atoms, control]: Gaussian noise.
 
 Energies (per structure): model f predicts counts @ mu_f + 0.5 z0 + sigma_f * e with its own per-element
-offsets mu_f and error scale sigma_f (lin-a 0.01, lin-b 0.05, tanh-c 0.2; random predicts no energy).
+offsets mu_f and error scale sigma_f (lin-a 0.01, lin-b 0.05, tanh-c 0.2, chemlm 0.5 on molecules only;
+random predicts no energy).
 CKNNA values in ``pairs`` are set by hand (lin-a is the most accurate model).
 """
 
@@ -31,7 +32,7 @@ from matteralign.analysis import AnalysisContext, Embedding
 from matteralign.samples import Dataset, Sample
 
 ELEMENTS = {"molecules": [1, 6, 7, 8], "crystals": [8, 11, 14, 17]}
-SIGMA = {"lin-a": 0.01, "lin-b": 0.05, "tanh-c": 0.2}
+SIGMA = {"lin-a": 0.01, "lin-b": 0.05, "tanh-c": 0.2, "chemlm": 0.5}
 CKNNA_TO_LIN_A = {"lin-b": 0.8, "tanh-c": 0.5, "chemlm": 0.3, "random": 0.01}
 
 
@@ -81,6 +82,7 @@ def make_matter(n: int = 150, seed: int = 0):
         energies[ds] = {
             m: (list(ids), counts @ mus[m][els] + 0.5 * Z[:, 0] + s * rng.standard_normal(n))
             for m, s in SIGMA.items()
+            if m in embs
         }
     models = {
         "lin-a": {"family": "lin", "embedding_type": "invariant", "n_params": 5_000_000, "modality": "atoms"},
