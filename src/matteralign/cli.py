@@ -86,6 +86,54 @@ def run(
     typer.echo(str(results.report.resolve()) if results.report else str(s.out.resolve()))
 
 
+@app.command()
+def compare(
+    arrays: list[str] = typer.Argument(..., help="Two or more .npy files (n_samples, n_features), same sample order."),
+    metric: list[str] = typer.Option(["cknna"], "--metric", "-m", help="Metric name (repeatable)."),
+    k: int = typer.Option(None, "--k", help="Neighbours for kNN metrics (default: each metric's own)."),
+    normalize: str = typer.Option("l2", "--normalize", help="Row normalisation: l2, max, clamp95 or none."),
+    out: str = typer.Option(None, "--out", help="Write the tidy table (CSV) here."),
+):
+    """Alignment matrix of saved arrays: prints an M x M table per metric, optionally writes a tidy CSV."""
+    from pathlib import Path
+
+    import numpy as np
+    from rich.table import Table
+
+    from .errors import InputError
+    from .metrics import pairwise, to_matrix
+
+    if len(arrays) < 2:
+        raise InputError(f"compare needs at least two .npy files; got {len(arrays)}.")
+    reps = {}
+    for path in arrays:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"array file {path!r} does not exist.")
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"could not read {path!r} as a .npy array: {exc}") from exc
+        name = p.stem if p.stem not in reps else str(p)
+        reps[name] = arr
+    table = pairwise(reps, metric, k=k, normalize=None if normalize == "none" else normalize, progress=True)
+    console = _console()
+    names = list(reps)
+    for (name, params), part in table.groupby(["metric", "params"], sort=False):
+        mat = to_matrix(part, names=names)
+        t = Table(title=f"{name} {params}  (rows: model_a, columns: model_b; n={part['n'].iloc[0]})")
+        t.add_column("")
+        for b in names:
+            t.add_column(b, justify="right")
+        for a in names:
+            t.add_row(a, *(f"{mat.loc[a, b]:.4f}" for b in names))
+        console.print(t)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        console.print(f"wrote {len(table)} rows to {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``matteralign`` console script."""
     args = sys.argv[1:] if argv is None else argv
