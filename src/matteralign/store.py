@@ -1,0 +1,566 @@
+"""The embedding store (zarr v3): the seam between model environments and the maths.
+
+Layout (one zarr group per level; ``root`` carries the matteralign marker)::
+
+    <store>/                                   attrs: matteralign_store = FORMAT_VERSION
+      <dataset>/<model>/<layer>/               attrs: provenance, plan, complete
+        sample_ids        (N,)      str        embedded samples, in dataset order
+        pooled            (N, D)    float32    mean over atoms (the default pooling)
+        pooled_sum        (N, D)    float32    only when asked for (poolings=...)
+        pooled_max        (N, D)    float32    only when asked for
+        atom_features     (ΣNatoms, D) float32 per-atom rows, sample after sample
+        atom_offsets      (N + 1,)  int64      rows of sample i: offsets[i]:offsets[i+1]
+        skipped_ids       (S,)      str        samples the model could not embed
+        skipped_reasons   (S,)      str        why (one line each)
+        shards/<k>/                            only while an extraction is in progress
+
+Extraction runs in shards of ``shard_size`` consecutive samples of the dataset. A shard is
+written into a temporary folder and committed by renaming it to ``shards/<k>`` (a rename is
+atomic on a local file system), so a shard is either complete or absent. Killing an extraction
+at any point and running it again recomputes only the missing shards; when every shard is
+there they are concatenated in dataset order into the arrays above, the group is marked
+``complete`` and the shards are removed. String models store one row per sample in
+``atom_features`` (``atom_offsets`` = 0, 1, ..., N).
+
+Only local paths are supported (atomic rename); ``file://`` URLs are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, StoreError, UnknownNameError
+
+__all__ = ["Store", "FORMAT_VERSION", "MARKER"]
+
+#: Attribute on the root group that identifies a matteralign store, and its format version.
+MARKER = "matteralign_store"
+FORMAT_VERSION = 1
+
+_POOLINGS = ("mean", "sum", "max")
+_ARRAY_FOR = {"mean": "pooled", "sum": "pooled_sum", "max": "pooled_max"}
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def _safe(name: str, what: str) -> str:
+    """A path component for ``name`` ("/" becomes "--"); rejects empty and dot names."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{what} name must be a non-empty string; got {name!r}")
+    out = name.replace("/", "--").replace("\\", "--")
+    if out.startswith(".") or out in ("shards",):
+        raise InputError(f"{what} name {name!r} is not allowed as a store path component")
+    return out
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("matteralign", "zarr", "numpy", "torch"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    """Round-trip through JSON (numpy scalars → Python, unknown objects → str)."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+class Store:
+    """An embedding store on a local path.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Folder of the store (created when missing and ``mode="a"``); ``file://`` URLs accepted.
+    mode : {"a", "r"}
+        ``"a"``: read and write (create if missing); ``"r"``: read only, the store must exist.
+
+    Raises
+    ------
+    StoreError
+        The path exists but is not a matteralign store (foreign or corrupt zarr, a file, a
+        non-empty folder without the marker), or ``mode="r"`` and it does not exist.
+
+    Examples
+    --------
+    >>> store = Store("runs/store")                                   # doctest: +SKIP
+    >>> store.extract(dataset, models.load("chgnet-0.3.0"))            # doctest: +SKIP
+    >>> ids, X = store.read("molecules", "chgnet-0.3.0", "readout_norm")  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike, *, mode: str = "a"):
+        if mode not in ("a", "r"):
+            raise InputError(f"Store mode must be 'a' or 'r'; got {mode!r}")
+        p = os.fspath(path)
+        if p.startswith("file://"):
+            p = p[len("file://"):]
+        elif "://" in p:
+            raise StoreError(f"store path {p!r}: only local paths are supported (atomic shard commits need rename)")
+        self.path = Path(p)
+        self.mode = mode
+        self._open_root()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ root
+    def _open_root(self) -> None:
+        zarr = _zarr()
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise StoreError(f"store path {str(p)!r} is a file, not a matteralign store folder")
+        if not p.exists() or (p.is_dir() and not any(p.iterdir())):
+            if self.mode == "r":
+                raise StoreError(f"no matteralign store at {str(p)!r}")
+            p.mkdir(parents=True, exist_ok=True)
+            root = zarr.open_group(str(p), mode="w")
+            root.attrs[MARKER] = FORMAT_VERSION
+            return
+        try:
+            root = zarr.open_group(str(p), mode="r")
+            marker = root.attrs.get(MARKER)
+        except Exception as exc:
+            raise StoreError(f"{str(p)!r} is not a matteralign store (cannot open it as a zarr group: {exc})") from None
+        if marker is None:
+            raise StoreError(f"{str(p)!r} is a zarr store without the {MARKER!r} marker (foreign store?)")
+        if marker != FORMAT_VERSION:
+            raise StoreError(f"store {str(p)!r} has format version {marker!r}; this matteralign reads {FORMAT_VERSION}")
+
+    def _group_path(self, dataset: str, model: str, layer: str) -> Path:
+        return self.path / _safe(dataset, "dataset") / _safe(model, "model") / _safe(layer, "layer")
+
+    def _ensure_groups(self, dataset: str, model: str, layer: str):
+        zarr = _zarr()
+        parts = [_safe(dataset, "dataset"), _safe(model, "model"), _safe(layer, "layer")]
+        cur = self.path
+        for part in parts:
+            cur = cur / part
+            if not (cur / "zarr.json").exists():
+                zarr.open_group(str(cur), mode="a")
+        return zarr.open_group(str(cur), mode="a")
+
+    def _layer_group(self, dataset: str, model: str, layer: str, *, must_be_complete: bool = True):
+        zarr = _zarr()
+        gp = self._group_path(dataset, model, layer)
+        if not (gp / "zarr.json").exists():
+            have = [f"{d}/{m}/{lay}" for d, m, lay in self._triples()]
+            hint = f"; the store holds: {', '.join(have)}" if have else "; the store is empty"
+            raise StoreError(f"store {str(self.path)!r} has no embeddings for {dataset}/{model}/{layer}{hint}")
+        try:
+            g = zarr.open_group(str(gp), mode="r")
+            attrs = dict(g.attrs)
+        except Exception as exc:
+            raise StoreError(f"corrupt store group {str(gp)!r}: {exc}") from None
+        if must_be_complete and not attrs.get("complete"):
+            raise StoreError(f"embeddings {dataset}/{model}/{layer} in {str(self.path)!r} are incomplete "
+                             "(an extraction was interrupted): run the extraction again to finish it")
+        return g
+
+    def _triples(self) -> list[tuple[str, str, str]]:
+        out = []
+        if not self.path.is_dir():
+            return out
+        for d in sorted(x for x in self.path.iterdir() if x.is_dir()):
+            for m in sorted(x for x in d.iterdir() if x.is_dir()):
+                for lay in sorted(x for x in m.iterdir() if x.is_dir()):
+                    if (lay / "zarr.json").exists():
+                        out.append((d.name, m.name, lay.name))
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def has(self, dataset: str, model: str, layer: str) -> bool:
+        """Whether complete embeddings of ``dataset`` by ``model`` at ``layer`` are stored."""
+        gp = self._group_path(dataset, model, layer)
+        if not (gp / "zarr.json").exists():
+            return False
+        try:
+            return bool(_zarr().open_group(str(gp), mode="r").attrs.get("complete", False))
+        except Exception:
+            return False
+
+    def list(self) -> list[dict[str, Any]]:
+        """What the store holds: one dict per (dataset, model, layer).
+
+        Returns
+        -------
+        list of dict
+            Keys ``dataset``, ``model``, ``layer``, ``complete``, ``n`` (embedded samples),
+            ``n_skipped``, ``dim``, ``poolings`` (stored pooled arrays), ``n_shards`` (committed
+            shards of an unfinished extraction).
+        """
+        zarr = _zarr()
+        rows = []
+        for d, m, lay in self._triples():
+            gp = self.path / d / m / lay
+            g = zarr.open_group(str(gp), mode="r")
+            attrs = dict(g.attrs)
+            complete = bool(attrs.get("complete"))
+            row = {"dataset": attrs.get("dataset", d), "model": attrs.get("model", m), "layer": attrs.get("layer", lay),
+                   "complete": complete, "n": None, "n_skipped": None, "dim": None, "poolings": [],
+                   "n_shards": len(self._committed_shards(gp))}
+            if complete:
+                pooled = g["pooled"]
+                row.update(n=int(pooled.shape[0]), dim=int(pooled.shape[1]), n_skipped=int(g["skipped_ids"].shape[0]),
+                           poolings=[p for p, a in _ARRAY_FOR.items() if a in g])
+            rows.append(row)
+        return rows
+
+    def provenance(self, dataset: str, model: str, layer: str) -> dict[str, Any]:
+        """The attrs of a stored layer: model provenance, dataset name and fingerprint, versions, times."""
+        return dict(self._layer_group(dataset, model, layer).attrs)
+
+    def skipped(self, dataset: str, model: str, layer: str) -> dict[str, str]:
+        """Sample id → reason, for every sample the model did not embed."""
+        g = self._layer_group(dataset, model, layer)
+        return dict(zip(_strs(g["skipped_ids"]), _strs(g["skipped_reasons"]), strict=True))
+
+    def read(self, dataset: str, model: str, layer: str, *, pooling: str = "mean") -> tuple[list[str], np.ndarray]:
+        """Pooled embeddings, one row per embedded sample.
+
+        Parameters
+        ----------
+        dataset, model, layer : str
+        pooling : {"mean", "sum", "max"}
+            Read the stored array, or pool the stored per-atom features when it was not stored.
+
+        Returns
+        -------
+        ids : list of str, length N
+        X : ndarray, shape (N, D), float32
+        """
+        if pooling not in _POOLINGS:
+            raise UnknownNameError("pooling", str(pooling), _POOLINGS)
+        g = self._layer_group(dataset, model, layer)
+        ids = _strs(g["sample_ids"])
+        name = _ARRAY_FOR[pooling]
+        if name in g:
+            return ids, np.asarray(g[name][:], dtype=np.float32)
+        if "atom_features" not in g:
+            raise StoreError(f"{dataset}/{model}/{layer}: pooling {pooling!r} was not stored and there are no "
+                             "per-atom features to compute it from")
+        feats, offsets = g["atom_features"][:], g["atom_offsets"][:]
+        return ids, _pool_segments(feats, offsets, pooling)
+
+    def read_atoms(self, dataset: str, model: str, layer: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Per-atom features.
+
+        Returns
+        -------
+        ids : list of str, length N
+        features : ndarray, shape (ΣNatoms, D), float32
+        offsets : ndarray, shape (N + 1,), int64
+            The rows of sample ``i`` are ``features[offsets[i]:offsets[i + 1]]``.
+        """
+        g = self._layer_group(dataset, model, layer)
+        if "atom_features" not in g:
+            raise StoreError(f"{dataset}/{model}/{layer} was stored without per-atom features (save_atoms=False)")
+        return _strs(g["sample_ids"]), np.asarray(g["atom_features"][:], dtype=np.float32), \
+            np.asarray(g["atom_offsets"][:], dtype=np.int64)
+
+    # ------------------------------------------------------------------ writing
+    @staticmethod
+    def _committed_shards(gp: Path) -> list[int]:
+        sd = gp / "shards"
+        if not sd.is_dir():
+            return []
+        return sorted(int(x.name) for x in sd.iterdir() if x.is_dir() and x.name.isdigit())
+
+    def write_shard(self, dataset: str, model: str, layer: str, index: int, *, ids: Sequence[str],
+                    arrays: Sequence[np.ndarray], skipped: dict[str, str] | None = None,
+                    block_ids: Sequence[str] | None = None, poolings: Sequence[str] = ("mean",),
+                    save_atoms: bool = True) -> Path:
+        """Write one shard and commit it atomically (temporary folder, then rename).
+
+        Parameters
+        ----------
+        dataset, model, layer : str
+        index : int
+            Shard number (shards are concatenated in increasing index).
+        ids : sequence of str
+            Ids of the embedded samples of this shard, in order.
+        arrays : sequence of ndarray
+            One ``(n_atoms_i, D)`` (or ``(1, D)``) float array per id.
+        skipped : dict of str to str, optional
+            Id → reason for the samples of this shard that were not embedded.
+        block_ids : sequence of str, optional
+            Every sample id the shard covers (embedded and skipped), to check a resumed run.
+        poolings : sequence of {"mean", "sum", "max"}
+        save_atoms : bool
+            Keep the per-atom features (else only pooled rows).
+
+        Returns
+        -------
+        Path
+            The committed shard folder. A shard that is already committed is left as it is.
+        """
+        zarr = _zarr()
+        if self.mode == "r":
+            raise StoreError(f"store {str(self.path)!r} is open read-only")
+        if len(ids) != len(arrays):
+            raise InputError(f"write_shard: {len(ids)} ids but {len(arrays)} arrays")
+        for p in poolings:
+            if p not in _POOLINGS:
+                raise UnknownNameError("pooling", str(p), _POOLINGS)
+        skipped = dict(skipped or {})
+        self._ensure_groups(dataset, model, layer)
+        gp = self._group_path(dataset, model, layer)
+        final = gp / "shards" / f"{int(index):06d}"
+        if final.exists():
+            return final
+        (gp / "shards").mkdir(parents=True, exist_ok=True)
+        dims = {np.asarray(a).shape[1] for a in arrays if np.asarray(a).ndim == 2}
+        if len(dims) > 1:
+            raise InputError(f"write_shard: arrays of shard {index} have different widths {sorted(dims)}")
+        for i, a in zip(ids, arrays, strict=True):
+            a = np.asarray(a)
+            if a.ndim != 2 or a.shape[0] == 0:
+                raise InputError(f"write_shard: features of sample {i!r} must be a non-empty 2D array; got {a.shape}")
+            if not np.isfinite(a).all():
+                raise InputError(f"write_shard: features of sample {i!r} contain NaN or inf")
+        d = dims.pop() if dims else 0
+        tmp = gp / "shards" / f".tmp-{int(index):06d}-{uuid.uuid4().hex[:8]}"
+        g = zarr.open_group(str(tmp), mode="w")
+        counts = np.array([np.asarray(a).shape[0] for a in arrays], dtype=np.int64)
+        feats = (np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays]) if arrays
+                 else np.zeros((0, d), np.float32))
+        g.create_array("sample_ids", data=_str_array(ids))
+        g.create_array("n_atoms", data=counts)
+        if save_atoms:
+            g.create_array("atom_features", data=feats)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        for p in poolings:
+            g.create_array(_ARRAY_FOR[p], data=_pool_segments(feats, offsets, p) if len(ids) else np.zeros((0, d), np.float32))
+        g.create_array("skipped_ids", data=_str_array(list(skipped)))
+        g.create_array("skipped_reasons", data=_str_array(list(skipped.values())))
+        g.attrs["block_ids_sha"] = _sha(block_ids if block_ids is not None else list(ids) + list(skipped))
+        g.attrs["dim"] = int(d)
+        os.rename(tmp, final)  # the commit
+        return final
+
+    def extract(self, dataset, extractor, *, layer: str | None = None, shard_size: int = 256,
+                batch_size: int | None = None, poolings: Sequence[str] = ("mean",), save_atoms: bool = True,
+                progress: bool | Callable[[int, int], None] = True, overwrite: bool = False) -> dict[str, Any]:
+        """Embed ``dataset`` with ``extractor`` into the store, resuming an interrupted run.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            Samples with stable ids (:class:`matteralign.samples.Dataset`).
+        extractor : Extractor
+            A model adapter (:func:`matteralign.models.load`).
+        layer : str, optional
+            The extractor's default layer when ``None``.
+        shard_size : int
+            Samples per shard (the unit of atomic commit and of resumption).
+        batch_size : int, optional
+            Inputs per forward pass (the extractor's default when ``None``).
+        poolings : sequence of {"mean", "sum", "max"}
+            Pooled arrays to store; ``mean`` is always stored.
+        save_atoms : bool
+            Store the per-atom features too.
+        progress : bool or callable
+            Show a Rich progress bar, or call ``progress(done, total)`` after each shard.
+        overwrite : bool
+            Discard stored embeddings of this (dataset, model, layer) first; required when the
+            stored ones come from a different dataset (fingerprint) or plan.
+
+        Returns
+        -------
+        dict
+            ``dataset``, ``model``, ``layer``, ``n`` (embedded), ``n_skipped``, ``dim``,
+            ``computed_shards`` (shards computed by this call), ``seconds``, ``path``.
+        """
+        from .samples import Dataset
+
+        if self.mode == "r":
+            raise StoreError(f"store {str(self.path)!r} is open read-only")
+        if not isinstance(dataset, Dataset):
+            raise InputError(f"extract expects a matteralign Dataset; got {type(dataset).__name__}")
+        if len(dataset) == 0:
+            raise InputError(f"dataset {dataset.name!r} is empty; nothing to extract")
+        if isinstance(shard_size, bool) or not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
+            raise InputError(f"shard_size must be a positive integer; got {shard_size!r}")
+        poolings = list(dict.fromkeys(["mean", *poolings]))
+        for p in poolings:
+            if p not in _POOLINGS:
+                raise UnknownNameError("pooling", str(p), _POOLINGS)
+        layer = extractor.resolve_layer(layer)
+        model = extractor.name
+        gp = self._group_path(dataset.name, model, layer)
+        t0 = time.perf_counter()
+        plan = {"dataset_fingerprint": dataset.fingerprint(), "n_samples": len(dataset),
+                "shard_size": int(shard_size), "poolings": poolings, "save_atoms": bool(save_atoms)}
+
+        if overwrite and gp.exists():
+            shutil.rmtree(gp)
+        g = self._ensure_groups(dataset.name, model, layer)
+        attrs = dict(g.attrs)
+        if attrs.get("plan") is not None and attrs["plan"] != plan:
+            old = attrs["plan"]
+            diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
+            raise StoreError(f"{str(gp)!r} holds embeddings made with a different plan {diff} (stored, requested); "
+                             "pass overwrite=True (CLI: --overwrite) to replace them")
+        if attrs.get("complete"):
+            self._cleanup_shards(gp)
+            return self._summary(dataset.name, model, layer, 0, time.perf_counter() - t0)
+        if attrs.get("plan") is None:
+            g.attrs.update(_jsonable({
+                "dataset": dataset.name, "model": model, "layer": layer, "plan": plan, "complete": False,
+                "provenance": extractor.provenance() | {"layer": layer},
+                "dataset_meta": dataset.meta, "versions": _versions(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }))
+        blocks = [(k, dataset.samples[s:s + shard_size]) for k, s in enumerate(range(0, len(dataset), shard_size))]
+        done = set(self._committed_shards(gp))
+        todo = [(k, b) for k, b in blocks if k not in done]
+        for k, b in blocks:  # a committed shard must cover the same samples
+            if k in done:
+                sha = _zarr().open_group(str(gp / "shards" / f"{k:06d}"), mode="r").attrs.get("block_ids_sha")
+                if sha != _sha([s.id for s in b]):
+                    raise StoreError(f"shard {k} of {str(gp)!r} covers other samples than this dataset's block {k}; "
+                                     "pass overwrite=True to start again")
+
+        n_total = len(dataset)
+        report, finish = _progress(progress, n_total, f"{dataset.name} · {model} · {layer}")
+        try:
+            report(sum(len(b) for k, b in blocks if k in done))
+            for k, b in todo:
+                ids, arrays, skipped = extractor.embed_samples(b, layer=layer, batch_size=batch_size)
+                self.write_shard(dataset.name, model, layer, k, ids=ids, arrays=arrays, skipped=skipped,
+                                 block_ids=[s.id for s in b], poolings=poolings, save_atoms=save_atoms)
+                report(len(b))
+        finally:
+            finish()
+        self._consolidate(gp, len(blocks), poolings, save_atoms)
+        return self._summary(dataset.name, model, layer, len(todo), time.perf_counter() - t0)
+
+    def _consolidate(self, gp: Path, n_shards: int, poolings: Sequence[str], save_atoms: bool) -> None:
+        zarr = _zarr()
+        have = self._committed_shards(gp)
+        if have != list(range(n_shards)):
+            raise StoreError(f"{str(gp)!r}: expected shards 0..{n_shards - 1}, found {have}")
+        shards = [zarr.open_group(str(gp / "shards" / f"{k:06d}"), mode="r") for k in range(n_shards)]
+        dims = {int(s.attrs["dim"]) for s in shards if s["sample_ids"].shape[0] > 0}
+        if len(dims) > 1:
+            raise StoreError(f"{str(gp)!r}: shards have different feature widths {sorted(dims)}")
+        d = dims.pop() if dims else 0
+        ids = [i for s in shards for i in _strs(s["sample_ids"])]
+        if len(set(ids)) != len(ids):
+            raise StoreError(f"{str(gp)!r}: duplicated sample ids across shards")
+        g = zarr.open_group(str(gp), mode="a")
+        counts = np.concatenate([s["n_atoms"][:] for s in shards]).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+        def put(name, data, chunk_rows=None):
+            if name in g:
+                del g[name]
+            kw = {}
+            if chunk_rows and data.ndim == 2 and data.shape[0] > 0:
+                kw["chunks"] = (min(data.shape[0], chunk_rows), max(data.shape[1], 1))
+            g.create_array(name, data=data, **kw)
+
+        put("sample_ids", _str_array(ids))
+        put("atom_offsets", offsets)
+        for p in poolings:
+            name = _ARRAY_FOR[p]
+            parts = [s[name][:] for s in shards if s["sample_ids"].shape[0] > 0]
+            put(name, np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, d), np.float32), 8192)
+        if save_atoms:
+            parts = [s["atom_features"][:] for s in shards if s["sample_ids"].shape[0] > 0]
+            put("atom_features", np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, d), np.float32),
+                65536)
+        put("skipped_ids", _str_array([i for s in shards for i in _strs(s["skipped_ids"])]))
+        put("skipped_reasons", _str_array([r for s in shards for r in _strs(s["skipped_reasons"])]))
+        g.attrs.update({"complete": True, "n": len(ids), "dim": d, "pooling": "mean",
+                        "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        self._cleanup_shards(gp)
+
+    @staticmethod
+    def _cleanup_shards(gp: Path) -> None:
+        sd = gp / "shards"
+        if sd.exists():
+            shutil.rmtree(sd, ignore_errors=True)
+
+    def _summary(self, dataset: str, model: str, layer: str, computed: int, seconds: float) -> dict[str, Any]:
+        g = self._layer_group(dataset, model, layer)
+        return {"dataset": dataset, "model": model, "layer": layer, "n": int(g["pooled"].shape[0]),
+                "n_skipped": int(g["skipped_ids"].shape[0]), "dim": int(g["pooled"].shape[1]),
+                "computed_shards": computed, "seconds": seconds, "path": str(self._group_path(dataset, model, layer))}
+
+
+# ---------------------------------------------------------------------- helpers
+def _str_array(values: Sequence[str]) -> np.ndarray:
+    string_dtype = getattr(np.dtypes, "StringDType", None)  # numpy >= 2: zarr's variable-length strings
+    return np.array([str(v) for v in values], dtype=string_dtype() if string_dtype else object)
+
+
+def _strs(arr) -> list[str]:
+    return [str(x) for x in np.asarray(arr[:]).tolist()] if arr.shape[0] else []
+
+
+def _sha(ids: Sequence[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(str(i).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _pool_segments(feats: np.ndarray, offsets: np.ndarray, how: str) -> np.ndarray:
+    """Pool consecutive row segments ``feats[offsets[i]:offsets[i+1]]`` (float64 accumulation)."""
+    starts = offsets[:-1]
+    if len(starts) == 0:
+        return np.zeros((0, feats.shape[1]), np.float32)
+    if how == "max":
+        return np.maximum.reduceat(feats, starts, axis=0).astype(np.float32)
+    s = np.add.reduceat(feats.astype(np.float64), starts, axis=0)
+    if how == "mean":
+        s /= np.diff(offsets)[:, None]
+    return s.astype(np.float32)
+
+
+def _progress(progress, total: int, label: str):
+    """(report(n_new), finish()) for a bool (Rich bar) or a callable progress option."""
+    if callable(progress):
+        done = [0]
+
+        def report(n):
+            done[0] += n
+            progress(done[0], total)
+
+        return report, lambda: None
+    if not progress:
+        return (lambda n: None), (lambda: None)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), transient=False)
+    task = bar.add_task(label, total=total)
+    bar.start()
+    return (lambda n: bar.advance(task, n)), bar.stop
