@@ -45,7 +45,8 @@ def test_compare_errors_are_one_line(tmp_path, capsys):
     assert "k=500 is too large" in " ".join(capsys.readouterr().out.split())
 
 
-def test_list_metrics_shows_registry(capsys):
+def test_list_metrics_shows_registry(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # wide enough that Rich does not elide names
     main(["list", "metrics"])
     printed = capsys.readouterr().out
     for name in ("cknna", "mutual_knn", "cycle_knn", "unbiased_cka", "cka_rbf"):
