@@ -106,3 +106,33 @@ def test_bad_input():
         information_imbalance(X, np.zeros((10, 2)))
     with pytest.raises(InputError, match="subset_size"):
         information_imbalance_subsets(X, X, subset_size=0)
+
+
+def test_pairwise_geometry_equals_single_pairs(abc):
+    from matteralign.metrics import distance_correlation, pairwise_geometry
+
+    out = pairwise_geometry({"A": abc[0], "B": abc[1], "C": abc[2]}, k=5, block_rows=64)
+    assert out["names"] == ["A", "B", "C"]
+    for a in range(3):
+        for b in range(3):
+            assert out["information_imbalance"][a, b] == pytest.approx(
+                information_imbalance(abc[a], abc[b], k=5), abs=1e-15)
+            assert out["dcor2"][a, b] == pytest.approx(distance_correlation(abc[a], abc[b], squared=True), abs=1e-12)
+            assert out["dcor2_unbiased"][a, b] == pytest.approx(
+                distance_correlation(abc[a], abc[b], squared=True, unbiased=True), abs=1e-12)
+    assert out["dcor"][0, 1] == pytest.approx(0.947654, abs=1e-6)
+
+
+def test_pairwise_table_uses_all_pairs_path(abc):
+    from matteralign.metrics import pairwise, to_matrix
+
+    reps = {"A": abc[0], "B": abc[1], "C": abc[2]}
+    table = pairwise(reps, ["dcor2", ("information_imbalance", {"k": 1}), "intrinsic_dimension"], normalize="none")
+    ii = table[table.metric == "information_imbalance"].set_index(["model_a", "model_b"])["value"]
+    assert ii[("A", "B")] == pytest.approx(0.016152, abs=1e-6)
+    assert ii[("B", "A")] == pytest.approx(0.029680, abs=1e-6)
+    d = table[table.metric == "dcor2"].set_index(["model_a", "model_b"])["value"]
+    assert d[("A", "C")] == pytest.approx(0.320167**2, abs=1e-6)
+    ids = table[table.metric == "intrinsic_dimension"].set_index("model_a")["value"]
+    assert ids["C"] == pytest.approx(28.482204, abs=1e-6)
+    assert to_matrix(table, "dcor2").shape == (3, 3)

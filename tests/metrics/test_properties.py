@@ -19,6 +19,7 @@ from matteralign.metrics import INVARIANCES, METRICS
 
 #: Every metric this file knows about. Add new names here when registering a metric.
 KNOWN_METRICS = {"cknna", "mutual_knn", "cycle_knn", "cka", "unbiased_cka", "cka_rbf"}
+KNOWN_METRICS |= {"dcor", "dcor2", "dcor2_unbiased", "intrinsic_dimension", "idcor", "information_imbalance"}
 
 N = 160
 RTOL, ATOL = 1e-7, 1e-9

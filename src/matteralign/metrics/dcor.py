@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._blocked import check_precision, distance_sums, prepare_workspace
+from ._registry import MetricSpec, register
 from ._validate import check_pair
 
 __all__ = ["distance_correlation", "distance_correlation_matrix"]
@@ -92,8 +93,8 @@ def distance_correlation(
     Notes
     -----
     Exact, ``O(N^2 (D_x + D_y))`` time in one streamed pass, ``O(B N)`` memory. Invariant to
-    translations, orthogonal transforms and isotropic scaling of either argument. Needs at least 2
-    samples (4 for the U-statistic).
+    translations, orthogonal transforms and isotropic scaling of either argument. Needs at least 4
+    samples.
 
     References
     ----------
@@ -103,7 +104,7 @@ def distance_correlation(
     check_precision(precision)
     if unbiased and not squared:
         _finish(np.zeros((1, 1)), squared=False, unbiased=True)
-    Xa, Ya = check_pair(X, Y, min_samples=4 if unbiased else 2)
+    Xa, Ya = check_pair(X, Y, min_samples=4)
     sums = distance_sums(
         [prepare_workspace(Xa, precision=precision), prepare_workspace(Ya, precision=precision)],
         block_rows=block_rows,
@@ -129,7 +130,7 @@ def distance_correlation_matrix(
     check_precision(precision)
     if unbiased and not squared:
         _finish(np.zeros((1, 1)), squared=False, unbiased=True)
-    arrays = _check_many(reps, min_samples=4 if unbiased else 2)
+    arrays = _check_many(reps, min_samples=4)
     sums = distance_sums([prepare_workspace(a, precision=precision) for a in arrays], block_rows=block_rows)
     return _finish(_ratio(sums.dcov2(unbiased=unbiased)), squared=squared, unbiased=unbiased)
 
@@ -148,3 +149,56 @@ def _check_many(reps: Sequence, *, min_samples: int = 4) -> list[np.ndarray]:
                 f"reps[{i}] has {a.shape[0]}."
             )
     return arrays
+
+
+def _sums_from_caches(caches, precision: str):
+    key = ("dcor", "sums", tuple(id(c) for c in caches), precision)
+    return caches[0].memo(key, lambda: distance_sums([prepare_workspace(c.features, precision=precision)
+                                                        for c in caches]))
+
+
+def _from_caches_all(*, squared: bool, unbiased: bool):
+    def compute(caches, precision: str = "float64") -> np.ndarray:
+        """All pairs from :class:`~matteralign.metrics.ModelCache` objects; one pass shared by the dCor metrics."""
+        sums = _sums_from_caches(list(caches), precision)
+        return _finish(_ratio(sums.dcov2(unbiased=unbiased)), squared=squared, unbiased=unbiased)
+
+    return compute
+
+
+def _dcor(X, Y, *, precision: str = "float64") -> float:
+    return distance_correlation(X, Y, precision=precision)
+
+
+def _dcor2(X, Y, *, precision: str = "float64") -> float:
+    return distance_correlation(X, Y, squared=True, precision=precision)
+
+
+def _dcor2_u(X, Y, *, precision: str = "float64") -> float:
+    return distance_correlation(X, Y, squared=True, unbiased=True, precision=precision)
+
+
+_REF = "Székely, Rizzo & Bakirov 2007, doi:10.1214/009053607000000505; R energy / dcor (vnmabus)"
+_ALL = frozenset({"orthogonal", "isotropic_scale", "translation", "feature_permutation", "sample_permutation"})
+for _name, _fn, _sq, _ub, _bounds, _desc in (
+    ("dcor", _dcor, False, False, (0.0, 1.0), "distance correlation (Székely V-statistic, square root)"),
+    ("dcor2", _dcor2, True, False, (0.0, 1.0), "squared distance correlation, V-statistic (arXiv 2512.03750 Eq. A18)"),
+    ("dcor2_unbiased", _dcor2_u, True, True, (-1.0, 1.0),
+     "bias-corrected squared distance correlation (U-statistic; ~0 under independence, may be negative)"),
+):
+    register(
+        MetricSpec(
+            name=_name,
+            function=_fn,
+            symmetric=True,
+            bounds=_bounds,
+            higher_is_better=True,
+            invariances=_ALL,
+            reference=_REF + ("; Székely & Rizzo 2014, doi:10.1214/14-AOS1255" if _ub else ""),
+            params={"precision": "float64"},
+            self_value=1.0,
+            from_caches_all=_from_caches_all(squared=_sq, unbiased=_ub),
+            needs=frozenset({"features"}),
+            description=_desc,
+        )
+    )

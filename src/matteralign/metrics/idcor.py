@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._blocked import exact_knn_l2
+from ._registry import MetricSpec, register
 from ._validate import check_pair, check_positive_int
 from .intrinsic_dim import twonn_from_distances
 
@@ -109,3 +110,25 @@ def id_correlation(X, Y, *, n_permutations: int = 100, seed: int = 0) -> IdCorRe
             hits += _twonn(np.hstack([Xn, Yn[perm]]), "[X|Y]") <= id_joint
         p = (1 + hits) / (n_permutations + 1)
     return IdCorResult(float(value), p, id_x, id_y, id_joint, n_permutations)
+
+
+def _idcor_value(X, Y) -> float:
+    return id_correlation(X, Y, n_permutations=0).value
+
+
+register(
+    MetricSpec(
+        name="idcor",
+        function=_idcor_value,
+        symmetric=True,
+        bounds=(-float("inf"), float("inf")),
+        higher_is_better=True,
+        invariances=frozenset({"orthogonal", "isotropic_scale", "feature_permutation", "sample_permutation"}),
+        reference="Basile et al. 2025, arXiv 2406.15812 (lorenzobasile/IDCorrelation)",
+        params={},
+        self_value=1.0,
+        needs=frozenset({"features"}),
+        description="IdCor (TwoNN on L2-normalised rows; nominally [0, 1], noisy estimates may leave it); "
+        "p-value via id_correlation",
+    )
+)

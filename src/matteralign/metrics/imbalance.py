@@ -31,6 +31,7 @@ from ._blocked import (
     row_blocks,
     sq_dist_block,
 )
+from ._registry import MetricSpec, register
 from ._validate import check_array, check_k, check_pair, check_positive_int
 
 __all__ = [
@@ -159,7 +160,7 @@ def information_imbalance(
     Glielmo, Zeni, Cheng, Tamás & Laio (2022), PNAS Nexus 1(2), pgac039, doi:10.1093/pnasnexus/pgac039.
     """
     check_precision(precision)
-    Xa, Ya = check_pair(X, Y, min_samples=2)
+    Xa, Ya = check_pair(X, Y, min_samples=4)
     k = check_k(k, Xa.shape[0])
     return float(information_imbalance_matrix([Xa, Ya], k=k, precision=precision, block_rows=block_rows,
                                               pairs=[(0, 1)])[0, 1])
@@ -182,7 +183,7 @@ def information_imbalance_matrix(
     precomputed exact Euclidean neighbour indices ``(N, >= k)`` per model (self excluded).
     """
     check_precision(precision)
-    arrays = [check_array(r, f"reps[{i}]", min_samples=2) for i, r in enumerate(reps)]
+    arrays = [check_array(r, f"reps[{i}]", min_samples=4) for i, r in enumerate(reps)]
     n = arrays[0].shape[0]
     for i, a in enumerate(arrays):
         if a.shape[0] != n:
@@ -198,7 +199,7 @@ def information_imbalance_matrix(
         if knn is not None:
             nn[s] = np.asarray(knn[s])[:, :k]
         else:
-            nn[s] = exact_knn_l2(arrays[s], k, ws=workspaces[s] if precision == "float32" else None)[1]
+            nn[s] = exact_knn_l2(arrays[s], k, ws=workspaces[s])[1]
     counter = imbalance_counter(workspaces, nn, pairs)
     targets = sorted({b for _, b in pairs})
     used = [workspaces[t] for t in targets]
@@ -264,7 +265,7 @@ def information_imbalance_subsets(
         ``value`` (lower is better, as :func:`information_imbalance`), ``sem``, ``n_subsets``,
         ``subset_size``.
     """
-    Xa, Ya = check_pair(X, Y, min_samples=2)
+    Xa, Ya = check_pair(X, Y, min_samples=4)
     n = Xa.shape[0]
     subset_size = check_positive_int(subset_size, "subset_size", minimum=2)
     subset_size = min(subset_size, n)
@@ -279,3 +280,26 @@ def information_imbalance_subsets(
     vals = np.asarray(vals)
     sem = float(vals.std(ddof=1) / np.sqrt(n_sub)) if n_sub > 1 else 0.0
     return ImbalanceEstimate(float(vals.mean()), sem, n_sub, subset_size)
+
+
+def _from_caches_all(caches, *, k: int = 1, precision: str = "float32") -> np.ndarray:
+    """All ordered pairs from :class:`~matteralign.metrics.ModelCache` objects, one blocked pass."""
+    return information_imbalance_matrix([c.features for c in caches], k=k, precision=precision)
+
+
+register(
+    MetricSpec(
+        name="information_imbalance",
+        function=information_imbalance,
+        symmetric=False,
+        bounds=(0.0, 2.0),
+        higher_is_better=False,
+        invariances=frozenset({"orthogonal", "isotropic_scale", "translation", "feature_permutation",
+                               "sample_permutation"}),
+        reference="Glielmo et al. 2022, doi:10.1093/pnasnexus/pgac039 (DADApy return_information_imbalace)",
+        params={"k": 1, "precision": "float32"},
+        from_caches_all=_from_caches_all,
+        needs=frozenset({"features"}),
+        description="information imbalance Delta(a -> b), exact ranks; ~0 = a predicts b, ~1 = unrelated",
+    )
+)

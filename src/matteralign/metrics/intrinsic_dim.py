@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._blocked import exact_knn_l2
+from ._registry import MetricSpec, register
 from ._validate import check_array, check_k
 
 __all__ = ["intrinsic_dimension", "twonn_from_distances", "mle_from_distances"]
@@ -113,7 +114,7 @@ def intrinsic_dimension(
         ``TwoNN()``). ``"twonn-ml"``: maximum likelihood ``(N - 1) / sum log mu`` (DADApy
         ``algorithm="ml"``). ``"mle"``: Levina–Bickel with ``k`` neighbours, mean of per-point estimates.
     k : int
-        Neighbours for ``"mle"`` (ignored by TwoNN); ``2 <= k <= N - 1``.
+        Neighbours for ``"mle"``, ``2 <= k <= N - 1`` (validated but unused by TwoNN).
     discard_fraction : float
         Fraction of largest ratios ``mu`` dropped by ``"twonn"``, in [0, 1).
 
@@ -139,11 +140,36 @@ def intrinsic_dimension(
     discard_fraction = _check_fraction(discard_fraction)
     Xa = check_array(X, "X", min_samples=4)
     n = Xa.shape[0]
+    k = check_k(k, n)
     if method == "mle":
-        k = check_k(k, n)
         if k < 2:
             raise InputError(f"k must be at least 2 for the MLE; got {k}.")
         dist, _ = exact_knn_l2(Xa, k)
         return mle_from_distances(dist)
     dist, _ = exact_knn_l2(Xa, 2)
     return twonn_from_distances(dist[:, 0], dist[:, 1], method=method, discard_fraction=discard_fraction)
+
+
+def _from_cache(cache, **params) -> float:
+    key = ("intrinsic_dim", tuple(sorted(params.items())))
+    return cache.memo(key, lambda: intrinsic_dimension(cache.features, **params))
+
+
+register(
+    MetricSpec(
+        name="intrinsic_dimension",
+        function=intrinsic_dimension,
+        symmetric=True,
+        bounds=(0.0, float("inf")),
+        higher_is_better=None,
+        invariances=frozenset({"orthogonal", "isotropic_scale", "translation", "feature_permutation",
+                               "sample_permutation"}),
+        reference="Facco et al. 2017, doi:10.1038/s41598-017-11873-y (TwoNN; DADApy compute_id_2NN); "
+        "Levina & Bickel 2004 (MLE)",
+        params={"method": "twonn", "k": 50, "discard_fraction": 0.1},
+        arity=1,
+        from_cache=_from_cache,
+        needs=frozenset({"features"}),
+        description="intrinsic dimension (TwoNN linear fit; 'twonn-ml'; Levina-Bickel MLE(k))",
+    )
+)
