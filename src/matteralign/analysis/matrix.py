@@ -94,7 +94,7 @@ def _colour_scale(metric: str, M: np.ndarray):
     finite = M[np.isfinite(M)]
     lo = float(min(0.0, finite.min())) if finite.size else 0.0
     hi = float(max(1.0, finite.max())) if finite.size else 1.0
-    if spec is not None and np.isfinite(spec.bounds[1]):
+    if spec is not None and np.isfinite(spec.bounds[1]) and not lower_better:
         hi = max(float(spec.bounds[1]), float(finite.max()) if finite.size else 0.0)
     cmap = "viridis_r" if lower_better else "viridis"
     label = "lower = more shared information" if lower_better else "higher = more aligned"
