@@ -65,6 +65,24 @@ def list_metrics():
     _console().print(table)
 
 
+@list_app.command("models")
+def list_models():
+    """List every model adapter: family, modality, layers and whether it can run here."""
+    from rich.table import Table
+
+    from .models import info
+
+    table = Table(title="matteralign models")
+    for col in ("name", "family", "modality", "default layer", "other layers", "runs here", "description"):
+        table.add_column(col)
+    for row in info():
+        here = "yes" if row["available"] else f"no: {row['reason']}"
+        others = ", ".join(lay for lay in row["layers"] if lay != row["default_layer"])
+        table.add_row(row["name"], row["family"], row["modality"], row["default_layer"], others, here,
+                      row["description"])
+    _console().print(table)
+
+
 @app.command()
 def run(
     study: str = typer.Argument(None, help="Study TOML file (default: the bundled default study)."),
@@ -132,6 +150,40 @@ def compare(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
         console.print(f"wrote {len(table)} rows to {out}")
+
+
+@app.command()
+def extract(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Bundled dataset name or dataset file."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name (see `matteralign list models`)."),
+    layer: str = typer.Option(None, "--layer", help="Layer (default: the model's default layer)."),
+    n: int = typer.Option(None, "--n", help="Random subset of this many samples (all when omitted)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset and of the model."),
+    store: str = typer.Option("runs/store", "--store", help="Embedding store folder."),
+    shard_size: int = typer.Option(256, "--shard-size", help="Samples per atomically committed shard."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Structures per forward pass."),
+    pooling: list[str] = typer.Option(["mean"], "--pooling", help="Pooled arrays to store: mean, sum, max."),
+    threads: int = typer.Option(None, "--threads", help="torch threads while embedding."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace stored embeddings of this layer."),
+):
+    """Embed a dataset with one model into the store (resumes an interrupted run)."""
+    from . import datasets, models
+    from .store import Store
+
+    models.get_spec(model)  # an unknown name fails before any loading
+    ds = datasets.load(dataset, n=n, seed=seed)
+    options = {"seed": seed}
+    if threads is not None:
+        options["num_threads"] = threads
+    extractor = models.load(model, **options)
+    summary = Store(store).extract(ds, extractor, layer=layer, shard_size=shard_size, batch_size=batch_size,
+                                   poolings=pooling, progress=True, overwrite=overwrite)
+    _console().print(
+        f"{summary['dataset']} · {summary['model']} · {summary['layer']}: {summary['n']} samples embedded "
+        f"(d = {summary['dim']}), {summary['n_skipped']} skipped, {summary['computed_shards']} shard(s) computed "
+        f"in {summary['seconds']:.1f} s → {summary['path']}",
+        highlight=False,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
