@@ -25,6 +25,7 @@ the lower-index rule holds.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -38,6 +39,9 @@ _GATHER_ELEMS = 1 << 22  # float64 elements per re-scoring block (32 MiB)
 
 
 def _cuda_available() -> bool:
+    """``torch.cuda.is_available()``, without importing torch (seconds) on machines with no NVIDIA device."""
+    if "torch" not in sys.modules and not (os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")):
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover
