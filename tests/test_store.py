@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import zlib
 import shutil
+import zlib
 
 import numpy as np
 import pytest

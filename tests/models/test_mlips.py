@@ -65,7 +65,6 @@ def _reference_hook(ex, atoms_list):
         import sevenn._keys as KEY
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
-
         from torch_geometric.data import Batch
 
         got = []
