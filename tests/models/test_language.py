@@ -113,6 +113,15 @@ def test_rxnfp_pooling_ignores_padding_and_is_deterministic(rxnfp):
     assert batched.tobytes() == again.tobytes()
 
 
+def test_rxnfp_embed_samples_keeps_input_order(rxnfp):
+    smis = [LONG, "CCO", "C1CC", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1"]
+    samples = [Sample(f"s{i}", smiles=s) for i, s in enumerate(smis)] + [Sample("none", text="x")]
+    ids, arrays, skipped = rxnfp.embed_samples(samples, batch_size=2)
+    assert ids == ["s0", "s1", "s2", "s3", "s4"] and skipped == {"none": "no 'smiles' view"}
+    for s, x in zip(smis, arrays, strict=True):
+        np.testing.assert_allclose(x, rxnfp.embed([s])[0], atol=1e-5, rtol=0)
+
+
 def test_rxnfp_truncates_and_counts(rxnfp):
     ex = models.load("rxnfp-bert", max_length=8)
     x = ex.embed(["CCCCCCCCCCCC", "CC"])
