@@ -77,13 +77,17 @@ class RankCounter:
                 c_hi = torch.searchsorted(srt, hi.contiguous(), side="right")
                 del srt
             else:
-                c_lo = torch.stack([(D < lo[:, c : c + 1]).sum(1) for c in range(thr.shape[1])], dim=1)
-                c_hi = torch.stack([(D <= hi[:, c : c + 1]).sum(1) for c in range(thr.shape[1])], dim=1)
+                c_lo = torch.stack([torch.lt(D, lo[:, c : c + 1]).sum(1, dtype=torch.int32)
+                                    for c in range(thr.shape[1])], dim=1)
+                c_hi = torch.stack([torch.le(D, hi[:, c : c + 1]).sum(1, dtype=torch.int32)
+                                    for c in range(thr.shape[1])], dim=1)
             c_lo = c_lo.numpy().astype(np.int64)
             c_hi = c_hi.numpy().astype(np.int64)
             out = self.counts[n][i0:i1]
             out += c_lo
-            amb_r, amb_c = np.nonzero(c_hi > c_lo)
+            # the neighbour j that defines a threshold is always inside its band and never counts
+            # (d(i, j) < d(i, j) is false): only a second entry in the band needs a float64 decision
+            amb_r, amb_c = np.nonzero(c_hi - c_lo > 1)
             for r in np.unique(amb_r):
                 cols_here = amb_c[amb_r == r]
                 lo_r, hi_r = lo[r, cols_here].min(), hi[r, cols_here].max()
