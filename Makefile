@@ -8,7 +8,7 @@ PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP  := $(VENV)/.matteralign-installed
 OUT    ?= runs/default
 
-.PHONY: all env run test test-fast bench lint clean
+.PHONY: all env envs run test test-fast bench lint clean
 
 all: test
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 env: $(STAMP)
+
+# Per-family model environments (fairchem, mace, orb) in the per-user cache; built once per machine.
+envs: $(STAMP)
+	nice $(VENV)/bin/matteralign env create
 
 run: $(STAMP)
 	$(VENV)/bin/matteralign run --out $(OUT)

@@ -59,6 +59,9 @@ class ModelSpec:
         returns the reason it cannot run, or ``None``.
     description : str
         One line for ``matteralign list models``.
+    env : str, optional
+        The model environment it runs in (:mod:`matteralign.envs`; ``None``: the main one).
+        Extraction elsewhere goes through :func:`matteralign.envs.extract_in_env`.
     """
 
     name: str
@@ -72,6 +75,7 @@ class ModelSpec:
     requires_checkpoint: bool = False
     check: Callable[[], str | None] | None = None
     description: str = ""
+    env: str | None = None
 
     def __post_init__(self):
         if self.name != self.name.lower() or not self.name:
@@ -83,6 +87,16 @@ class ModelSpec:
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot run here (``None`` when it can), without importing heavy packages."""
+        if self.env:
+            from .. import envs
+
+            if envs.current_family() != self.env:
+                spec = envs.FAMILIES.get(self.env)
+                if spec is not None and spec.unavailable:
+                    return f"needs env {self.env} (torch {spec.torch}): not built here"
+                if not envs.exists(self.env):
+                    return f"needs env {self.env}: `matteralign env create {self.env}`"
+                return "needs a checkpoint (checkpoint=PATH)" if self.requires_checkpoint else None
         for mod in self.requires:
             try:
                 found = importlib.util.find_spec(mod) is not None
@@ -192,6 +206,10 @@ def load(name: str, **options: Any):
         The model cannot be built (e.g. a checkpoint path that does not exist).
     """
     spec = get_spec(name)
+    if spec.env:
+        from .. import envs
+
+        envs.require_env(spec.env, name)
     for mod in spec.requires:
         try:
             found = importlib.util.find_spec(mod) is not None

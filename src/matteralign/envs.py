@@ -1,0 +1,577 @@
+"""Per-family model environments: one virtualenv per group of packages that cannot share one.
+
+Some model families pin incompatible versions of the same package (``mace-torch`` pins
+``e3nn==0.4.4``, ``fairchem-core`` 2.x installs ``e3nn`` 0.6, and a MACE ``.model`` pickle loads
+only under the e3nn that saved it). Each family therefore gets its own virtualenv holding
+``torch``, the family's pinned packages, matteralign's own runtime dependencies and matteralign
+itself (editable, ``--no-deps``). Extraction for a model of such a family runs in a subprocess of
+that environment's Python (:mod:`matteralign._worker`) and writes into the same store.
+
+Environments live in a per-user cache directory (``$MATTERALIGN_ENV_DIR``, else
+``$XDG_CACHE_HOME/matteralign/envs``, else ``~/.cache/matteralign/envs``) under
+``<family>-<key>``, where ``key`` hashes the pinned requirements, the torch version and the
+Python version (as pre-commit and nox do): each is built once per machine and reused by later
+runs and by CI on the same machine. A build happens in a temporary folder that is renamed at the
+end, under a file lock, so a half-built environment is never used.
+
+>>> from matteralign import envs
+>>> envs.create("mace")                                      # doctest: +SKIP
+>>> envs.extract_in_env("runs/store", ds, "mace-mp", checkpoint="mace.model")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, InputError, MatterAlignError, ModelError, StoreError, UnknownNameError
+
+__all__ = [
+    "EnvSpec",
+    "FAMILIES",
+    "BASE_REQUIREMENTS",
+    "env_root",
+    "env_path",
+    "env_key",
+    "exists",
+    "create",
+    "list_envs",
+    "python_of",
+    "current_family",
+    "require_env",
+    "extract_in_env",
+    "run_in_env",
+]
+
+#: matteralign's own runtime dependencies needed by the worker (store, samples, adapters' helpers).
+BASE_REQUIREMENTS = ("numpy", "scipy", "zarr>=3.0", "pydantic>=2.6", "rich>=13", "typer>=0.12", "ase>=3.23")
+
+#: The file each environment carries with what it holds.
+MANIFEST = "matteralign-env.json"
+
+_KEY_PACKAGES = ("torch", "numpy", "e3nn", "ase", "fairchem-core", "mace-torch", "orb-models", "zarr")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One model environment: what it installs and why it exists.
+
+    Attributes
+    ----------
+    family : str
+        Environment name (``matteralign env create FAMILY``).
+    requirements : tuple of str
+        Pinned family packages, installed after torch with the torch pin as a constraint.
+    torch : str
+        The torch version installed first (the CPU wheel on disk for 2.13.0).
+    description : str
+    unavailable : str, optional
+        Why this environment is not built here (``None`` when it can be).
+    """
+
+    family: str
+    requirements: tuple[str, ...]
+    torch: str = "2.13.0"
+    description: str = ""
+    unavailable: str | None = None
+
+
+FAMILIES: dict[str, EnvSpec] = {
+    "fairchem": EnvSpec("fairchem", ("fairchem-core==2.24.0",),
+                        description="fairchem-core 2.x: UMA and eSEN (e3nn 0.6)"),
+    "mace": EnvSpec("mace", ("mace-torch==0.3.16", "e3nn==0.4.4"),
+                    description="MACE-MP / MACE-OFF / MACE-OMAT (e3nn 0.4.4, pinned by mace-torch)"),
+    "orb": EnvSpec("orb", ("orb-models==0.5.5",),
+                   description="Orb v2 / v3 (orb-models 0.5.5: the newest release for Python 3.11)"),
+    "eqv2": EnvSpec("eqv2", ("fairchem-core==1.10.0", "numpy<2"), torch="2.4.1",
+                    description="EquiformerV2 (only in fairchem-core 1.x)",
+                    unavailable=("fairchem-core 1.10 pins torch~=2.4.0 and numpy<2; no torch 2.4 CPU wheel is on "
+                                 "this machine and PyPI's torch 2.4 pulls several GB of CUDA wheels")),
+}
+
+
+# ---------------------------------------------------------------------- locations and keys
+def env_root() -> Path:
+    """The folder holding every environment (``$MATTERALIGN_ENV_DIR`` or the per-user cache)."""
+    root = os.environ.get("MATTERALIGN_ENV_DIR")
+    if root:
+        return Path(root).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "matteralign" / "envs"
+
+
+def get_env_spec(family: str) -> EnvSpec:
+    """The :class:`EnvSpec` of ``family`` (:class:`UnknownNameError` otherwise)."""
+    if family not in FAMILIES:
+        raise UnknownNameError("model environment", str(family), FAMILIES)
+    return FAMILIES[family]
+
+
+def env_key(family: str) -> str:
+    """Twelve hex digits identifying the requirements, torch and Python version of ``family``.
+
+    .. math:: \\mathrm{key} = \\mathrm{sha256}(\\mathrm{json}(\\text{family, torch, requirements, base, python}))_{:12}
+    """
+    spec = get_env_spec(family)
+    blob = json.dumps({"family": spec.family, "torch": spec.torch, "requirements": list(spec.requirements),
+                       "base": list(BASE_REQUIREMENTS), "python": platform.python_version(),
+                       "machine": platform.machine()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def env_path(family: str) -> Path:
+    """Where the environment of ``family`` lives (whether or not it exists)."""
+    return env_root() / f"{family}-{env_key(family)}"
+
+
+def python_of(family: str) -> Path:
+    """The Python interpreter of ``family``'s environment."""
+    return env_path(family) / "bin" / "python"
+
+
+def exists(family: str) -> bool:
+    """Whether the environment of ``family`` is built (complete: its manifest is there)."""
+    p = env_path(family)
+    return (p / MANIFEST).is_file() and (p / "bin" / "python").exists()
+
+
+def current_family() -> str | None:
+    """The family of the environment this Python runs in (``None`` for the main environment)."""
+    return os.environ.get("MATTERALIGN_ENV") or None
+
+
+def require_env(family: str, model: str) -> None:
+    """Raise a clear :class:`MissingDependencyError`-style error when ``model`` runs outside its env.
+
+    Parameters
+    ----------
+    family : str
+        The environment the model needs.
+    model : str
+        The model name (for the message).
+
+    Raises
+    ------
+    ModelError
+        This Python is not in environment ``family``; the message names ``matteralign env create``.
+    """
+    here = current_family()
+    if here == family:
+        return
+    built = "is built" if exists(family) else "is not built yet"
+    raise ModelError(
+        f"model {model!r} runs in the {family!r} model environment (this Python is "
+        f"{'the main environment' if here is None else repr(here)}); the environment {built}. "
+        f"Create it with `matteralign env create {family}`, then use `matteralign extract --model {model} ...` "
+        f"or matteralign.envs.extract_in_env(...), which run it there.")
+
+
+# ---------------------------------------------------------------------- building
+def _project_root() -> Path:
+    """The source checkout of matteralign (holding pyproject.toml)."""
+    here = Path(__file__).resolve().parent  # .../src/matteralign
+    root = here.parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise ConfigError(f"model environments install matteralign from its source checkout; none found above {here}")
+    return root
+
+
+def _run(cmd: Sequence[str], log, *, env: dict[str, str] | None = None) -> None:
+    log.write(f"$ {' '.join(map(str, cmd))}\n")
+    log.flush()
+    proc = subprocess.run([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        raise ConfigError(f"command failed with exit code {proc.returncode}: {' '.join(map(str, cmd))} "
+                          f"(see the log {log.name})")
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, f))
+            except OSError:
+                continue
+            total += st.st_size
+    return total
+
+
+def _fix_scripts(bindir: Path, old: str, new: str) -> None:
+    """Point the scripts of a renamed venv (shebangs, activate) at the final path."""
+    for f in bindir.iterdir():
+        if f.is_symlink() or not f.is_file():
+            continue
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        if old.encode() in data[:100_000] and b"\0" not in data[:1024]:
+            f.write_bytes(data.replace(old.encode(), new.encode()))
+
+
+def create(family: str, *, force: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """Build the environment of ``family`` (no-op when it exists) and return its path.
+
+    Steps, in a temporary folder next to the final one: ``python -m venv``; ``pip install
+    torch==<version>`` with a constraints file pinning it; the family's pinned requirements and
+    :data:`BASE_REQUIREMENTS` under the same constraint; ``pip install --no-deps -e <checkout>``;
+    a manifest (requirements, ``pip freeze`` digest, key versions, build time). The folder is then
+    renamed to ``<family>-<key>``. A file lock serialises concurrent builds of one environment.
+
+    Parameters
+    ----------
+    family : str
+        One of :data:`FAMILIES`.
+    force : bool
+        Rebuild even if the environment exists.
+    log : callable, optional
+        Called with one line per step.
+
+    Returns
+    -------
+    Path
+        The environment folder.
+
+    Raises
+    ------
+    ConfigError
+        The environment cannot be built here (reason given) or a step failed (the log is kept).
+    """
+    import fcntl
+
+    spec = get_env_spec(family)
+    if spec.unavailable:
+        raise ConfigError(f"model environment {family!r} is not built here: {spec.unavailable}")
+    say = log or (lambda s: None)
+    final = env_path(family)
+    root = final.parent
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{final.name}.lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        if exists(family) and not force:
+            say(f"{family}: exists at {final}")
+            return final
+        tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        logpath = root / f"{final.name}.build.log"
+        t0 = time.perf_counter()
+        with open(logpath, "w") as logf:
+            try:
+                say(f"{family}: creating {final} (log: {logpath})")
+                _run([sys.executable, "-m", "venv", tmp], logf)
+                py = tmp / "bin" / "python"
+                pip = [py, "-m", "pip", "install", "--disable-pip-version-check"]
+                with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as cf:
+                    cf.write(f"torch=={spec.torch}\nsetuptools<81\n")
+                    constraints = cf.name
+                try:
+                    say(f"{family}: torch=={spec.torch}")
+                    _run([*pip, "-c", constraints, f"torch=={spec.torch}"], logf)
+                    say(f"{family}: {' '.join(spec.requirements)}")
+                    _run([*pip, "-c", constraints, *spec.requirements, *BASE_REQUIREMENTS], logf)
+                    say(f"{family}: matteralign (editable, --no-deps)")
+                    _run([*pip, "--no-deps", "-e", _project_root()], logf)
+                finally:
+                    os.unlink(constraints)
+                freeze = subprocess.run([str(py), "-m", "pip", "freeze", "--exclude-editable"],
+                                        capture_output=True, text=True, check=True).stdout
+                versions = _versions_in(py)
+                manifest = {
+                    "family": family, "key": env_key(family), "torch": spec.torch,
+                    "requirements": list(spec.requirements), "base_requirements": list(BASE_REQUIREMENTS),
+                    "python": platform.python_version(), "freeze_sha256": hashlib.sha256(freeze.encode()).hexdigest(),
+                    "n_packages": len([x for x in freeze.splitlines() if x.strip()]), "versions": versions,
+                    "build_seconds": round(time.perf_counter() - t0, 1),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+                (tmp / "pip-freeze.txt").write_text(freeze)
+                _fix_scripts(tmp / "bin", str(tmp), str(final))
+                if final.exists():
+                    shutil.rmtree(final)
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        say(f"{family}: done in {time.perf_counter() - t0:.0f} s")
+        return final
+
+
+def _versions_in(py: Path) -> dict[str, str | None]:
+    code = ("import json,importlib.metadata as m\n"
+            "def v(d):\n    try:\n        return m.version(d)\n    except m.PackageNotFoundError:\n        return None\n"
+            f"print(json.dumps({{d: v(d) for d in {list(_KEY_PACKAGES)!r}}}))")
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout
+    return {k: v for k, v in json.loads(out).items() if v is not None}
+
+
+def list_envs(*, sizes: bool = True) -> list[dict[str, Any]]:
+    """Every known family and every environment folder found in :func:`env_root`.
+
+    Returns
+    -------
+    list of dict
+        Keys ``family``, ``path``, ``exists``, ``current`` (its key matches today's requirements),
+        ``size_bytes`` (None when not built or ``sizes=False``), ``versions``, ``freeze_sha256``,
+        ``build_seconds``, ``created``, ``reason`` (why it cannot be built, or None).
+    """
+    rows = []
+    seen = set()
+    root = env_root()
+    for family, spec in FAMILIES.items():
+        p = env_path(family)
+        seen.add(p.name)
+        rows.append(_row(family, p, current=True, reason=spec.unavailable, sizes=sizes))
+    if root.is_dir():
+        for p in sorted(root.iterdir()):
+            if p.name.startswith(".") or p.name in seen or not (p / MANIFEST).is_file():
+                continue
+            fam = p.name.rsplit("-", 1)[0]
+            rows.append(_row(fam, p, current=False, reason=None, sizes=sizes))
+    return rows
+
+
+def _row(family: str, p: Path, *, current: bool, reason: str | None, sizes: bool) -> dict[str, Any]:
+    man = {}
+    if (p / MANIFEST).is_file():
+        try:
+            man = json.loads((p / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError):
+            man = {}
+    built = bool(man)
+    return {
+        "family": family, "path": str(p), "exists": built, "current": current,
+        "size_bytes": _du(p) if (built and sizes) else None,
+        "versions": man.get("versions", {}), "freeze_sha256": man.get("freeze_sha256"),
+        "build_seconds": man.get("build_seconds"), "created": man.get("created"), "reason": reason,
+    }
+
+
+# ---------------------------------------------------------------------- running in an environment
+def _check_env(family: str, model: str) -> Path:
+    spec = get_env_spec(family)
+    if spec.unavailable:
+        raise ModelError(f"model {model!r} needs the {family!r} environment, which is not built here: {spec.unavailable}")
+    if not exists(family):
+        raise ModelError(f"model {model!r} runs in the {family!r} model environment, which does not exist "
+                         f"(looked in {env_path(family)}). Create it with `matteralign env create {family}`.")
+    return python_of(family)
+
+
+def _child_env(family: str, threads: int | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MATTERALIGN_ENV"] = family
+    src = str(Path(__file__).resolve().parents[1])  # the checkout the caller runs: the child runs the same code
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTHONHOME", None)
+    env.pop("VIRTUAL_ENV", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_in_env(family: str, args: Sequence[str], *, check: bool = True, timeout: float | None = None,
+               capture: bool = True) -> subprocess.CompletedProcess:
+    """Run ``<env>/bin/python ARGS`` in the environment of ``family`` (the current checkout on its path).
+
+    Parameters
+    ----------
+    family : str
+    args : sequence of str
+        Arguments after the interpreter (``["-m", "matteralign._worker", ...]`` or a script).
+    check : bool
+        Raise :class:`ModelError` with the tail of stderr on a non-zero exit.
+    timeout : float, optional
+    capture : bool
+        Capture stdout/stderr as text (otherwise inherited).
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+    """
+    py = _check_env(family, f"<{family}>")
+    proc = subprocess.run([str(py), *map(str, args)], env=_child_env(family), capture_output=capture, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        tail = (proc.stderr or "")[-3000:] if capture else ""
+        raise ModelError(f"command in the {family!r} environment failed (exit {proc.returncode}): {tail}")
+    return proc
+
+
+_ERRORS = {c.__name__: c for c in (InputError, ConfigError, ModelError, StoreError)}
+
+
+def _write_dataset(dataset, path: Path) -> None:
+    """The atoms view of ``dataset`` as an npz file the worker reads (no pickles across environments)."""
+    import numpy as np
+
+    from .store import _jsonable
+
+    ids, numbers, positions, counts, cells, pbc, has = [], [], [], [], [], [], []
+    for s in dataset:
+        ids.append(s.id)
+        a = s.atoms
+        if a is None:
+            has.append(False)
+            counts.append(0)
+            cells.append(np.zeros((3, 3)))
+            pbc.append([False] * 3)
+            continue
+        has.append(True)
+        numbers.append(np.asarray(a.get_atomic_numbers(), dtype=np.int64))
+        positions.append(np.asarray(a.get_positions(), dtype=np.float64))
+        counts.append(len(a))
+        cells.append(np.asarray(a.cell[:], dtype=np.float64))
+        pbc.append([bool(x) for x in a.get_pbc()])
+    meta = json.dumps({"name": dataset.name, "meta": _jsonable(dataset.meta)})
+    np.savez(path, ids=np.array(ids, dtype=str), has_atoms=np.array(has, bool), counts=np.array(counts, np.int64),
+             numbers=np.concatenate(numbers) if numbers else np.zeros(0, np.int64),
+             positions=np.concatenate(positions) if positions else np.zeros((0, 3)),
+             cells=np.array(cells, np.float64).reshape(-1, 3, 3), pbc=np.array(pbc, bool).reshape(-1, 3),
+             meta=np.array(meta))
+
+
+def read_dataset(path: str | os.PathLike):
+    """Read a dataset written by :func:`_write_dataset` (used by the worker)."""
+    import numpy as np
+    from ase import Atoms
+
+    from .samples import Dataset, Sample
+
+    z = np.load(path, allow_pickle=False)
+    meta = json.loads(str(z["meta"]))
+    offs = np.concatenate([[0], np.cumsum(z["counts"])])
+    samples = []
+    for i, sid in enumerate(z["ids"].tolist()):
+        atoms = None
+        if z["has_atoms"][i]:
+            sl = slice(offs[i], offs[i + 1])
+            atoms = Atoms(numbers=z["numbers"][sl], positions=z["positions"][sl], cell=z["cells"][i], pbc=z["pbc"][i])
+        samples.append(Sample(id=str(sid), atoms=atoms))
+    return Dataset(meta["name"], samples, meta["meta"])
+
+
+def model_env(model: str) -> str | None:
+    """The environment a registered model runs in (``None``: the main environment)."""
+    from .models import get_spec
+
+    return getattr(get_spec(model), "env", None) or None
+
+
+def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer: str | None = None,
+                   options: dict[str, Any] | None = None, shard_size: int = 256, batch_size: int | None = None,
+                   poolings: Sequence[str] = ("mean",), overwrite: bool = False, threads: int | None = None,
+                   progress: bool | Callable[[int, int], None] = False) -> dict[str, Any]:
+    """Embed ``dataset`` with ``model`` inside the model's environment, into the store at ``store_path``.
+
+    The samples' atoms are written to a temporary ``.npz`` file; ``<env>/bin/python -m
+    matteralign._worker`` reads it, builds the adapter with ``options`` (``checkpoint=``,
+    ``trust_checkpoint=``, ``seed=``...) and calls :meth:`matteralign.store.Store.extract` on the same
+    store, so sharding, resuming and provenance are exactly those of an in-process extraction.
+    A model registered without an environment is extracted in-process.
+
+    Parameters
+    ----------
+    store_path : path
+        The embedding store folder.
+    dataset : Dataset
+        Samples (only the ``atoms`` view travels to the worker; ids, name and meta are kept).
+    model : str
+        Registered model name.
+    layer : str, optional
+        Layer (the model's default when ``None``).
+    options : dict, optional
+        Keyword options of the adapter (JSON-serialisable).
+    shard_size, batch_size, poolings, overwrite
+        As for :meth:`~matteralign.store.Store.extract`.
+    threads : int, optional
+        torch threads in the worker.
+    progress : bool or callable
+        Rich bar (True) or ``progress(done, total)`` callback.
+
+    Returns
+    -------
+    dict
+        The store's summary (``dataset``, ``model``, ``layer``, ``n``, ``n_skipped``, ``dim``,
+        ``computed_shards``, ``seconds``, ``path``) plus ``env`` and ``worker_seconds``.
+
+    Raises
+    ------
+    ModelError
+        The environment does not exist (the message names ``matteralign env create``), the
+        checkpoint is missing or corrupt, or the worker failed.
+    """
+    from .models import get_spec
+    from .store import _jsonable, _progress
+
+    spec = get_spec(model)
+    family = getattr(spec, "env", None)
+    options = dict(options or {})
+    if threads is not None:
+        options.setdefault("num_threads", int(threads))
+    if not family or current_family() == family:
+        from .models import load
+        from .store import Store
+
+        ex = load(model, **options)
+        return Store(store_path).extract(dataset, ex, layer=layer, shard_size=shard_size, batch_size=batch_size,
+                                         poolings=list(poolings), progress=progress, overwrite=overwrite)
+    py = _check_env(family, model)
+    with tempfile.TemporaryDirectory(prefix="matteralign-worker-") as td:
+        dpath = Path(td) / "dataset.npz"
+        _write_dataset(dataset, dpath)
+        request = {"store": str(Path(store_path).resolve()), "dataset": str(dpath), "model": model, "layer": layer,
+                   "options": _jsonable(options), "shard_size": shard_size, "batch_size": batch_size,
+                   "poolings": list(poolings), "overwrite": bool(overwrite)}
+        rpath = Path(td) / "request.json"
+        rpath.write_text(json.dumps(request))
+        report, finish = _progress(progress, len(dataset), f"{dataset.name} · {model} [{family} env]")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([str(py), "-m", "matteralign._worker", str(rpath)], env=_child_env(family, threads),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        result, error, last = None, None, 0
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("MATTERALIGN_PROGRESS "):
+                    done = int(line.split()[1])
+                    report(done - last)
+                    last = done
+                elif line.startswith("MATTERALIGN_RESULT "):
+                    result = json.loads(line[len("MATTERALIGN_RESULT "):])
+                elif line.startswith("MATTERALIGN_ERROR "):
+                    error = json.loads(line[len("MATTERALIGN_ERROR "):])
+            stderr = proc.stderr.read() if proc.stderr else ""
+            rc = proc.wait()
+        finally:
+            finish()
+            if proc.poll() is None:
+                proc.kill()
+    if error is not None:
+        raise _ERRORS.get(error["type"], ModelError)(error["message"])
+    if rc != 0 or result is None:
+        raise ModelError(f"extraction of {model!r} in the {family!r} environment failed (exit {rc}): "
+                         f"{stderr[-3000:]}")
+    result["env"] = family
+    result["worker_seconds"] = time.perf_counter() - t0
+    return result
+
+
+def raise_from_worker(exc: BaseException) -> dict[str, str]:
+    """The JSON payload the worker prints for an exception (MatterAlignError keeps its class)."""
+    kind = type(exc).__name__ if isinstance(exc, MatterAlignError) else "ModelError"
+    if kind not in _ERRORS:
+        kind = "ModelError"
+    return {"type": kind, "message": str(exc)}

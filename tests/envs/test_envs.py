@@ -1,0 +1,115 @@
+"""Model environments without building one: keys, paths, clear errors, the worker's dataset format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from matteralign import envs, models
+from matteralign.errors import InputError, ModelError, UnknownNameError
+
+
+@pytest.fixture()
+def empty_env_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATTERALIGN_ENV_DIR", str(tmp_path / "envs"))
+    monkeypatch.delenv("MATTERALIGN_ENV", raising=False)
+    return tmp_path / "envs"
+
+
+def test_env_path_is_keyed_by_requirements(empty_env_dir, monkeypatch):
+    p = envs.env_path("mace")
+    assert p.parent == empty_env_dir
+    assert p.name == f"mace-{envs.env_key('mace')}" and len(envs.env_key("mace")) == 12
+    assert envs.env_key("mace") != envs.env_key("orb")
+    before = envs.env_key("orb")
+    monkeypatch.setitem(envs.FAMILIES, "orb", envs.EnvSpec("orb", ("orb-models==0.5.4",)))
+    assert envs.env_key("orb") != before  # a new pin gives a new environment
+    assert not envs.exists("mace")
+
+
+def test_unknown_family():
+    with pytest.raises(UnknownNameError, match="model environment"):
+        envs.env_key("nope")
+
+
+def test_default_root_is_per_user_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("MATTERALIGN_ENV_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert envs.env_root() == tmp_path / "matteralign" / "envs"
+
+
+def test_registry_names_env_and_checkpoint(empty_env_dir):
+    rows = {r["name"]: r for r in models.info()}
+    for name, fam in [("mace-mp", "mace"), ("mace-off", "mace"), ("mace-omat", "mace"), ("uma-s", "fairchem"),
+                      ("uma-m", "fairchem"), ("esen", "fairchem"), ("orb-v2", "orb"), ("orb-v3-direct", "orb"),
+                      ("orb-v3-conservative", "orb")]:
+        assert models.get_spec(name).env == fam
+        assert rows[name]["available"] is False
+        assert f"matteralign env create {fam}" in rows[name]["reason"]
+
+
+def test_load_in_wrong_env_names_the_command(empty_env_dir):
+    with pytest.raises(ModelError, match="matteralign env create mace"):
+        models.load("mace-mp", checkpoint="x.model")
+    with pytest.raises(ModelError, match="matteralign env create fairchem"):
+        models.load("uma-s")
+
+
+def test_missing_env_in_extract_in_env(empty_env_dir, tmp_path):
+    from matteralign.samples import Dataset, Sample
+
+    ds = Dataset("d", [Sample(id="a")])
+    with pytest.raises(ModelError, match=r"`matteralign env create orb`"):
+        envs.extract_in_env(tmp_path / "store", ds, "orb-v2", options={"checkpoint": "x.ckpt"})
+
+
+def test_eqv2_is_documented_not_built(empty_env_dir):
+    from matteralign.errors import ConfigError
+
+    assert "torch" in envs.FAMILIES["eqv2"].unavailable
+    with pytest.raises(ConfigError, match="torch~=2.4"):
+        envs.create("eqv2")
+
+
+def test_dataset_file_roundtrip(tmp_path):
+    from ase.build import bulk, molecule
+
+    from matteralign.samples import Dataset, Sample
+
+    mol = molecule("CH3CH2OH")
+    cr = bulk("NaCl", "rocksalt", a=5.64)
+    ds = Dataset("mix", [Sample(id="m", atoms=mol), Sample(id="none", smiles="C"), Sample(id="c", atoms=cr)],
+                 meta={"source": "test", "n": 3})
+    envs._write_dataset(ds, tmp_path / "d.npz")
+    back = envs.read_dataset(tmp_path / "d.npz")
+    assert back.name == "mix" and back.ids == ["m", "none", "c"] and back.meta == ds.meta
+    assert back.fingerprint() == ds.fingerprint()
+    assert back[1].atoms is None
+    for a, b in [(mol, back[0].atoms), (cr, back[2].atoms)]:
+        np.testing.assert_array_equal(a.numbers, b.numbers)
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.cell[:], b.cell[:])
+        np.testing.assert_array_equal(a.pbc, b.pbc)
+
+
+def test_checkpoint_option_parsing():
+    from matteralign.cli import _checkpoint_for
+
+    assert _checkpoint_for("mace-mp", ["mace-mp=/a/b.model", "orb-v2=/c.ckpt"]) == "/a/b.model"
+    assert _checkpoint_for("orb-v2", ["/only/path.ckpt"]) == "/only/path.ckpt"
+    assert _checkpoint_for("esen", ["mace-mp=/a"]) is None
+    with pytest.raises(InputError, match="plain paths"):
+        _checkpoint_for("esen", ["/a", "/b"])
+
+
+def test_cli_env_list_and_missing_env(empty_env_dir, capsys):
+    from matteralign.cli import main
+
+    main(["env", "list"])
+    out = capsys.readouterr().out
+    assert "mace" in out and "fairchem" in out and "orb" in out and "eqv2" in out
+    with pytest.raises(SystemExit):
+        main(["extract", "--dataset", "g2", "--n", "2", "--model", "mace-mp", "--checkpoint", "x.model",
+              "--store", str(empty_env_dir.parent / "store")])
+    out = capsys.readouterr().out
+    assert "matteralign env create mace" in " ".join(out.split())
