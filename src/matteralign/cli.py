@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 list_app = typer.Typer(help="List registered metrics, models and datasets.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
+env_app = typer.Typer(help="Per-family model environments (built once per machine, reused).", no_args_is_help=True)
+app.add_typer(env_app, name="env")
 
 _state = {"traceback": False}
 
@@ -165,25 +167,94 @@ def extract(
     pooling: list[str] = typer.Option(["mean"], "--pooling", help="Pooled arrays to store: mean, sum, max."),
     threads: int = typer.Option(None, "--threads", help="torch threads while embedding."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace stored embeddings of this layer."),
+    checkpoint: list[str] = typer.Option(None, "--checkpoint", help="Local checkpoint: PATH or NAME=PATH."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
+                                          help="Allow pickled checkpoints (loading them can run code)."),
 ):
-    """Embed a dataset with one model into the store (resumes an interrupted run)."""
-    from . import datasets, models
+    """Embed a dataset with one model into the store (resumes an interrupted run).
+
+    Models of another environment (``matteralign env list``) run in a subprocess of that
+    environment's Python and write into the same store.
+    """
+    from . import datasets, envs, models
     from .store import Store
 
-    models.get_spec(model)  # an unknown name fails before any loading
+    spec = models.get_spec(model)  # an unknown name fails before any loading
     ds = datasets.load(dataset, n=n, seed=seed)
     options = {"seed": seed}
-    if threads is not None:
-        options["num_threads"] = threads
-    extractor = models.load(model, **options)
-    summary = Store(store).extract(ds, extractor, layer=layer, shard_size=shard_size, batch_size=batch_size,
-                                   poolings=pooling, progress=True, overwrite=overwrite)
+    ckpt = _checkpoint_for(model, checkpoint or [])
+    if ckpt is not None:
+        options["checkpoint"] = ckpt
+    if trust_checkpoint:
+        options["trust_checkpoint"] = True
+    if spec.env and envs.current_family() != spec.env:
+        summary = envs.extract_in_env(store, ds, model, layer=layer, options=options, shard_size=shard_size,
+                                      batch_size=batch_size, poolings=pooling, overwrite=overwrite,
+                                      threads=threads, progress=True)
+    else:
+        if threads is not None:
+            options["num_threads"] = threads
+        extractor = models.load(model, **options)
+        summary = Store(store).extract(ds, extractor, layer=layer, shard_size=shard_size, batch_size=batch_size,
+                                       poolings=pooling, progress=True, overwrite=overwrite)
     _console().print(
         f"{summary['dataset']} · {summary['model']} · {summary['layer']}: {summary['n']} samples embedded "
         f"(d = {summary['dim']}), {summary['n_skipped']} skipped, {summary['computed_shards']} shard(s) computed "
         f"in {summary['seconds']:.1f} s → {summary['path']}",
         highlight=False,
     )
+
+
+def _checkpoint_for(model: str, values: list[str]) -> str | None:
+    """The checkpoint path for ``model`` from ``--checkpoint PATH`` / ``--checkpoint NAME=PATH`` values."""
+    from .errors import InputError
+
+    plain, named = [], {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if sep and name and "/" not in name and "\\" not in name:
+            named[name] = path
+        else:
+            plain.append(v)
+    if len(plain) > 1:
+        raise InputError(f"--checkpoint given {len(plain)} plain paths {plain}; give one, or NAME=PATH per model")
+    return named.get(model, plain[0] if plain else None)
+
+
+@env_app.command("create")
+def env_create(
+    family: list[str] = typer.Argument(None, help="Families to build (default: every buildable one)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if it exists."),
+):
+    """Build the model environment of FAMILY (once per machine; atomic)."""
+    from . import envs
+
+    fams = family or [f for f, s in envs.FAMILIES.items() if not s.unavailable]
+    console = _console()
+    for fam in fams:
+        path = envs.create(fam, force=force, log=lambda line: console.print(line, highlight=False))
+        console.print(f"{fam}: {path}", highlight=False)
+
+
+@env_app.command("list")
+def env_list():
+    """Show which model environments exist, where, their size and what they hold."""
+    from rich.table import Table
+
+    from . import envs
+
+    table = Table(title=f"matteralign model environments ({envs.env_root()})")
+    for col in ("family", "built", "path", "size", "holds", "freeze sha256", "build s"):
+        table.add_column(col)
+    for row in envs.list_envs():
+        size = f"{row['size_bytes'] / 2**30:.2f} GiB" if row["size_bytes"] is not None else "-"
+        built = "yes" if row["exists"] else (f"no: {row['reason']}" if row["reason"] else "no")
+        if row["exists"] and not row["current"]:
+            built = "yes (stale requirements)"
+        holds = ", ".join(f"{k} {v}" for k, v in row["versions"].items())
+        table.add_row(row["family"], built, row["path"], size, holds, (row["freeze_sha256"] or "-")[:12],
+                      str(row["build_seconds"] or "-"))
+    _console().print(table)
 
 
 def main(argv: list[str] | None = None) -> None:
