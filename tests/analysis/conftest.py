@@ -212,7 +212,7 @@ def ctx(synthetic_tables, tmp_path):
     return AnalysisContext(
         out_dir=out,
         datasets={},
-        embeddings=embs,
+        embeddings={ds: dict(e) for ds, e in embs.items()},  # tests may replace entries
         models=models_meta(),
         pairs=pairs.copy(),
         per_model=per_model.copy(),
