@@ -77,12 +77,12 @@ class RankCounter:
                 c_hi = torch.searchsorted(srt, hi.contiguous(), side="right")
                 del srt
             else:
-                c_lo = torch.stack([torch.lt(D, lo[:, c : c + 1]).sum(1, dtype=torch.int32)
-                                    for c in range(thr.shape[1])], dim=1)
-                c_hi = torch.stack([torch.le(D, hi[:, c : c + 1]).sum(1, dtype=torch.int32)
-                                    for c in range(thr.shape[1])], dim=1)
-            c_lo = c_lo.numpy().astype(np.int64)
-            c_hi = c_hi.numpy().astype(np.int64)
+                # numpy's count_nonzero is several times faster than torch's boolean sum here
+                Dn, lon, hin = D.numpy(), lo.numpy(), hi.numpy()
+                c_lo = np.stack([np.count_nonzero(Dn < lon[:, c : c + 1], axis=1) for c in range(thr.shape[1])], 1)
+                c_hi = np.stack([np.count_nonzero(Dn <= hin[:, c : c + 1], axis=1) for c in range(thr.shape[1])], 1)
+            c_lo = np.asarray(c_lo).astype(np.int64)
+            c_hi = np.asarray(c_hi).astype(np.int64)
             out = self.counts[n][i0:i1]
             out += c_lo
             # the neighbour j that defines a threshold is always inside its band and never counts
