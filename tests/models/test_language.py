@@ -124,7 +124,8 @@ def test_rxnfp_embed_samples_keeps_input_order(rxnfp):
 
 def test_rxnfp_truncates_and_counts(rxnfp):
     ex = models.load("rxnfp-bert", max_length=8)
-    x = ex.embed(["CCCCCCCCCCCC", "CC"])
+    with pytest.warns(RuntimeWarning, match="truncated"):
+        x = ex.embed(["CCCCCCCCCCCC", "CC"])
     assert ex.n_truncated == 1 and x[0].shape == (1, 256)
     with pytest.raises(InputError, match="max_length"):
         models.load("rxnfp-bert", max_length=1000)
@@ -182,7 +183,8 @@ def test_minilm_views_and_skips():
                Sample("c", text="numbers: " + " ".join(["6"] * 400))]
     ids, arrays, skipped = sel.embed_samples(samples)
     assert ids == ["a"] and skipped == {"b": "no 'selfies' view", "c": "no 'selfies' view"}
-    ids, arrays, skipped = txt.embed_samples(samples)
+    with pytest.warns(RuntimeWarning, match="truncated"):
+        ids, arrays, skipped = txt.embed_samples(samples)
     assert ids == ["c"] and arrays[0].shape == (1, 384) and txt.n_truncated == 1
     assert txt.provenance()["n_truncated"] == 1
     with pytest.raises(InputError, match="empty"):

@@ -132,6 +132,7 @@ class RDKit2DExtractor(_SmilesExtractor):
         self.descriptor_names: list[str] = [n for n, _ in self._functions]
         self.replaced: Counter[str] = Counter()
         self.n_molecules = 0
+        self._warned = False
 
     def values(self, smiles: str) -> tuple[np.ndarray, list[str]]:
         """Raw float64 descriptor values of one molecule and the names of those that raised.
@@ -162,6 +163,13 @@ class RDKit2DExtractor(_SmilesExtractor):
             bad = ~np.isfinite(vals) | (np.abs(vals) > _F32_MAX)
             for j in np.flatnonzero(bad):
                 self.replaced[self.descriptor_names[j]] += 1
+            if bad.any() and not self._warned:
+                import warnings
+
+                self._warned = True
+                names = ", ".join(self.descriptor_names[j] for j in np.flatnonzero(bad))
+                warnings.warn(f"rdkit-2d: non-finite descriptor values replaced by 0 (first: {s[:40]!r}: {names}); "
+                              "counts per descriptor are in provenance()['replaced']", RuntimeWarning, stacklevel=2)
             vals[bad] = 0.0
             self.n_molecules += 1
             out.append(vals.astype(np.float32)[None, :])

@@ -156,6 +156,17 @@ class _TransformerExtractor(Extractor):
         self._model = None
         self.n_truncated = 0
         self.n_strings = 0
+        self._warned = False
+
+    def _count_truncated(self, n: int) -> None:
+        """Count strings cut to the model's maximum length; warn on the first one (counts in provenance)."""
+        self.n_truncated += int(n)
+        if n and not self._warned:
+            import warnings
+
+            self._warned = True
+            warnings.warn(f"{self.name}: strings longer than {self.max_length} tokens are truncated; the count is "
+                          "in provenance()['n_truncated']", RuntimeWarning, stacklevel=3)
 
     def layers(self) -> list[str]:
         return [self.default_layer] + [f"hidden_{i}" for i in range(self.n_hidden + 1)
@@ -290,7 +301,7 @@ class RxnfpBertExtractor(_TransformerExtractor):
         ids = [self.vocab.get(t, unk) for t in tokenize_smiles(smiles)]
         if len(ids) > self.max_length - 2:
             ids = ids[: self.max_length - 2]
-            self.n_truncated += 1
+            self._count_truncated(1)
         self.n_unknown += sum(i == unk for i in ids)
         return [self.vocab["[CLS]"], *ids, self.vocab["[SEP]"]]
 
@@ -384,7 +395,7 @@ class MiniLMExtractor(_TransformerExtractor):
     def _batch(self, inputs: list[str]) -> dict[str, Any]:
         tok = self.sentence_transformer.tokenizer
         lengths = [len(x) for x in tok(inputs, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]]
-        self.n_truncated += sum(n > self.max_length for n in lengths)
+        self._count_truncated(sum(n > self.max_length for n in lengths))
         return dict(tok(inputs, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"))
 
     def _embed(self, inputs: list[Any], layer: str) -> list[np.ndarray]:
