@@ -258,8 +258,12 @@ class Extractor:
             else:
                 skipped[s.id] = reason
         arrays: list[np.ndarray] = []
-        for start in range(0, len(views), bs):
-            arrays.extend(self._run(views[start:start + bs], layer))
+        saved, self.batch_size = self.batch_size, int(bs)  # adapters batch their forward passes by it
+        try:
+            for start in range(0, len(views), bs):
+                arrays.extend(self._run(views[start:start + bs], layer))
+        finally:
+            self.batch_size = saved
         return ids, arrays, skipped
 
     def provenance(self) -> dict[str, Any]:
