@@ -228,3 +228,41 @@ def test_transfer_input_errors(latent):
         transfer_matrix({"A": latent["A"], "B": latent["B"][:100]}, latent["y"])
     with pytest.raises(InputError, match="test_size"):
         transfer_matrix({"A": latent["A"], "B": latent["B"]}, latent["y"], test_size=1.5)
+
+
+def test_batched_probes_equal_single_label_probes(latent):
+    from matteralign.probes import cross_validated_probes
+
+    y_nan = latent["y"] * 0.5 + latent["noise"]
+    y_nan[::9] = np.nan
+    labels = {"lin": latent["y"], "noise": latent["noise"], "mixed_nan": y_nan, "sq": latent["Z"][:, 0] ** 2}
+    for inner in (None, 3):
+        batch = cross_validated_probes(latent["B"], labels, cv=4, seed=2, inner_cv=inner)
+        assert list(batch) == list(labels)
+        for k, y in labels.items():
+            one = cross_validated_probe(latent["B"], y, cv=4, seed=2, inner_cv=inner)
+            np.testing.assert_allclose(batch[k].r2_folds, one.r2_folds, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(batch[k].mae_folds, one.mae_folds, rtol=1e-8)
+            np.testing.assert_array_equal(batch[k].alpha_folds, one.alpha_folds)
+            assert batch[k].n == one.n and batch[k].n_dropped == one.n_dropped
+    assert batch["mixed_nan"].n_dropped == 56
+    with pytest.raises(InputError, match="'few'"):
+        few = np.full(500, np.nan)
+        few[:3] = 1.0
+        cross_validated_probes(latent["A"], {"few": few})
+
+
+def test_transfer_probes_equal_individually_fitted_probes(latent):
+    """The batched probes inside transfer_matrix are exactly LinearProbe fits on the training rows."""
+    y2 = latent["noise"].copy()
+    y2[::5] = np.nan
+    reps = {"A": latent["A"], "B": latent["B"]}
+    _, m = transfer_matrix(reps, {"lin": latent["y"], "n": y2}, seed=1, return_models=True)
+    tr = m["train_index"]
+    for (lab, a), P in m["probes"].items():
+        y = (latent["y"] if lab == "lin" else y2)[tr]
+        ok = ~np.isnan(y)
+        ref = LinearProbe().fit(reps[a][tr][ok], y[ok])
+        assert P.alpha_ == ref.alpha_
+        np.testing.assert_allclose(P.coef_, ref.coef_, rtol=1e-8, atol=1e-12)
+        assert P.intercept_ == pytest.approx(ref.intercept_, rel=1e-8, abs=1e-12)

@@ -29,6 +29,7 @@ __all__ = [
     "TransferProbe",
     "ProbeResult",
     "cross_validated_probe",
+    "cross_validated_probes",
     "random_features",
     "composition_matrix",
     "train_test_indices",
@@ -106,6 +107,48 @@ def _r2(y: np.ndarray, p: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- probe
+def _fit_ridge(
+    X: np.ndarray,
+    Y: np.ndarray,
+    alphas: np.ndarray,
+    *,
+    cv: int | None = None,
+    standardize: bool = True,
+    standardize_target: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge of every column of ``Y`` (n, L) on ``X`` (n, d), one CV-chosen alpha per column.
+
+    Returns ``coef`` (d, L) and ``intercept`` (L,) in original units, and ``alpha`` (L,). With ``cv=None``
+    all columns share one SVD (efficient leave-one-out per column, ``alpha_per_target``), and each
+    column's alpha and weights equal those of a single-column fit; with an integer ``cv`` columns are
+    fitted one by one.
+    """
+    from sklearn.linear_model import RidgeCV
+
+    d = X.shape[1]
+    mu, sd = _scale(X) if standardize else (np.zeros(d), np.ones(d))
+    y_mu = Y.mean(axis=0)
+    y_sd = Y.std(axis=0) if standardize_target else np.ones(Y.shape[1])
+    y_sd = np.where(y_sd == 0.0, 1.0, y_sd)
+    Xs = (X - mu) / sd
+    Ys = (Y - y_mu) / y_sd
+    if cv is None:
+        ridge = RidgeCV(alphas=alphas, fit_intercept=True, alpha_per_target=Y.shape[1] > 1).fit(
+            Xs, Ys if Y.shape[1] > 1 else Ys[:, 0]
+        )
+        W = np.asarray(ridge.coef_, dtype=np.float64).reshape(Y.shape[1], d).T  # (d, L)
+        b = np.asarray(ridge.intercept_, dtype=np.float64).reshape(Y.shape[1])
+        alpha = np.broadcast_to(np.asarray(ridge.alpha_, dtype=np.float64), (Y.shape[1],)).copy()
+    else:
+        W, b, alpha = np.empty((d, Y.shape[1])), np.empty(Y.shape[1]), np.empty(Y.shape[1])
+        for j in range(Y.shape[1]):
+            ridge = RidgeCV(alphas=alphas, cv=cv, fit_intercept=True).fit(Xs, Ys[:, j])
+            W[:, j], b[j], alpha[j] = np.ravel(ridge.coef_), float(ridge.intercept_), float(ridge.alpha_)
+    coef = y_sd * W / sd[:, None]
+    intercept = y_mu + y_sd * (b - (mu / sd) @ W)
+    return coef, intercept, alpha
+
+
 class LinearProbe(RegressorMixin, BaseEstimator):
     """Ridge regression on standardised features, penalty chosen by cross-validation.
 
@@ -159,7 +202,6 @@ class LinearProbe(RegressorMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         """Fit the probe on ``X`` (n, d) and labels ``y`` (n,); returns ``self``."""
-        from sklearn.linear_model import RidgeCV
 
         if y is None:
             raise InputError("LinearProbe requires y to be passed, but the target y is None")
@@ -169,17 +211,17 @@ class LinearProbe(RegressorMixin, BaseEstimator):
         n = X.shape[0]
         if self.cv is not None and (not isinstance(self.cv, int) or self.cv < 2 or self.cv > n):
             raise InputError(f"cv must be None or an integer in [2, n_samples={n}]; got {self.cv!r}")
-        mu, sd = _scale(X) if self.standardize else (np.zeros(X.shape[1]), np.ones(X.shape[1]))
-        y_mu = float(y.mean())
-        y_sd = float(y.std()) if self.standardize_target else 1.0
-        if y_sd == 0.0:
-            y_sd = 1.0
-        ridge = RidgeCV(alphas=alphas, cv=self.cv, fit_intercept=True)
-        ridge.fit((X - mu) / sd, (y - y_mu) / y_sd)
-        w = np.asarray(ridge.coef_, dtype=np.float64).ravel()
-        self.alpha_ = float(ridge.alpha_)
-        self.coef_ = y_sd * w / sd
-        self.intercept_ = y_mu + y_sd * (float(ridge.intercept_) - float((mu / sd) @ w))
+        coef, intercept, alpha = _fit_ridge(
+            X,
+            y[:, None],
+            alphas,
+            cv=self.cv,
+            standardize=self.standardize,
+            standardize_target=self.standardize_target,
+        )
+        self.alpha_ = float(alpha[0])
+        self.coef_ = coef[:, 0]
+        self.intercept_ = float(intercept[0])
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -341,6 +383,73 @@ def cross_validated_probe(
     )
 
 
+def cross_validated_probes(
+    X: np.ndarray,
+    labels: Mapping[str, np.ndarray],
+    *,
+    cv: int = 5,
+    seed: int = 0,
+    alphas: Sequence[float] | None = None,
+    inner_cv: int | None = None,
+    standardize: bool = True,
+    confidence: float = 0.95,
+) -> dict[str, ProbeResult]:
+    """:func:`cross_validated_probe` for many labels of one representation at once.
+
+    Labels with the same missing (NaN) entries share their folds and, with ``inner_cv=None``, one SVD per
+    fold (each label keeps its own leave-one-out alpha), so L labels cost about as much as one. Every
+    result equals ``cross_validated_probe(X, labels[name], ...)`` with the same arguments.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+    labels : mapping name -> ndarray (n,)
+        NaN = missing.
+    cv, seed, alphas, inner_cv, standardize, confidence
+        As in :func:`cross_validated_probe`.
+
+    Returns
+    -------
+    dict name -> ProbeResult
+    """
+    X = _check_X(X)
+    if not (0.0 < confidence < 1.0):
+        raise InputError(f"confidence must be in (0, 1); got {confidence!r}")
+    if not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise InputError(f"cv must be an integer ≥ 2; got {cv!r}")
+    a = _check_alphas(alphas)
+    ys = {k: _check_y(v, X.shape[0], f"label {k!r}", allow_nan=True) for k, v in labels.items()}
+    groups: dict[bytes, list[str]] = {}
+    for k, y in ys.items():
+        mask = ~np.isnan(y)
+        if mask.sum() < 2 * cv:
+            raise InputError(
+                f"label {k!r} has {int(mask.sum())} non-NaN values; {cv}-fold probing needs {2 * cv}"
+            )
+        groups.setdefault(mask.tobytes(), []).append(k)
+    out: dict[str, ProbeResult] = {}
+    for names in groups.values():
+        mask = ~np.isnan(ys[names[0]])
+        Xk = X[mask]
+        Yk = np.column_stack([ys[k][mask] for k in names])
+        n = Xk.shape[0]
+        pred = np.full((n, len(names)), np.nan)
+        r2s, maes, al = [], [], []
+        for tr, te in _folds(n, int(cv), seed):
+            coef, intercept, alpha = _fit_ridge(Xk[tr], Yk[tr], a, cv=inner_cv, standardize=standardize)
+            P = Xk[te] @ coef + intercept
+            pred[te] = P
+            r2s.append([_r2(Yk[te, j], P[:, j]) for j in range(len(names))])
+            maes.append(np.abs(Yk[te] - P).mean(axis=0))
+            al.append(alpha)
+        r2s, maes, al = np.asarray(r2s), np.asarray(maes), np.asarray(al)
+        for j, k in enumerate(names):
+            out[k] = ProbeResult(r2_folds=r2s[:, j], mae_folds=maes[:, j], alpha_folds=al[:, j], n=n,
+                                 n_dropped=int((~mask).sum()), confidence=confidence, y_pred=pred[:, j],
+                                 mask=mask)  # fmt: skip
+    return {k: out[k] for k in ys}
+
+
 # ----------------------------------------------------------------------------- baselines
 def random_features(n: int, d: int, *, seed: int = 0) -> np.ndarray:
     """A Gaussian random representation (n, d), seeded: the no-information baseline of a probe."""
@@ -483,6 +592,31 @@ class TransferProbe(RegressorMixin, BaseEstimator):
         return self.source_probe_.predict(self.map_.predict(XB))
 
 
+def _fit_probes(
+    X: np.ndarray, labels: Mapping[str, np.ndarray], *, alphas: Sequence[float] | None, cv: int | None
+) -> dict[str, LinearProbe]:
+    """One fitted :class:`LinearProbe` per label (rows with a NaN label left out), identical to fitting each
+    label alone; labels with the same missing rows share one decomposition."""
+    a = _check_alphas(alphas)
+    groups: dict[bytes, list[str]] = {}
+    for k, y in labels.items():
+        groups.setdefault((~np.isnan(y)).tobytes(), []).append(k)
+    out = {}
+    for names in groups.values():
+        m = ~np.isnan(labels[names[0]])
+        coef, intercept, alpha = _fit_ridge(X[m], np.column_stack([labels[k][m] for k in names]), a, cv=cv)
+        for j, k in enumerate(names):
+            P = LinearProbe(alphas=alphas, cv=cv)
+            P.coef_, P.intercept_, P.alpha_, P.n_features_in_ = (
+                coef[:, j],
+                float(intercept[j]),
+                float(alpha[j]),
+                X.shape[1],
+            )
+            out[k] = P
+    return out
+
+
 def train_test_indices(n: int, *, test_size: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split of ``range(n)`` into sorted train and test indices."""
     if not (0.0 < test_size < 1.0):
@@ -563,16 +697,19 @@ def transfer_matrix(
         for b in names
         if a != b
     }
+    for lab, yy in labels.items():
+        n_tr, n_te = int(np.isfinite(yy[tr]).sum()), int(np.isfinite(yy[te]).sum())
+        if n_tr < 3 or n_te < 2:
+            raise InputError(f"label {lab!r} has too few values ({n_tr} train, {n_te} test)")
+    fitted = {
+        a: _fit_probes(train[a], {k: v[tr] for k, v in labels.items()}, alphas=alphas, cv=cv) for a in names
+    }
     rows, probes = [], {}
     for lab, yy in labels.items():
         ytr, yte = yy[tr], yy[te]
         mtr, mte = ~np.isnan(ytr), ~np.isnan(yte)
-        if mtr.sum() < 3 or mte.sum() < 2:
-            raise InputError(
-                f"label {lab!r} has too few values ({int(mtr.sum())} train, {int(mte.sum())} test)"
-            )
         for a in names:
-            probes[(lab, a)] = LinearProbe(alphas=alphas, cv=cv).fit(train[a][mtr], ytr[mtr])
+            probes[(lab, a)] = fitted[a][lab]
         own = {a: _r2(yte[mte], probes[(lab, a)].predict(R[a][te][mte])) for a in names}
         for (a, b), M in maps.items():
             p = probes[(lab, a)].predict(M.predict(R[b][te][mte]))

@@ -45,7 +45,7 @@ def probe_table(ctx: AnalysisContext):
     """
     import pandas as pd
 
-    from ..probes import cross_validated_probe, random_features
+    from ..probes import cross_validated_probes, random_features
 
     p = _params(ctx)
     rows, base_rows = [], []
@@ -56,56 +56,49 @@ def probe_table(ctx: AnalysisContext):
         labels = physical_labels(dataset, p)[: int(p["max_labels"])]
         subset = sample_subset(dataset, p["max_samples"], ctx.seed)
         # models that embedded the same samples share baselines (cached per id set and width)
-        comp_cache: dict = {}
-        rand_cache: dict = {}
+        kw = {"cv": p["cv"], "seed": ctx.seed, "confidence": p["confidence"]}
+        cache: dict = {}
         for m in models:
             ids, X = rows_for(ctx.embeddings[ds_name][m], subset)
             if len(ids) < 2 * p["cv"]:
                 continue
             key = tuple(ids)
-            if key not in comp_cache:
-                comp_cache[key] = composition_of(dataset, ids, kind=p["composition"])
-            C = comp_cache[key]
-            for lab in labels:
-                y = label_values(dataset, ids, lab)
-                if np.isfinite(y).sum() < 2 * p["cv"] or np.nanstd(y) == 0:
-                    continue
-                kw = {"cv": p["cv"], "seed": ctx.seed, "confidence": p["confidence"]}
-                res = cross_validated_probe(X, y, **kw).as_dict()
-                rk = (key, X.shape[1], lab)
-                if rk not in rand_cache:
-                    R = random_features(len(ids), X.shape[1], seed=ctx.seed + 1)
-                    rand_cache[rk] = cross_validated_probe(R, y, **kw).as_dict()
-                    base_rows.append(
-                        {
-                            "dataset": ds_name,
-                            "label": lab,
-                            "baseline": f"random (d={X.shape[1]})",
-                            "dim": X.shape[1],
-                            **_pick(rand_cache[rk]),
-                        }
-                    )
-                ck = (key, "composition", lab)
-                if ck not in rand_cache:
-                    rand_cache[ck] = cross_validated_probe(C, y, **kw).as_dict() if C is not None else None
-                    if rand_cache[ck] is not None:
-                        base_rows.append(
-                            {
-                                "dataset": ds_name,
-                                "label": lab,
-                                "baseline": f"composition ({p['composition']})",
-                                "dim": C.shape[1],
-                                **_pick(rand_cache[ck]),
-                            }
-                        )
-                comp = rand_cache[ck]
-                r2c = comp["r2"] if comp else np.nan
+            if key not in cache:  # labels and the composition baseline, once per set of samples
+                ys = {}
+                for lab in labels:
+                    y = label_values(dataset, ids, lab)
+                    if np.isfinite(y).sum() >= 2 * p["cv"] and np.nanstd(y) > 0:
+                        ys[lab] = y
+                C = composition_of(dataset, ids, kind=p["composition"]) if ys else None
+                comp = (
+                    {k: v.as_dict() for k, v in cross_validated_probes(C, ys, **kw).items()}
+                    if C is not None
+                    else {}
+                )
+                for lab, r in comp.items():
+                    base_rows.append({"dataset": ds_name, "label": lab, "baseline": f"composition ({p['composition']})",
+                                      "dim": C.shape[1], **_pick(r)})  # fmt: skip
+                cache[key] = (ys, comp)
+            ys, comp = cache[key]
+            if not ys:
+                continue
+            rk = (key, X.shape[1])
+            if rk not in cache:  # random features of this width on these samples
+                R = random_features(len(ids), X.shape[1], seed=ctx.seed + 1)
+                cache[rk] = {k: v.as_dict() for k, v in cross_validated_probes(R, ys, **kw).items()}
+                for lab, r in cache[rk].items():
+                    base_rows.append({"dataset": ds_name, "label": lab, "baseline": f"random (d={X.shape[1]})",
+                                      "dim": X.shape[1], **_pick(r)})  # fmt: skip
+            rand = cache[rk]
+            for lab, r in cross_validated_probes(X, ys, **kw).items():
+                res = r.as_dict()
+                r2c = comp[lab]["r2"] if lab in comp else np.nan
                 rows.append({
                     "dataset": ds_name, "label": lab, "model": m, "family": family_of(ctx.models, m),
                     "control": is_control(ctx.models.get(m)), **res,
-                    "r2_random": rand_cache[rk]["r2"],
+                    "r2_random": rand[lab]["r2"],
                     "r2_composition": r2c,
-                    "mae_composition": comp["mae"] if comp else np.nan,
+                    "mae_composition": comp[lab]["mae"] if lab in comp else np.nan,
                     "beats_composition": bool(np.isfinite(r2c) and res["r2_low"] > max(r2c, 0.0)),
                 })  # fmt: skip
     scores = pd.DataFrame(rows)
