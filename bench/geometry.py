@@ -93,15 +93,15 @@ def distance_passes(reps, precision: str) -> None:
 
 
 def run_item(item: str, n: int) -> dict:
+    import faiss  # noqa: F401  (imports outside the timed region)
+    import torch  # noqa: F401
+
     from matteralign.metrics import (
         distance_correlation,
         information_imbalance,
         intrinsic_dimension,
         pairwise_geometry,
     )
-
-    import faiss  # noqa: F401  (imports outside the timed region)
-    import torch  # noqa: F401
 
     out: dict = {}
     if item.startswith("dcor"):
