@@ -247,11 +247,9 @@ class Study:
 
         cfg = self.config
         for name in cfg.models:
-            model_registry.info(name) if hasattr(model_registry, "info") else None
-            if name not in model_registry.names():
-                from .errors import UnknownNameError
-
-                raise UnknownNameError("model", name, model_registry.names())
+            reason = model_registry.get_spec(name).unavailable_reason()
+            if reason:
+                raise ConfigError(f"model {name!r} cannot run here: {reason}")
         for name in cfg.layers:
             if name not in cfg.models:
                 raise ConfigError(f"layers: model {name!r} is not among the study's models {cfg.models}")

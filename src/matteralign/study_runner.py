@@ -32,9 +32,9 @@ CORE_COVERAGE = 0.9
 
 PAIR_COLUMNS = [
     "dataset", "model_a", "model_b", "layer_a", "layer_b", "metric", "params", "n", "value",
-    "p_value", "ci_low", "ci_high", "normalize", "seed", "study",
+    "p_value", "ci_low", "ci_high", "normalize", "note", "seed", "study",
 ]
-MODEL_COLUMNS = ["dataset", "model", "layer", "metric", "params", "n", "value", "normalize", "seed", "study"]
+MODEL_COLUMNS = ["dataset", "model", "layer", "metric", "params", "n", "value", "normalize", "note", "seed", "study"]
 
 
 def _hash(*parts: Any) -> str:
@@ -102,19 +102,37 @@ def _load_datasets(study: Study) -> dict[str, Any]:
     return out
 
 
-def _model_meta(name: str) -> dict[str, Any]:
+#: Model family -> (kind, embedding type of the default layer).
+_FAMILY_KIND = {
+    "chgnet": ("mlip", "invariant"),
+    "sevennet": ("mlip", "invariant"),
+    "ani": ("mlip", "invariant"),
+    "descriptor": ("descriptor", "descriptor"),
+    "cheminformatics": ("descriptor", "descriptor"),
+    "lm": ("language", "text"),
+    "control": ("control", "random"),
+}
+
+
+def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Metadata the analyses group by: family, kind, embedding type, parameter count, control flag."""
     from . import models as model_registry
 
-    info = model_registry.info(name) if hasattr(model_registry, "info") else {}
-    if not isinstance(info, dict):
-        info = dict(getattr(info, "__dict__", {}))
+    spec = model_registry.get_spec(name)
+    kind, emb_type = _FAMILY_KIND.get(spec.family, ("mlip", "vanilla"))
+    control = spec.family == "control" or name.endswith("-random")
+    if control:
+        kind, emb_type = "control", "random"
+    elif "equivariant" in layer:
+        emb_type = "equivariant"
     return {
-        "family": info.get("family", name.split("-")[0]),
-        "modality": info.get("modality", "atoms"),
-        "embedding_type": info.get("embedding_type", "vanilla"),
-        "n_params": info.get("n_params"),
-        "control": bool(info.get("control", False)),
-        "kind": info.get("kind", ""),
+        "family": "control" if control else spec.family,
+        "modality": spec.modality,
+        "embedding_type": emb_type,
+        "kind": kind,
+        "n_params": provenance.get("n_parameters"),
+        "control": control,
+        "layer": layer,
     }
 
 
@@ -173,7 +191,7 @@ def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict,
     """Pair and single-model metrics of one dataset → two tidy DataFrames."""
     import pandas as pd
 
-    from .metrics import get_metric, normalize, pairwise
+    from .metrics import get_metric, normalize, prepare
 
     cfg = study.config
     digest = cfg.digest()
@@ -187,10 +205,13 @@ def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict,
         return X if cfg.normalize == "none" else normalize(X, method=cfg.normalize)
 
     metric_list = [(name, dict(params)) for name, params in cfg.metrics.items()]
+    k_max = max((int(p["k"]) for _, p in metric_list if "k" in p), default=0) or None
     frames = []
     if len(core) >= 2:
-        reps = {m: prep(embeddings[m].aligned(common_ids)) for m in core}
-        frames.append(pairwise(reps, metric_list, normalize=None))
+        caches = {m: prepare(prep(embeddings[m].aligned(common_ids)), k_max=k_max, normalize=None, name=m)
+                  for m in core}
+        for name, params in metric_list:
+            frames.append(_pairwise_recording_errors(caches, name, params))
     # partial-coverage models: each pair on the intersection of its own two id sets
     for a in partial:
         for b in embeddings:
@@ -199,8 +220,10 @@ def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict,
             ids = [i for i in embeddings[a].ids if i in set(embeddings[b].ids)]
             if len(ids) < 10:
                 continue
-            reps = {a: prep(embeddings[a].aligned(ids)), b: prep(embeddings[b].aligned(ids))}
-            frames.append(pairwise(reps, metric_list, normalize=None))
+            caches = {m: prepare(prep(embeddings[m].aligned(ids)), k_max=k_max, normalize=None, name=m) for m in (a, b)}
+            for name, params in metric_list:
+                df = _pairwise_recording_errors(caches, name, params)
+                frames.append(df[df["model_a"] != df["model_b"]])
     pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
     pairs["dataset"] = ds_name
     pairs["layer_a"] = [layers[(ds_name, m)] for m in pairs["model_a"]]
@@ -219,14 +242,56 @@ def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict,
         for params in param_sets:
             for m, emb in embeddings.items():
                 X = prep(emb.X)
-                value = float(spec.function(X, **params))
-                rows.append({
+                note = ""
+                try:
+                    value = float(spec.function(X, **params))
+                except MatterAlignError as exc:
+                    value, note = np.nan, f"{type(exc).__name__}: {exc}"
+                rows.append({"note": note,
                     "dataset": ds_name, "model": m, "layer": layers[(ds_name, m)], "metric": name,
                     "params": json.dumps(params, sort_keys=True), "n": len(emb.ids), "value": value,
                     "normalize": cfg.normalize, "seed": cfg.seed, "study": digest,
                 })
     per_model = pd.DataFrame(rows, columns=MODEL_COLUMNS)
     return pairs, per_model
+
+
+def _pairwise_recording_errors(caches: dict, name: str, params: dict):
+    """All pairs of one metric; a pair the metric cannot measure gets NaN and the reason in ``note``.
+
+    Degenerate inputs are real (e.g. composition vectors of elemental crystals have duplicated rows,
+    so TwoNN-based IdCor is undefined). The study records why instead of stopping or hiding it.
+    """
+    import pandas as pd
+
+    from .metrics import get_metric, pairwise
+
+    try:
+        df = pairwise(caches, [(name, params)], normalize=None)
+        df["note"] = ""
+        return df
+    except MatterAlignError:
+        pass
+    spec = get_metric(name)
+    rows = []
+    names = list(caches)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            if spec.symmetric and j < i:
+                continue
+            try:
+                df = pairwise({a: caches[a], b: caches[b]}, [(name, params)], normalize=None)
+                df["note"] = ""
+                part = df[(df["model_a"] == a) & (df["model_b"] == b)]
+                if spec.symmetric and a != b:
+                    part = pd.concat([part, df[(df["model_a"] == b) & (df["model_b"] == a)]])
+            except MatterAlignError as exc:
+                base = {"metric": name, "params": json.dumps(params, sort_keys=True), "n": caches[a].n,
+                        "value": np.nan, "normalize": caches[a].normalize, "note": f"{type(exc).__name__}: {exc}"}
+                pairs_ = [(a, b)] + ([(b, a)] if spec.symmetric and a != b else [])
+                part = pd.DataFrame([{"model_a": x, "model_b": y, **base} for x, y in pairs_])
+            rows.append(part)
+    return pd.concat(rows, ignore_index=True)
 
 
 def run_study(study: Study, *, progress: bool = True, report: bool = True) -> StudyResults:
@@ -300,7 +365,10 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
 
     report_dir = out / "report"
     analysis_results, failures = [], {}
-    models_meta = {m: _model_meta(m) for m in cfg.models}
+    models_meta = {}
+    for embs in embeddings.values():
+        for m, e in embs.items():
+            models_meta.setdefault(m, _model_meta(m, e.layer, e.provenance))
     with _Stage("analyse", timings, progress):
         for name, params in _analysis_plan(cfg).items():
             fig_dir = report_dir / "figures" / name
