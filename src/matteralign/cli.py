@@ -85,6 +85,21 @@ def list_models():
     _console().print(table)
 
 
+@list_app.command("datasets")
+def list_datasets():
+    """List the bundled datasets and the file readers."""
+    from rich.table import Table
+
+    from .datasets import describe
+
+    table = Table(title="matteralign datasets")
+    for col in ("name", "kind", "size", "labels", "source"):
+        table.add_column(col)
+    for info in describe():
+        table.add_row(info.name, info.kind, info.size, ", ".join(info.labels), info.source)
+    _console().print(table)
+
+
 @app.command()
 def run(
     study: str = typer.Argument(None, help="Study TOML file (default: the bundled default study)."),
