@@ -24,6 +24,10 @@ normalised output, so its norm is kept (L2 normalisation is a metric option). Ex
 ``cls`` for ``rxnfp-bert`` (the last-layer ``[CLS]`` vector, which is how rxnfp builds its
 fingerprints) and ``sentence`` for MiniLM (the library's own mean-pooled and L2-normalised output, i.e.
 ``SentenceTransformer.encode``).
+
+Speed: :meth:`embed_samples` batches strings of similar length together (less padding). On a CPU shared
+with other jobs, pass ``num_threads=1``: with two OpenMP threads on a loaded 2-core machine, 32 SMILES
+one at a time took 47 s through rxnfp-bert against 2.2 s with one thread.
 """
 
 from __future__ import annotations
