@@ -266,3 +266,36 @@ def test_transfer_probes_equal_individually_fitted_probes(latent):
         assert P.alpha_ == ref.alpha_
         np.testing.assert_allclose(P.coef_, ref.coef_, rtol=1e-8, atol=1e-12)
         assert P.intercept_ == pytest.approx(ref.intercept_, rel=1e-8, abs=1e-12)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_leave_one_out_ridge_equals_sklearn_ridgecv(latent, standardize):
+    """The Gram-eigendecomposition leave-one-out path picks the same alpha and weights as sklearn's RidgeCV."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    from matteralign.probes import DEFAULT_ALPHAS
+
+    X = latent["B"] * np.linspace(0.5, 3.0, latent["B"].shape[1]) + 2.0
+    for y in (latent["y"], latent["y"] + 2 * latent["noise"], latent["noise"]):
+        probe = LinearProbe(standardize=standardize).fit(X, y)
+        Xs = StandardScaler().fit_transform(X) if standardize else X
+        ref = RidgeCV(alphas=DEFAULT_ALPHAS).fit(Xs, (y - y.mean()) / y.std())
+        assert probe.alpha_ == ref.alpha_
+        ref_pred = ref.predict(Xs) * y.std() + y.mean()
+        np.testing.assert_allclose(probe.predict(X), ref_pred, rtol=1e-7, atol=1e-8)
+    # multi-output map with one shared alpha, as RidgeCV(alpha_per_target=False)
+    M = LinearMap().fit(latent["A"], latent["B"])
+    Xs = StandardScaler().fit_transform(latent["A"])
+    ref = RidgeCV(alphas=DEFAULT_ALPHAS).fit(Xs, latent["B"])
+    assert M.alpha_ == ref.alpha_
+    np.testing.assert_allclose(M.predict(latent["A"]), ref.predict(Xs), rtol=1e-7, atol=1e-8)
+
+
+def test_probe_wide_features_use_sklearn_path():
+    """d > n goes through RidgeCV directly and still fits."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 120))
+    y = X[:, 0] * 2 + 0.01 * rng.standard_normal(40)
+    p = LinearProbe().fit(X, y)
+    assert p.coef_.shape == (120,) and p.score(X, y) > 0.5

@@ -107,6 +107,46 @@ def _r2(y: np.ndarray, p: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- probe
+def _gcv_ridge(Xc: np.ndarray, Yc: np.ndarray, alphas: np.ndarray, *, per_target: bool = True):
+    """Ridge with an unpenalised intercept on centred ``Xc`` (n, d), ``Yc`` (n, L), alpha by exact
+    leave-one-out, through the eigendecomposition of the d x d Gram matrix (for n > d).
+
+    .. math::
+
+        X_c = U S V^\\top,\\quad f_j(\\alpha) = \\frac{s_j^2}{s_j^2 + \\alpha},\\quad
+        h_i = \\frac1n + \\sum_j U_{ij}^2 f_j,\\quad
+        e_i = \\frac{y_i - \\bar y - [U \\operatorname{diag}(f) U^\\top y_c]_i}{1 - h_i}
+
+    the leave-one-out residuals of ridge regression (exact for any linear smoother fitted by penalised least
+    squares; the same criterion as scikit-learn's ``RidgeCV(cv=None)``). Returns ``W`` (d, L) and the alpha
+    of each column (``per_target``) or one alpha minimising the mean over all columns.
+    """
+    n = Xc.shape[0]
+    ev, V = np.linalg.eigh(Xc.T @ Xc)
+    keep = ev > max(float(ev.max(initial=0.0)), 1e-300) * 1e-12
+    ev, V = ev[keep], V[:, keep]
+    s = np.sqrt(ev)
+    U = (Xc @ V) / s
+    U2 = U * U
+    UtY = U.T @ Yc
+    L = Yc.shape[1]
+    best = np.full(L if per_target else 1, np.inf)
+    best_alpha = np.empty(L if per_target else 1)
+    for a in alphas:  # increasing order of the grid as given; ties keep the first, like numpy's argmin
+        f = ev / (ev + a)
+        h = U2 @ f + 1.0 / n
+        E = (Yc - U @ (f[:, None] * UtY)) / (1.0 - h)[:, None]
+        err = (E * E).mean(axis=0)
+        if not per_target:
+            err = np.array([err.mean()])
+        better = err < best
+        best[better] = err[better]
+        best_alpha[better] = a
+    alpha = best_alpha if per_target else np.full(L, best_alpha[0])
+    W = V @ ((s[:, None] / (ev[:, None] + alpha[None, :])) * UtY)
+    return W, alpha
+
+
 def _fit_ridge(
     X: np.ndarray,
     Y: np.ndarray,
@@ -115,33 +155,50 @@ def _fit_ridge(
     cv: int | None = None,
     standardize: bool = True,
     standardize_target: bool = True,
+    per_target: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge of every column of ``Y`` (n, L) on ``X`` (n, d), one CV-chosen alpha per column.
+    """Ridge of every column of ``Y`` (n, L) on ``X`` (n, d), alpha chosen by cross-validation.
 
-    Returns ``coef`` (d, L) and ``intercept`` (L,) in original units, and ``alpha`` (L,). With ``cv=None``
-    all columns share one SVD (efficient leave-one-out per column, ``alpha_per_target``), and each
-    column's alpha and weights equal those of a single-column fit; with an integer ``cv`` columns are
-    fitted one by one.
+    Returns ``coef`` (d, L) and ``intercept`` (L,) in original units, and ``alpha`` (L,): one per column
+    (``per_target``) or one shared by all columns. With ``cv=None`` alpha is chosen by exact leave-one-out
+    and all columns share one decomposition (:func:`_gcv_ridge` when n > d, else scikit-learn's
+    ``RidgeCV``); each column's alpha and weights then equal those of a single-column fit. With an integer
+    ``cv``, scikit-learn's K-fold ``RidgeCV`` is run per column (or once, for a shared alpha).
     """
+    from threadpoolctl import threadpool_limits
+
+    # The d x d problems here are small: one BLAS thread is faster than several, and far faster on a busy
+    # machine, where multi-threaded LAPACK (eigh, SVD) can slow down a hundredfold.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_ridge_impl(X, Y, alphas, cv=cv, standardize=standardize,
+                               standardize_target=standardize_target, per_target=per_target)  # fmt: skip
+
+
+def _fit_ridge_impl(X, Y, alphas, *, cv, standardize, standardize_target, per_target):
     from sklearn.linear_model import RidgeCV
 
-    d = X.shape[1]
-    mu, sd = _scale(X) if standardize else (np.zeros(d), np.ones(d))
+    n, d = X.shape
+    L = Y.shape[1]
+    mu = X.mean(axis=0)
+    sd = _scale(X)[1] if standardize else np.ones(d)
     y_mu = Y.mean(axis=0)
-    y_sd = Y.std(axis=0) if standardize_target else np.ones(Y.shape[1])
+    y_sd = Y.std(axis=0) if standardize_target else np.ones(L)
     y_sd = np.where(y_sd == 0.0, 1.0, y_sd)
     Xs = (X - mu) / sd
     Ys = (Y - y_mu) / y_sd
-    if cv is None:
-        ridge = RidgeCV(alphas=alphas, fit_intercept=True, alpha_per_target=Y.shape[1] > 1).fit(
-            Xs, Ys if Y.shape[1] > 1 else Ys[:, 0]
-        )
-        W = np.asarray(ridge.coef_, dtype=np.float64).reshape(Y.shape[1], d).T  # (d, L)
-        b = np.asarray(ridge.intercept_, dtype=np.float64).reshape(Y.shape[1])
-        alpha = np.broadcast_to(np.asarray(ridge.alpha_, dtype=np.float64), (Y.shape[1],)).copy()
+    if cv is None and n > d:
+        W, alpha = _gcv_ridge(Xs, Ys, alphas, per_target=per_target)
+        b = np.zeros(L)
+    elif cv is None or not per_target:
+        multi = per_target and L > 1
+        ridge = RidgeCV(alphas=alphas, cv=cv, fit_intercept=True, alpha_per_target=multi)
+        ridge.fit(Xs, Ys if L > 1 else Ys[:, 0])
+        W = np.asarray(ridge.coef_, dtype=np.float64).reshape(L, d).T  # (d, L)
+        b = np.asarray(ridge.intercept_, dtype=np.float64).reshape(L)
+        alpha = np.broadcast_to(np.asarray(ridge.alpha_, dtype=np.float64), (L,)).copy()
     else:
-        W, b, alpha = np.empty((d, Y.shape[1])), np.empty(Y.shape[1]), np.empty(Y.shape[1])
-        for j in range(Y.shape[1]):
+        W, b, alpha = np.empty((d, L)), np.empty(L), np.empty(L)
+        for j in range(L):
             ridge = RidgeCV(alphas=alphas, cv=cv, fit_intercept=True).fit(Xs, Ys[:, j])
             W[:, j], b[j], alpha[j] = np.ravel(ridge.coef_), float(ridge.intercept_), float(ridge.alpha_)
     coef = y_sd * W / sd[:, None]
@@ -517,19 +574,17 @@ class LinearMap(BaseEstimator):
 
     def fit(self, XB: np.ndarray, XA: np.ndarray) -> LinearMap:
         """Learn the map from ``XB`` (n, d_B) to ``XA`` (n, d_A); returns ``self``."""
-        from sklearn.linear_model import RidgeCV
 
         XB = _check_X(XB, "XB")
         XA = _check_X(XA, "XA")
         if XA.shape[0] != XB.shape[0]:
             raise InputError(f"XA has {XA.shape[0]} rows and XB {XB.shape[0]}; they must be the same samples")
-        mu, sd = _scale(XB)
-        ridge = RidgeCV(alphas=_check_alphas(self.alphas), cv=self.cv, fit_intercept=True)
-        ridge.fit((XB - mu) / sd, XA)
-        W = np.atleast_2d(np.asarray(ridge.coef_, dtype=np.float64))  # (d_A, d_B)
-        self.alpha_ = float(ridge.alpha_)
-        self.coef_ = (W / sd).T
-        self.intercept_ = np.asarray(ridge.intercept_, dtype=np.float64).ravel() - (mu / sd) @ W.T
+        coef, intercept, alpha = _fit_ridge(
+            XB, XA, _check_alphas(self.alphas), cv=self.cv, standardize_target=False, per_target=False
+        )
+        self.alpha_ = float(alpha[0])
+        self.coef_ = coef
+        self.intercept_ = intercept
         self.n_features_in_ = XB.shape[1]
         return self
 
@@ -704,6 +759,7 @@ def transfer_matrix(
     fitted = {
         a: _fit_probes(train[a], {k: v[tr] for k, v in labels.items()}, alphas=alphas, cv=cv) for a in names
     }
+    mapped = {(a, b): M.predict(R[b][te]) for (a, b), M in maps.items()}  # test rows of B in A's space
     rows, probes = [], {}
     for lab, yy in labels.items():
         ytr, yte = yy[tr], yy[te]
@@ -711,8 +767,8 @@ def transfer_matrix(
         for a in names:
             probes[(lab, a)] = fitted[a][lab]
         own = {a: _r2(yte[mte], probes[(lab, a)].predict(R[a][te][mte])) for a in names}
-        for (a, b), M in maps.items():
-            p = probes[(lab, a)].predict(M.predict(R[b][te][mte]))
+        for a, b in maps:
+            p = probes[(lab, a)].predict(mapped[(a, b)][mte])
             rows.append(
                 {
                     "label": lab,
