@@ -142,3 +142,23 @@ def test_cache_path_equals_function_and_slicing():
         assert cknna_from_cache(cx, cy, k=k) == pytest.approx(cknna(X, Y, k=k), abs=1e-14)
     # extending beyond k_max searches again
     assert cknna_from_cache(cx, cy, k=40) == pytest.approx(cknna_dense(X, Y, 40), abs=1e-9)
+
+
+def test_cknna_can_exceed_one_exactly_as_the_dense_reference():
+    """Real embeddings where CKNNA leaves [0, 1]: g2 molecules (54 with >1 atom), element fractions vs CHGNet.
+
+    The composition vectors hold duplicated rows (isomers), so its kNN mask differs strongly from CHGNet's
+    and the cross term is not bounded by the self terms. The registry therefore claims no bound for CKNNA;
+    the sparse path equals the dense formula (same tie rule) also here.
+    """
+    from pathlib import Path
+
+    from matteralign.metrics import cknna
+
+    from .dense_reference import cknna_dense
+
+    z = np.load(Path(__file__).parent.parent / "data" / "g2_composition_chgnet.npz")
+    X, Y = z["composition"], z["chgnet"].astype(np.float64)
+    assert cknna(X, Y, k=25) == pytest.approx(1.1614885, abs=1e-6)
+    for k in (5, 10, 25):
+        assert cknna(X, Y, k=k) == pytest.approx(cknna_dense(X, Y, k), abs=1e-9)
