@@ -74,7 +74,7 @@ def mace(model_name, outdir, ids, atoms_list):
     calc = MACECalculator(models=model, device="cpu", default_dtype="float64")
     ref = {"invariants": [], "equivariant": [], "readout_input": []}
     grabbed = []
-    h = model.readouts[-1].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach()))
+    h = model.readouts[-1].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach()) and None)
     for a in atoms_list:
         ref["invariants"].append(calc.get_descriptors(a, invariants_only=True))
         ref["equivariant"].append(calc.get_descriptors(a, invariants_only=False))
@@ -101,7 +101,7 @@ def orb(model_name, outdir, ids, atoms_list):
     torch.save(model.state_dict(), path)
     sc = model.system_config
     grabbed = []
-    h = model.heads["energy"].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach()))
+    h = model.heads["energy"].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach()) and None)
     ref = []
     for a in atoms_list:
         grabbed.clear()

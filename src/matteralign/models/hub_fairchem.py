@@ -11,7 +11,8 @@ hook on the backbone:
   (rotates with the structure for ``l > 0``).
 
 The checkpoint is read by the package's own local loader,
-``fairchem.core.calculate.pretrained_mlip.get_predict_unit(path, device="cpu")``
+``fairchem.core.calculate.pretrained_mlip.get_predict_unit(path, inference_settings="batch", device="cpu")``
+(the ``batch`` settings: no compilation, no merging of UMA's experts, full float32)
 (an ``MLIPInferenceCheckpoint`` pickle: it needs ``trust_checkpoint=True``). The task head (which
 dataset embedding the model conditions on) is chosen per dataset: ``omat`` when every structure is
 periodic (crystals), ``omol`` when none is (molecules, charge 0 and spin multiplicity 1 unless the
@@ -76,7 +77,7 @@ class FairchemExtractor(CheckpointExtractor):
         import logging
 
         logging.getLogger("fairchem").setLevel(logging.WARNING)
-        self.predict_unit = _get_predict_unit()(self.checkpoint, device=self.device)
+        self.predict_unit = _get_predict_unit()(self.checkpoint, inference_settings="batch", device=self.device)
         module = self.predict_unit.model
         self.model = getattr(module, "module", module)
         self.backbone = self.model.backbone
