@@ -80,3 +80,32 @@ def test_maps_single_dataset_and_no_models(tmp_path):
     for m in ctx.models.values():
         m["modality"] = "smiles"
     assert get_analysis("maps")(ctx).figures == []
+
+
+def test_extension_analyses_render_into_report(maps_result, tmp_path):
+    """probes, transfer, maps and convergence on one synthetic study render into one report."""
+    import re
+
+    from matteralign.report import write_report
+
+    ctx, maps_res = maps_result
+    out = tmp_path / "report"
+    results = []
+    for name in ("probes", "transfer", "convergence"):
+        ctx.out_dir = out / "figures" / name
+        ctx.out_dir.mkdir(parents=True)
+        results.append(get_analysis(name)(ctx))
+    results.append(maps_res)
+    index = write_report(results, out_dir=out, study={"name": "synthetic"}, provenance={})
+    html = index.read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == sum(len(r.figures) for r in results) == 2 + 2 + 2 + 4
+    for r in results:
+        assert f'id="{r.name}"' in html and r.findings
+
+
+def test_extension_analyses_without_labels(ctx):
+    """The shared synthetic context has embeddings but no datasets: every analysis returns an empty result."""
+    for name in ("probes", "transfer", "maps", "convergence"):
+        res = get_analysis(name)(ctx)
+        assert res.figures == [] and res.tables == {} and res.findings == []
