@@ -292,6 +292,7 @@ def test_other_checkpoints_load_and_embed(name):
     x = ex.embed([ase_build.bulk("Cu", "fcc", a=3.6), ase_build.molecule("H2O")])
     assert [a.shape for a in x] == [(1, 64), (3, 64)]
     e = ex.predict_energy([ase_build.bulk("Cu", "fcc", a=3.6)])[0]
-    assert -6.0 < e < -2.0  # eV/atom for Cu: every MPtrj-trained model is in this range
+    # eV/atom for Cu: MPtrj (PBE) models give about -4.1; r2SCAN total energies sit lower (about -10.8)
+    assert (-11.5 < e < -10.0) if name == "chgnet-r2scan" else (-4.3 < e < -3.9)
     if name == "sevennet-mf-0":
         assert ex.provenance()["modal"] == "PBE"

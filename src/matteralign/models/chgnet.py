@@ -3,7 +3,8 @@
 CHGNet (Deng et al., Nat. Mach. Intell. 5, 1031 (2023), arXiv:2302.14231) is a graph network
 with atom, bond and angle message passing and a charge-informed (magnetic moment) head. The
 default layer is the per-atom representation entering the energy readout: the output of
-``readout_norm`` (a LayerNorm after the last atom convolution), 64-d per atom. Other layers are
+``readout_norm`` (a LayerNorm after the last atom convolution), 64-d per atom; CHGNet 0.2.0 has no
+readout norm, so its default layer is ``atom_conv_layers.3``. Other layers are
 the outputs of ``atom_embedding``, each ``atom_conv_layers[i]`` and the readout MLP's last hidden
 activation (``mlp.layers.5``). Note that ``CHGNet.predict_structure(return_crystal_feas=True)``
 returns the *sum* of ``readout_norm`` over atoms and ``return_atom_feas`` the features after conv
@@ -46,6 +47,10 @@ _CHECKPOINTS = {
 }
 _N_CONV = 4
 LAYERS = ("readout_norm", "atom_embedding", *(f"atom_conv_layers.{i}" for i in range(_N_CONV)), "mlp.layers.5")
+#: CHGNet 0.2.0 has no readout LayerNorm and a shorter readout MLP: the representation entering the
+#: readout is the last atom convolution's output.
+LAYERS_020 = ("atom_conv_layers.3", "atom_embedding", *(f"atom_conv_layers.{i}" for i in range(_N_CONV - 1)),
+              "mlp.layers.3")
 
 
 def _checkpoint_path(version: str) -> str | None:
@@ -117,10 +122,12 @@ class CHGNetExtractor(Extractor):
                 model = CHGNet.from_file(path, mlp_out_bias=version == "0.2.0", version=version)
         self.model = model.to(self.device).eval()
         self.cutoff = float(self.model.graph_converter.atom_graph_cutoff)
+        self._layers = list(LAYERS if self.model.readout_norm is not None else LAYERS_020)
+        self.default_layer = self._layers[0]
 
     # ------------------------------------------------------------------ protocol
     def layers(self) -> list[str]:
-        return list(LAYERS)
+        return list(self._layers)
 
     def input_reason(self, obj: Any) -> str | None:
         reason = structure_reason(obj, max_z=94)
@@ -205,13 +212,14 @@ class CHGNetExtractor(Extractor):
 
 
 def _spec(name: str, version: str, random_init: bool, description: str) -> ModelSpec:
+    layers = LAYERS_020 if version == "0.2.0" else LAYERS
     return ModelSpec(
         name=name,
         factory=f"{__name__}:CHGNetExtractor",
         family="chgnet",
         modality="atoms",
-        layers=LAYERS,
-        default_layer="readout_norm",
+        layers=layers,
+        default_layer=layers[0],
         kwargs={"version": version, "random_init": random_init, "name": name},
         requires=("chgnet", "pymatgen", "torch", "ase"),
         check=_weights_check(version),
@@ -220,6 +228,6 @@ def _spec(name: str, version: str, random_init: bool, description: str) -> Model
 
 
 register(_spec("chgnet-0.3.0", "0.3.0", False, "CHGNet 0.3.0 (MPtrj), readout_norm per atom, 64-d"))
-register(_spec("chgnet-0.2.0", "0.2.0", False, "CHGNet 0.2.0 (MPtrj), readout_norm per atom, 64-d"))
+register(_spec("chgnet-0.2.0", "0.2.0", False, "CHGNet 0.2.0 (MPtrj; no readout norm), last conv per atom, 64-d"))
 register(_spec("chgnet-r2scan", "r2scan", False, "CHGNet r2SCAN transfer-learned, readout_norm, 64-d"))
 register(_spec("chgnet-random", "0.3.0", True, "control: CHGNet 0.3.0 architecture, seeded random weights"))
