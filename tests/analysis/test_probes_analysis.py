@@ -118,3 +118,22 @@ def test_transfer_skips_models_with_low_coverage(tmp_path):
     t = res.tables["probe_transfer"]
     assert "chemlm" not in set(t["source"]) | set(t["target"])
     assert "chemlm on molecules" in res.summary
+
+
+def test_select_models_tiers_and_families(tmp_path):
+    from matteralign.analysis._labels import select_models
+
+    ctx = make_context(tmp_path, n=30)
+    for m in ("lin-a", "lin-b", "tanh-c"):
+        ctx.models[m]["kind"] = "mlip"
+    names = ["random", "chemlm", "lin-b", "tanh-c", "lin-a"]
+    assert select_models(ctx, names, None) == ["lin-a", "tanh-c", "lin-b", "chemlm", "random"]
+    assert select_models(ctx, names, 2) == ["lin-a", "tanh-c"]
+
+
+def test_transfer_max_models(tmp_path):
+    ctx = make_context(tmp_path, n=60, params={"labels": ["lin"], "max_models": 3})
+    res = get_analysis("transfer")(ctx)
+    t = res.tables["probe_transfer"]
+    assert set(t[t.dataset == "molecules"]["source"]) == {"lin-a", "lin-b", "tanh-c"}
+    assert "not included: " in res.summary and "random on molecules" in res.summary

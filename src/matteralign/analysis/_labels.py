@@ -86,3 +86,27 @@ def embedded_models(ctx: AnalysisContext, dataset: str) -> list[str]:
     from ._common import order_models
 
     return order_models(ctx.models, ctx.embeddings.get(dataset, {}).keys())
+
+
+def select_models(ctx: AnalysisContext, names, max_models: int | None) -> list[str]:
+    """At most ``max_models`` of ``names``: interatomic potentials first, then other models, then controls;
+    within each tier families take turns (so every family is represented before any has two members).
+    ``None`` keeps all, in that order."""
+    from ._common import family_of, is_control, is_mlip
+
+    names = sorted(set(names))
+    tiers: list[list[str]] = [[], [], []]
+    for m in names:
+        meta = ctx.models.get(m)
+        tiers[2 if is_control(meta) else (0 if is_mlip(meta) else 1)].append(m)
+    out: list[str] = []
+    for tier in tiers:
+        fams: dict[str, list[str]] = {}
+        for m in tier:
+            fams.setdefault(family_of(ctx.models, m), []).append(m)
+        queues = [fams[f] for f in sorted(fams)]
+        while any(queues):
+            for q in queues:
+                if q:
+                    out.append(q.pop(0))
+    return out if max_models is None else out[: int(max_models)]

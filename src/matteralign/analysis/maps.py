@@ -96,8 +96,10 @@ def knn_accuracy(X: np.ndarray, groups: np.ndarray, *, k: int = 10, cv: int = 5,
 
 def map_models(ctx: AnalysisContext) -> list[str]:
     """3D (``modality == "atoms"``) models to map: those that embedded the most datasets (at least two when
-    any did), non-controls first, at most ``max_models``."""
+    any did); at most ``max_models``, interatomic potentials first, families taking turns, controls last
+    (:func:`~matteralign.analysis._labels.select_models`)."""
     from ._common import order_models
+    from ._labels import select_models
 
     p = {**_DEFAULTS, **(ctx.params or {})}
     cover: dict[str, int] = {}
@@ -110,7 +112,8 @@ def map_models(ctx: AnalysisContext) -> list[str]:
     if not cover:
         return []
     need = min(2, max(cover.values()))
-    return order_models(ctx.models, [m for m, c in cover.items() if c >= need])[: int(p["max_models"])]
+    chosen = select_models(ctx, [m for m, c in cover.items() if c >= need], p["max_models"])
+    return order_models(ctx.models, chosen)
 
 
 def _map_one(ctx: AnalysisContext, model: str, p: dict, errors: dict):

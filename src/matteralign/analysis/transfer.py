@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import fmt, is_control
-from ._labels import embedded_models, label_values, physical_labels, rows_for, sample_subset
+from ._common import fmt, is_control, order_models
+from ._labels import embedded_models, label_values, physical_labels, rows_for, sample_subset, select_models
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
 __all__ = ["run", "transfer_table"]
 
-_DEFAULTS = {"max_samples": 3000, "test_size": 0.3, "max_labels": 12, "min_coverage": 0.9}
+_DEFAULTS = {"max_samples": 3000, "test_size": 0.3, "max_labels": 12, "min_coverage": 0.9, "max_models": 8}
 
 
 def transfer_table(ctx: AnalysisContext):
     """Tidy transfer results for every dataset, label and ordered model pair.
 
     Models embedding fewer than ``min_coverage`` of the (sub)sampled dataset are left out so that all
-    pairs share the same samples and split. Columns: dataset, label, source, target, r2_transfer,
+    pairs share the same samples and split; of the others at most ``max_models`` are kept (interatomic
+    potentials first, families taking turns, controls last). Returns ``(table, skipped, dropped)``. Columns: dataset, label, source, target, r2_transfer,
     r2_target_own, r2_source_own, n_train, n_test, source_control, target_control.
     """
     import pandas as pd
@@ -32,7 +33,7 @@ def transfer_table(ctx: AnalysisContext):
     from ..probes import transfer_matrix
 
     p = {**_DEFAULTS, **(ctx.params or {})}
-    frames, skipped = [], []
+    frames, skipped, dropped = [], [], []
     for ds_name, dataset in ctx.datasets.items():
         models = embedded_models(ctx, ds_name)
         if len(models) < 2:
@@ -41,6 +42,8 @@ def transfer_table(ctx: AnalysisContext):
         have = {m: set(ctx.embeddings[ds_name][m].ids) for m in models}
         keep = [m for m in models if len(have[m].intersection(subset)) >= p["min_coverage"] * len(subset)]
         skipped += [(ds_name, m) for m in models if m not in keep]
+        dropped += [(ds_name, m) for m in keep if m not in select_models(ctx, keep, p["max_models"])]
+        keep = order_models(ctx.models, select_models(ctx, keep, p["max_models"]))
         if len(keep) < 2:
             continue
         ids = [i for i in subset if all(i in have[m] for m in keep)]
@@ -59,7 +62,7 @@ def transfer_table(ctx: AnalysisContext):
         df["target_control"] = df["target"].map(lambda m: is_control(ctx.models.get(m)))
         frames.append(df)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return table, skipped
+    return table, skipped, dropped
 
 
 def _figure(ctx: AnalysisContext, ds: str, table):
@@ -96,7 +99,7 @@ def _figure(ctx: AnalysisContext, ds: str, table):
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Transfer probes between every ordered pair of models (our extension; see the module docstring)."""
     p = {**_DEFAULTS, **(ctx.params or {})}
-    table, skipped = transfer_table(ctx)
+    table, skipped, dropped = transfer_table(ctx)
     res = AnalysisResult(
         name="transfer",
         title="Probes transferred between models (extension)",
@@ -113,6 +116,11 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         res.summary += " Left out (embedding too few of the samples): " + ", ".join(
             f"{m} on {d}" for d, m in skipped
         ) + "."  # fmt: skip
+    if dropped:
+        res.summary += (
+            f" At most {p['max_models']} models per dataset (parameter max_models; interatomic potentials first, "
+            "families taking turns); not included: " + ", ".join(f"{m} on {d}" for d, m in dropped) + "."
+        )
     if table.empty:
         res.summary += " Nothing to transfer: no dataset has two models with labels."
         return res
