@@ -138,8 +138,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                 f"{ds}: over {len(dec)} (label, source → target) pairs of non-control models whose source probe "
                 f"reaches R² > 0.5, mean transfer R² is {fmt(float(dec['r2_transfer'].mean()))} against "
                 f"{fmt(float(dec['r2_target_own'].mean()))} for the target's own probe and "
-                f"{fmt(float(dec['r2_source_own'].mean()))} for the source's own probe; transfer is within 0.05 of "
-                f"the target's own R² in {int((gap <= 0.05).sum())} of them."
+                f"{fmt(float(dec['r2_source_own'].mean()))} for the source's own probe; transfer falls at most 0.05 "
+                f"below the target's own R² in {int((gap <= 0.05).sum())} of them."
             )
             worst = dec.loc[(dec["r2_transfer"] - dec["r2_target_own"]).idxmin()]
             res.findings.append(
