@@ -46,6 +46,7 @@ _CHECKPOINTS = {
     "r2scan": "pretrained/r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
 }
 _N_CONV = 4
+_GRAPH_CACHE_SIZE = 512  # graphs kept between the input check and the forward pass (≥ a shard)
 LAYERS = ("readout_norm", "atom_embedding", *(f"atom_conv_layers.{i}" for i in range(_N_CONV)), "mlp.layers.5")
 #: CHGNet 0.2.0 has no readout LayerNorm and a shorter readout MLP: the representation entering the
 #: readout is the last atom convolution's output.
@@ -133,17 +134,45 @@ class CHGNetExtractor(Extractor):
         reason = structure_reason(obj, max_z=94)
         if reason is not None:
             return reason
-        n = n_isolated(obj, self.cutoff)
-        if n:
-            return f"{n} isolated atom(s) with no neighbour within {self.cutoff:g} Å (CHGNet refuses them)"
+        # CHGNet's own graph converter is the check (it refuses isolated atoms); the graph is kept
+        # for the forward pass that usually follows, so the neighbour search runs once.
+        try:
+            self._graph(obj)
+        except ValueError as exc:
+            if "isolated" in str(exc):
+                n = n_isolated(obj, self.cutoff)
+                return f"{n} isolated atom(s) with no neighbour within {self.cutoff:g} Å (CHGNet refuses them)"
+            return f"CHGNet cannot build its graph: {exc}"
         return None
 
-    def _graphs(self, atoms_list):
+    def _graph(self, atoms, *, consume: bool = False):
+        """CHGNet's crystal graph of ``atoms`` (boxed when non-periodic), cached by content.
+
+        The input check fills the cache; the forward pass takes the graph out (``consume``), so the
+        cache only holds graphs of checked structures that are waiting to be embedded.
+        """
+        import hashlib
+
         from pymatgen.io.ase import AseAtomsAdaptor
 
-        gap = self.cutoff + VACUUM_BEYOND_CUTOFF
-        return [self.model.graph_converter(AseAtomsAdaptor.get_structure(boxed(a, gap=gap)))
-                for a in atoms_list]
+        h = hashlib.blake2b(digest_size=16)
+        for part in (atoms.get_positions(), atoms.cell.array, atoms.get_atomic_numbers(), atoms.get_pbc()):
+            h.update(np.ascontiguousarray(part).tobytes())
+        key = h.digest()
+        cache = self.__dict__.setdefault("_graph_cache", {})
+        if key in cache:
+            return cache.pop(key) if consume else cache[key]
+        graph = self.model.graph_converter(
+            AseAtomsAdaptor.get_structure(boxed(atoms, gap=self.cutoff + VACUUM_BEYOND_CUTOFF)))
+        if consume:
+            return graph
+        if len(cache) >= _GRAPH_CACHE_SIZE:
+            cache.pop(next(iter(cache)))  # oldest first
+        cache[key] = graph
+        return graph
+
+    def _graphs(self, atoms_list):
+        return [self._graph(a, consume=True) for a in atoms_list]
 
     def _modules(self, layers):
         return {layer: self.model.get_submodule(layer) for layer in layers}
