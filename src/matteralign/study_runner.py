@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Models below it (e.g. ANI-1x on molecules with elements beyond H, C, N, O) are compared with
 #: each other model on the intersection of their own ids, and the row's ``n`` says so.
 CORE_COVERAGE = 0.9
+#: Per-atom features wider than this are not stored (only the pooled vectors): SOAP at N = 50,000 molecules
+#: would need about 20 GB.
+MAX_ATOM_FEATURES = 1024
 
 PAIR_COLUMNS = [
     "dataset", "model_a", "model_b", "layer_a", "layer_b", "metric", "params", "n", "value",
@@ -151,8 +154,10 @@ def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[
             if layer not in extractor.layers():
                 raise ConfigError(f"layers.{model_name} = {layer!r} is not a layer of that model; layers: {extractor.layers()}")
             layers[(ds_name, model_name)] = layer
+            # very wide per-atom descriptors (SOAP: 3,384 per atom) are kept pooled only
+            wide = int(getattr(extractor, "n_features", 0) or 0) > MAX_ATOM_FEATURES
             store.extract(ds, extractor, layer=layer, shard_size=cfg.shard_size, batch_size=cfg.batch_size,
-                          progress=progress)
+                          progress=progress, save_atoms=cfg.save_atoms and not wide)
         del extractor
     return layers
 
