@@ -90,6 +90,7 @@ def test_probe_inner_kfold_and_invariance(latent):
     np.testing.assert_allclose(p1.predict(X), p2.predict(X * 1000.0 + 7.0), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
 def test_probe_passes_sklearn_estimator_checks():
     from sklearn.utils.estimator_checks import check_estimator
 
