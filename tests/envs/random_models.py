@@ -4,7 +4,7 @@ Run as ``<env>/bin/python tests/envs/random_models.py MODEL OUTDIR [--n-mol N --
 
 * ``OUTDIR/checkpoint.<ext>``: the model saved exactly as the family's own local loader reads it;
 * ``OUTDIR/dataset.npz``: test structures (molecules and crystals, each with a rotated and
-  translated copy ``<id>-rot``), in the worker's dataset format;
+  translated copy ``<id>-rot`` and a translated copy ``<id>-shift``), in the worker's dataset format;
 * ``OUTDIR/reference.npz``: per layer, the per-atom features of every structure computed by an
   *independent* path (the family's own API or a hook on the readout's input), concatenated.
 """
@@ -39,6 +39,9 @@ def structures(n_mol: int = 0, n_cryst: int = 0):
         if a.get_pbc().all():
             r.set_cell(a.cell[:] @ rot.T, scale_atoms=False)
         out.append((name + "-rot", r))
+        t = a.copy()
+        t.translate(rng.normal(size=3) * 3.0)
+        out.append((name + "-shift", t))
     for i in range(n_mol):  # throughput sets: perturbed copies
         a = base[i % 3][1].copy()
         a.rattle(0.05, seed=i)
@@ -95,13 +98,16 @@ def orb(model_name, outdir, ids, atoms_list):
 
     build = {"orb-v2": "orb_v2_architecture", "orb-v3-direct": "orb_v3_direct_architecture",
              "orb-v3-conservative": "orb_v3_conservative_architecture"}[model_name]
+    from orb_models.forcefield.atomic_system import SystemConfig
+
+    sc = SystemConfig(radius=6.0, max_num_neighbors=20 if model_name == "orb-v2" else 120)  # as the loaders
     torch.manual_seed(SEED)
-    model = getattr(pretrained, build)().eval()
+    model = getattr(pretrained, build)(system_config=sc).eval()
     path = os.path.join(outdir, "checkpoint.ckpt")
     torch.save(model.state_dict(), path)
-    sc = model.system_config
     grabbed = []
-    h = model.heads["energy"].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach()) and None)
+    energy = getattr(model, "energy_name", "energy")
+    h = model.heads[energy].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach()) and None)
     ref = []
     for a in atoms_list:
         grabbed.clear()
