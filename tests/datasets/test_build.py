@@ -70,6 +70,7 @@ def prototypes():
     return protos
 
 
+@pytest.mark.slow
 def test_crystals_deterministic_and_sane(prototypes):
     small = [p for p in prototypes if len(p["atoms"]) <= 3][:3]
     big = next(p for p in prototypes if len(p["atoms"]) > 64)
@@ -90,6 +91,9 @@ def test_crystals_deterministic_and_sane(prototypes):
     has = np.asarray(a.labels["has_xtb_energy"])
     np.testing.assert_array_equal(has, np.isfinite(energy))
     assert has.sum() >= 6 and np.all(energy[has == 1] < 0)
+    cohesive = np.asarray(a.labels["cohesive_energy_xtb_ev"])
+    np.testing.assert_array_equal(np.isfinite(cohesive), has == 1)
+    assert np.all((cohesive[has == 1] >= -15) & (cohesive[has == 1] <= 1))
     # a subset of prototypes gives the same variants (per-prototype seeds)
     c = build.build_crystals(small[:1], **kw)
     np.testing.assert_array_equal(c.structures[3].positions, a.structures[3].positions)

@@ -63,6 +63,10 @@ def test_crystals_counts_and_labels(crystals):
     energy, has = crystals.labels("energy_xtb_per_atom_ev"), crystals.labels("has_xtb_energy")
     np.testing.assert_array_equal(np.isfinite(energy), has == 1)
     assert has.sum() >= 100 and np.all(energy[has == 1] < 0)
+    cohesive = crystals.labels("cohesive_energy_xtb_ev")
+    np.testing.assert_array_equal(np.isfinite(cohesive), has == 1)
+    assert np.all((cohesive[has == 1] >= -15) & (cohesive[has == 1] <= 1))
+    assert np.median(cohesive[has == 1]) < -1
     assert meta["xtb_method"] == "GFN1-xTB" and meta["xtb"]["status"]["ok"] == has.sum()
     assert all(s.n_atoms <= meta["xtb"]["max_atoms"] for s in crystals if s.labels["has_xtb_energy"])
 

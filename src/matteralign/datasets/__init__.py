@@ -76,7 +76,7 @@ _MOLECULE_LABELS = ("energy_xtb_ev", "energy_xtb_per_atom_ev", "homo_xtb_ev", "l
                     "dipole_xtb_debye", "mol_weight", "tpsa", "logp", "h_donors", "h_acceptors",
                     "rotatable_bonds", "ring_count", "heavy_atoms", "n_atoms", "formal_charge")
 _CRYSTAL_LABELS = ("density_g_cm3", "volume_per_atom_a3", "mean_atomic_number", "n_elements", "n_atoms",
-                   "energy_xtb_per_atom_ev", "has_xtb_energy")
+                   "energy_xtb_per_atom_ev", "cohesive_energy_xtb_ev", "has_xtb_energy")
 
 BUNDLED: dict[str, DatasetInfo] = {
     "molecules": DatasetInfo(

@@ -49,12 +49,12 @@ def atoms_text(atoms: ase.Atoms, *, decimals: int = 4) -> str:
     str
         Lines ``numbers: ...``, ``positions: x y z; ...``, then ``cell: ...`` and ``pbc: ...``.
     """
-    fmt = f"{{:.{decimals}f}}"
-    numbers = " ".join(str(int(z)) for z in atoms.numbers)
-    pos = "; ".join(" ".join(fmt.format(v) for v in row) for row in np.asarray(atoms.positions))
+    triple = f"%.{int(decimals)}f %.{int(decimals)}f %.{int(decimals)}f"
+    numbers = " ".join(map(str, atoms.numbers.tolist()))
+    pos = "; ".join([triple] * len(atoms)) % tuple(np.asarray(atoms.positions).ravel().tolist())
     lines = [f"numbers: {numbers}", f"positions: {pos}"]
     if atoms.pbc.any():
-        cell = "; ".join(" ".join(fmt.format(v) for v in row) for row in np.asarray(atoms.cell[:]))
+        cell = "; ".join([triple] * 3) % tuple(np.asarray(atoms.cell[:]).ravel().tolist())
         lines += [f"cell: {cell}", "pbc: " + " ".join(str(bool(p)) for p in atoms.pbc)]
     return "\n".join(lines)
 

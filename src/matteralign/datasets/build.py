@@ -96,6 +96,7 @@ def _largest_fragment(mol):
 def _xtb_singlepoint(numbers, positions_ang, *, method, charge=0.0, uhf=0, cell_ang=None, temperature=None,
                      max_iter=None):
     from tblite.interface import Calculator
+    from threadpoolctl import threadpool_limits
 
     kwargs = {"charge": float(charge), "uhf": int(uhf)}
     if cell_ang is not None:
@@ -107,7 +108,23 @@ def _xtb_singlepoint(numbers, positions_ang, *, method, charge=0.0, uhf=0, cell_
         calc.set("temperature", float(temperature))
     if max_iter is not None:
         calc.set("max-iter", int(max_iter))
-    return calc.singlepoint()
+    with threadpool_limits(limits=1, user_api="openmp"):  # spinning OpenMP workers slow xTB down ~10x here
+        return calc.singlepoint()
+
+
+def _frontier_orbitals(res) -> tuple[float, float]:
+    """HOMO and LUMO energies (eV) from a tblite result.
+
+    The occupations are spin-summed and smeared (300 K), so the HOMO is orbital ``n - 1`` with
+    ``n = ceil(sum(occupations) / 2)`` (for an odd electron count, the singly occupied orbital), never
+    ``occ > 1``.
+    """
+    eps = np.asarray(res.get("orbital-energies"), dtype=float)
+    occ = np.asarray(res.get("orbital-occupations"), dtype=float)
+    n_occ = int(np.ceil(occ.sum() / 2 - 1e-6))
+    if not 0 < n_occ < len(eps):
+        return np.nan, np.nan
+    return float(eps[n_occ - 1] * HARTREE_EV), float(eps[n_occ] * HARTREE_EV)
 
 
 def molecule_record(
@@ -135,8 +152,9 @@ def molecule_record(
 
     Notes
     -----
-    HOMO is orbital ``n-1`` and LUMO orbital ``n`` with ``n = round(sum(occupations)/2)``: Fermi smearing
-    makes occupations fractional, so ``occ > 1`` would be wrong.
+    HOMO is orbital ``n-1`` and LUMO orbital ``n`` with ``n = ceil(sum(occupations)/2)`` (the singly occupied
+    orbital is the HOMO of a radical): Fermi smearing makes occupations fractional, so ``occ > 1`` would be
+    wrong.
     """
     import ase
     import selfies as sf
@@ -155,10 +173,13 @@ def molecule_record(
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
     params.numThreads = 1
-    if AllChem.EmbedMolecule(mh, params) != 0:
-        params.useRandomCoords = True
+    try:  # RDKit raises (Invariant Violation) on some bounds matrices instead of returning -1
         if AllChem.EmbedMolecule(mh, params) != 0:
-            return None, "embed"
+            params.useRandomCoords = True
+            if AllChem.EmbedMolecule(mh, params) != 0:
+                return None, "embed"
+    except RuntimeError:
+        return None, "embed"
     optimizer = "none"
     try:
         if AllChem.MMFFHasAllMoleculeParams(mh):
@@ -180,12 +201,9 @@ def molecule_record(
     except Exception:  # tblite.exceptions.TBLiteRuntimeError (SCF not converged, unsupported element)
         return None, "xtb"
     energy = float(res.get("energy"))
-    eps = np.asarray(res.get("orbital-energies"), dtype=float)
-    occ = np.asarray(res.get("orbital-occupations"), dtype=float)
-    n_occ = int(round(occ.sum() / 2))
-    if not (0 < n_occ < len(eps)) or not np.isfinite(energy):
+    homo, lumo = _frontier_orbitals(res)
+    if not (np.isfinite(homo) and np.isfinite(lumo) and np.isfinite(energy)):
         return None, "xtb"
-    homo, lumo = eps[n_occ - 1] * HARTREE_EV, eps[n_occ] * HARTREE_EV
     dipole = float(np.linalg.norm(np.asarray(res.get("dipole"), dtype=float))) * EBOHR_DEBYE
     try:
         selfies = sf.encoder(canonical) or ""
@@ -326,7 +344,7 @@ def build_molecules(
         "coordinates) then MMFF94 (UFF when MMFF lacks parameters, maxIters=2000); positions rounded to float32",
         "xtb_method": xtb_method,
         "xtb": "tblite single point, neutral unless formal charge, uhf = n_electrons % 2, default 300 K smearing; "
-        "HOMO/LUMO from n = round(sum(occupations)/2)",
+        "HOMO/LUMO from n = ceil(sum(occupations)/2) (SOMO = HOMO for radicals)",
         "units": MOLECULE_UNITS,
         "versions": package_versions("rdkit", "tblite", "selfies", "ase", "numpy"),
         "build_seconds": round(time.perf_counter() - t0, 1),
@@ -347,7 +365,10 @@ def _molecule_chunk(args) -> tuple[BuildResult, dict[str, str]]:
         cache = os.path.join(cache_dir, f"molecules-{key}.pkl")
         if os.path.exists(cache):
             with open(cache, "rb") as fh:
-                return pickle.load(fh)
+                part, dropped = pickle.load(fh)
+            if not getattr(part, "metadata", {}).get("frontier_ceil"):
+                _refresh_open_shell(part, xtb_method)
+            return part, dropped
     out, dropped = BuildResult(), {}
     with threadpool_limits(limits=1):  # OpenMP workers spinning on a shared CPU slow xTB down 10x
         for sid, smi in pairs:
@@ -357,6 +378,7 @@ def _molecule_chunk(args) -> tuple[BuildResult, dict[str, str]]:
             else:
                 out.add(sid, rec["atoms"], rec["labels"], {"smiles": rec["smiles"], "selfies": rec["selfies"]},
                         {"optimizer": rec["optimizer"], "source_smiles": smi})
+    out.metadata["frontier_ceil"] = True
     if cache is not None:
         os.makedirs(cache_dir, exist_ok=True)
         with open(cache + ".tmp", "wb") as fh:
@@ -365,23 +387,56 @@ def _molecule_chunk(args) -> tuple[BuildResult, dict[str, str]]:
     return out, dropped
 
 
+def _refresh_open_shell(part: BuildResult, xtb_method: str) -> None:
+    """Recompute HOMO/LUMO/gap of odd-electron molecules of a chunk cached before the ``ceil`` rule."""
+    for k, atoms in enumerate(part.structures):
+        charge = part.labels["formal_charge"][k]
+        n_el = int(atoms.numbers.sum() - charge)
+        if n_el % 2 == 0:
+            continue
+        res = _xtb_singlepoint(atoms.numbers, atoms.positions, method=xtb_method, charge=charge, uhf=1)
+        homo, lumo = _frontier_orbitals(res)
+        part.labels["homo_xtb_ev"][k], part.labels["lumo_xtb_ev"][k] = homo, lumo
+        part.labels["gap_xtb_ev"][k] = lumo - homo
+    part.metadata["frontier_ceil"] = True
+
+
 # ---------------------------------------------------------------------------------------------- crystals
 
 
 def aflow_prototypes() -> list[dict[str, Any]]:
-    """pymatgen's AFLOW prototype library as ``[{"atoms", "aflow", "pearson", "strukturbericht", "mineral"}]``."""
-    import pymatgen.analysis.prototypes as protos
-    from monty.json import MontyDecoder
-    from pymatgen.io.ase import AseAtomsAdaptor
+    """pymatgen's AFLOW prototype library as ``[{"atoms", "aflow", "pearson", "strukturbericht", "mineral"}]``.
 
-    path = os.path.join(os.path.dirname(protos.__file__), "aflow_prototypes.json.gz")
+    The structures are read straight from the serialised pymatgen ``Structure`` dicts (lattice matrix and
+    fractional coordinates; Cartesian = ``abc @ matrix``, as ``pymatgen`` computes them), which gives the same
+    ``ase.Atoms`` as ``AseAtomsAdaptor.get_atoms(MontyDecoder().process_decoded(snl).structure)`` without
+    importing pymatgen's structure machinery (seconds).
+    """
+    import importlib.util
+
+    import ase
+    from ase.data import atomic_numbers
+
+    spec = importlib.util.find_spec("pymatgen")
+    if spec is None or not spec.submodule_search_locations:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("pymatgen", "building the crystals dataset", "models")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "analysis", "prototypes",
+                        "aflow_prototypes.json.gz")
     with gzip.open(path, "rt") as fh:
         entries = json.load(fh)
     out = []
     for entry in entries:
-        structure = MontyDecoder().process_decoded(entry["snl"]).structure
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.info = {}
+        snl = entry["snl"]
+        matrix = np.array(snl["lattice"]["matrix"], dtype=float)
+        symbols, frac = [], []
+        for site in snl["sites"]:
+            species = max(site["species"], key=lambda sp: sp["occu"])
+            symbols.append(atomic_numbers[species["element"]])
+            frac.append(site["abc"])
+        atoms = ase.Atoms(numbers=symbols, positions=np.dot(np.array(frac, dtype=float), matrix), cell=matrix,
+                          pbc=True)
         tags = entry.get("tags", {})
         out.append({"atoms": atoms, **{k: str(tags.get(k) or "") for k in ("aflow", "pearson",
                                                                               "strukturbericht", "mineral")}})
@@ -527,6 +582,18 @@ def periodic_xtb_energy(atoms, *, method: str = "GFN1-xTB", temperature: float =
     return energy
 
 
+def _free_atom_energies(elements, *, method: str) -> dict[int, float]:
+    """xTB energy (eV) of each free atom (non-periodic, uhf = Z % 2); NaN where the SCF fails."""
+    out = {}
+    for z in sorted(elements):
+        try:
+            res = _xtb_singlepoint([z], np.zeros((1, 3)), method=method, uhf=z % 2)
+            out[z] = float(res.get("energy")) * HARTREE_EV
+        except Exception:  # noqa: BLE001 - tblite.exceptions.TBLiteRuntimeError
+            out[z] = np.nan
+    return out
+
+
 def _xtb_worker(args):
     numbers, positions, cell, method, temperature = args
     import ase
@@ -547,7 +614,8 @@ CRYSTAL_UNITS = {
     "mean_atomic_number": "dimensionless",
     "n_elements": "count",
     "n_atoms": "count",
-    "energy_xtb_per_atom_ev": "eV/atom (GFN1-xTB, Γ point, NaN where not computed or not converged)",
+    "energy_xtb_per_atom_ev": "eV/atom (GFN1-xTB, Γ point, NaN where not computed, not converged or unphysical)",
+    "cohesive_energy_xtb_ev": "eV/atom (energy_xtb_per_atom_ev minus the mean free-atom GFN1-xTB energy)",
     "has_xtb_energy": "1 when energy_xtb_per_atom_ev is present, else 0",
 }
 
@@ -564,6 +632,8 @@ def build_crystals(
     xtb_timeout_s: float = 30.0,
     xtb_budget_s: float = 1200.0,
     temperature: float = 9.5e-3,
+    density_bounds: tuple[float, float] = (0.05, 25.0),
+    cohesive_window: tuple[float, float] = (-15.0, 1.0),
     progress: Callable[[str, int, int, float], None] | None = None,
 ) -> BuildResult:
     """Build the ``crystals`` dataset from AFLOW prototypes (see :func:`crystal_variants`).
@@ -583,6 +653,11 @@ def build_crystals(
         Periodic xTB runs only for cells with at most ``xtb_max_atoms`` atoms, each in a worker process killed
         after ``xtb_timeout_s``, in a seeded random order until ``xtb_budget_s`` seconds of xTB have been spent. Which
         structures got an energy is recorded (``has_xtb_energy``; the failures by reason in the metadata).
+    density_bounds : (float, float)
+        Structures whose density (g/cm³) falls outside are dropped (counted in the metadata).
+    cohesive_window : (float, float)
+        xTB energies whose cohesive energy per atom (against the free atoms, eV) falls outside this window are
+        rejected as unphysical (Γ-point SCF on tiny or over-compressed cells) and counted.
     """
     import multiprocessing as mp
 
@@ -599,6 +674,9 @@ def build_crystals(
             atoms.positions = atoms.positions.astype(np.float32).astype(np.float64)
             atoms.cell = atoms.cell[:].astype(np.float32).astype(np.float64)
             labels = crystal_labels(atoms)
+            if not density_bounds[0] < labels["density_g_cm3"] < density_bounds[1]:
+                dropped["density_out_of_bounds"] += 1
+                continue
             out.add(f"aflow{i:03d}-{j:02d}", atoms, labels, None,
                     {"prototype": proto["aflow"], "pearson": proto["pearson"],
                      "strukturbericht": proto["strukturbericht"], "mineral": proto["mineral"],
@@ -640,7 +718,21 @@ def build_crystals(
                     progress("xtb", sum(xtb_status.values()), n, t_xtb)
         finally:
             pool.terminate()
+    # cohesive energy against the free atoms (same method, spin from electron parity); Γ-point xTB of tiny
+    # or over-compressed cells sometimes "converges" to nonsense, caught by a physical window
+    cohesive = np.full(n, np.nan)
+    if xtb and np.isfinite(energy).any():
+        atom_e = _free_atom_energies({int(z) for k in np.flatnonzero(np.isfinite(energy))
+                                      for z in out.structures[k].numbers}, method=xtb_method)
+        for k in np.flatnonzero(np.isfinite(energy)):
+            ref = np.mean([atom_e.get(int(z), np.nan) for z in out.structures[k].numbers])
+            cohesive[k] = energy[k] - ref
+            if not cohesive_window[0] <= cohesive[k] <= cohesive_window[1]:
+                energy[k] = cohesive[k] = np.nan
+                xtb_status["ok"] -= 1
+                xtb_status["rejected_unphysical_cohesive_energy"] += 1
     out.labels["energy_xtb_per_atom_ev"] = list(energy)
+    out.labels["cohesive_energy_xtb_ev"] = list(cohesive)
     out.labels["has_xtb_energy"] = list(np.isfinite(energy).astype(float))
     out.metadata = {
         "name": "crystals",
@@ -653,7 +745,10 @@ def build_crystals(
         "n_variants_per_prototype": int(n_variants),
         "n_built": n,
         "max_atoms": int(max_atoms),
-        "dropped_prototypes": dict(dropped),
+        "dropped_prototypes": {k: v for k, v in dropped.items() if k == "too_many_atoms"},
+        "dropped_structures": {k: v for k, v in dropped.items() if k != "too_many_atoms"},
+        "density_bounds_g_cm3": list(density_bounds),
+        "cohesive_window_ev": list(cohesive_window),
         "transformations": "variant 0 = prototype; others: element substitution within a group (neighbouring "
         "period, atomic radius ±20 %, elements kept distinct, no H/noble gases/radioactive, cell scaled by radii), "
         "symmetric strain ±4 %, Gaussian rattle σ∈[0.01, 0.05] Å (p=0.7); redrawn if the shortest distance "
