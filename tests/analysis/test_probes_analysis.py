@@ -58,14 +58,26 @@ def test_probe_scores_follow_the_latent(probes_result):
 def test_probe_baselines_share_samples(probes_result):
     _, res = probes_result
     b = res.tables["probe_baselines"]
-    assert set(b["baseline"]) >= {"composition (counts)", "random (d=24)", "random (d=12)"}
-    comp = b[(b.baseline == "composition (counts)") & (b.dataset == "molecules")]
-    assert sorted(comp["label"]) == ["energy_ref_ev", "lin", "noise", "wave"]
-    assert (comp["dim"] == 4).all()
-    # the score table carries the same composition R² as the baseline table
+    assert set(b["baseline"]) >= {
+        "composition (counts)",
+        "composition (fractions)",
+        "random (d=24)",
+        "random (d=12)",
+    }
     df = res.tables["probe_scores"]
-    r = _row(comp, label="lin")
-    assert (df[(df.dataset == "molecules") & (df.label == "lin")]["r2_composition"] == r.r2).all()
+    for kind in ("counts", "fractions"):
+        comp = b[(b.baseline == f"composition ({kind})") & (b.dataset == "molecules")]
+        assert sorted(comp["label"]) == ["energy_ref_ev", "lin", "noise", "wave"]
+        assert (comp["dim"] == 4).all()
+    # the score table carries the better of the two composition baselines, per label
+    for lab in ("energy_ref_ev", "lin", "noise", "wave"):
+        rows = b[(b.dataset == "molecules") & (b.label == lab) & b.baseline.str.startswith("composition")]
+        best = rows.loc[rows["r2"].idxmax()]
+        sel = df[(df.dataset == "molecules") & (df.label == lab)]
+        assert (sel["r2_composition"] == best.r2).all()
+        assert (sel["composition_kind"] == best.baseline.split("(")[1].rstrip(")")).all()
+    # energy is linear in the element counts: the counts baseline wins there
+    assert (df[df.label == "energy_ref_ev"]["composition_kind"] == "counts").all()
 
 
 def test_probe_findings_and_figures(probes_result):
@@ -84,7 +96,9 @@ def test_probe_params_select_labels_and_validate(tmp_path):
     res = get_analysis("probes")(ctx)
     df = res.tables["probe_scores"]
     assert set(df["label"]) == {"lin"}
-    assert "composition (fractions)" in set(res.tables["probe_baselines"]["baseline"])
+    assert set(res.tables["probe_baselines"]["baseline"]) == {"composition (fractions)", "random (d=24)",
+                                                               "random (d=16)", "random (d=20)", "random (d=12)",
+                                                               "random (d=8)"}  # fmt: skip
     ctx.params = {"composition": "mass"}
     with pytest.raises(ConfigError, match="composition"):
         get_analysis("probes")(ctx)

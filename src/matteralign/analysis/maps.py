@@ -292,19 +292,20 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             if sub.empty:
                 continue
             best = sub.loc[sub["knn_r2_embedding"].idxmax()]
-            mean_lab = sub.groupby("label")["knn_r2_embedding"].mean().sort_values()
+            mean_lab = sub.groupby("label")["knn_r2_embedding"].median().sort_values()
             res.findings.append(
                 f"{d}: the label most organised by neighbourhoods is {best['label']} in {best['model']} "
                 f"(kNN R² {fmt(best['knn_r2_embedding'])} in the embedding, {fmt(best['knn_r2_umap'])} in the "
-                f"map); averaged over models the least organised is {mean_lab.index[0]} "
+                f"map); by the median over models the least organised is {mean_lab.index[0]} "
                 f"({fmt(float(mean_lab.iloc[0]))}). Shuffled labels score at most "
                 f"{fmt(float(sub['knn_r2_shuffled'].max()))}."
             )
         both = real.dropna(subset=["knn_r2_embedding", "knn_r2_umap"])
         if not both.empty:
             res.findings.append(
-                f"Across models and labels, the 2-D map keeps a mean kNN R² of {fmt(float(both['knn_r2_umap'].mean()))}"
-                f" against {fmt(float(both['knn_r2_embedding'].mean()))} in the full embedding."
+                "Across models and labels, the median kNN R² is "
+                f"{fmt(float(both['knn_r2_umap'].median()))} in the 2-D map and "
+                f"{fmt(float(both['knn_r2_embedding'].median()))} in the full embedding."
             )
         err = org[org["label"] == ERROR_LABEL]
         if not err.empty:
