@@ -7,6 +7,13 @@ only under the e3nn that saved it). Each family therefore gets its own virtualen
 itself (editable, ``--no-deps``). Extraction for a model of such a family runs in a subprocess of
 that environment's Python (:mod:`matteralign._worker`) and writes into the same store.
 
+Every environment installs ``torch==2.13.0`` (the CPU wheel on disk) first, with a constraints
+file that keeps every later install on it. The exception is ``eqv2`` (EquiformerV2, which exists
+only in fairchem-core 1.x): fairchem-core 1.10 pins ``torch~=2.4.0`` and ``numpy<2``; ``pip install
+--dry-run`` resolves it to PyPI's torch 2.4.1 CUDA build plus 11 ``nvidia-*-cu12`` wheels and triton
+3.0 (several GB), so that environment is declared but not built here (``matteralign list models``
+and ``matteralign env list`` say so).
+
 Environments live in a per-user cache directory (``$MATTERALIGN_ENV_DIR``, else
 ``$XDG_CACHE_HOME/matteralign/envs``, else ``~/.cache/matteralign/envs``) under
 ``<family>-<key>``, where ``key`` hashes the pinned requirements, the torch version and the
@@ -98,7 +105,8 @@ FAMILIES: dict[str, EnvSpec] = {
     "eqv2": EnvSpec("eqv2", ("fairchem-core==1.10.0", "numpy<2"), torch="2.4.1",
                     description="EquiformerV2 (only in fairchem-core 1.x)",
                     unavailable=("fairchem-core 1.10 pins torch~=2.4.0 and numpy<2; no torch 2.4 CPU wheel is on "
-                                 "this machine and PyPI's torch 2.4 pulls several GB of CUDA wheels")),
+                                 "this machine, and PyPI's torch 2.4.1 is the CUDA build, which pulls 11 nvidia-*-cu12 "
+                                 "wheels and triton 3.0 (several GB)")),
 }
 
 

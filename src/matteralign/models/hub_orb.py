@@ -6,6 +6,10 @@ simulator whose message-passing backbone (``model.model``) returns per-atom ``no
 output with a forward hook. Checkpoints are plain state dicts loaded by the package's own named
 loaders (``pretrained.orb_v3_conservative_inf_omat(weights_path=..., compile=False)``), which use
 ``weights_only=True``: no trust is needed. Compilation is always off.
+
+Orb is not rotation invariant by construction (its features read edge vectors directly; trained
+checkpoints learn approximate invariance from rotation-augmented data), so its features are
+translation invariant but change under rotation, exactly and noticeably so for random weights.
 """
 
 from __future__ import annotations
