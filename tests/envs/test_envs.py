@@ -113,3 +113,56 @@ def test_cli_env_list_and_missing_env(empty_env_dir, capsys):
               "--store", str(empty_env_dir.parent / "store")])
     out = capsys.readouterr().out
     assert "matteralign env create mace" in " ".join(out.split())
+
+
+def _fake_build(monkeypatch, fail_at: str | None = None):
+    """Replace the pip/venv steps of envs.create by a fast fake (the interpreter is this one)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from matteralign.errors import ConfigError
+
+    calls = []
+
+    def fake_run(cmd, log, *, env=None):
+        cmd = [str(c) for c in cmd]
+        calls.append(cmd)
+        if fail_at and any(fail_at in c for c in cmd):
+            raise ConfigError(f"command failed: {' '.join(cmd)}")
+        if cmd[1:3] == ["-m", "venv"]:
+            bindir = Path(cmd[3]) / "bin"
+            bindir.mkdir(parents=True)
+            os.symlink(sys.executable, bindir / "python")
+            (bindir / "tool").write_text(f"#!{cmd[3]}/bin/python\n")
+
+    monkeypatch.setattr(envs, "_run", fake_run)
+    monkeypatch.setattr(envs, "_versions_in", lambda py: {"torch": "2.13.0"})
+    return calls
+
+
+def test_create_is_atomic_and_reused(empty_env_dir, monkeypatch):
+    calls = _fake_build(monkeypatch)
+    path = envs.create("orb")
+    assert path == envs.env_path("orb") and envs.exists("orb")
+    assert [p.name for p in empty_env_dir.iterdir() if ".tmp-" in p.name] == []
+    man = __import__("json").loads((path / envs.MANIFEST).read_text())
+    assert man["family"] == "orb" and man["key"] == envs.env_key("orb") and man["versions"] == {"torch": "2.13.0"}
+    assert (path / "bin" / "tool").read_text() == f"#!{path}/bin/python\n"  # scripts point at the final path
+    steps = [" ".join(c) for c in calls]
+    assert "torch==2.13.0" in steps[1] and "-c" in calls[1]  # torch first, under the constraint
+    assert "orb-models==0.5.5" in steps[2] and "--no-deps" in steps[3]
+    n = len(calls)
+    assert envs.create("orb") == path and len(calls) == n  # built once, then reused
+    rows = {r["family"]: r for r in envs.list_envs()}
+    assert rows["orb"]["exists"] and rows["orb"]["size_bytes"] > 0 and not rows["mace"]["exists"]
+
+
+def test_failed_create_leaves_nothing(empty_env_dir, monkeypatch):
+    from matteralign.errors import ConfigError
+
+    _fake_build(monkeypatch, fail_at="mace-torch==0.3.16")
+    with pytest.raises(ConfigError, match="mace-torch"):
+        envs.create("mace")
+    assert not envs.exists("mace") and not envs.env_path("mace").exists()
+    assert [p.name for p in empty_env_dir.iterdir() if ".tmp-" in p.name] == []
