@@ -115,3 +115,20 @@ def test_convergence_with_per_atom_reference_matches(tmp_path):
 def test_convergence_without_energies(tmp_path):
     res = get_analysis("convergence")(make_context(tmp_path, n=30, energies=False))
     assert res.tables == {} and "No dataset" in res.summary
+
+
+def test_models_share_structures(tmp_path):
+    """Models covering most structures are scored on the ones they share; a sparse model on its own."""
+    from matteralign.analysis.convergence import model_errors
+
+    ctx = make_context(tmp_path, n=60)
+    ids, e = ctx.energies["molecules"]["lin-b"]
+    ctx.energies["molecules"]["lin-b"] = (ids[2:], e[2:])  # 58 of 60: still a core model
+    ids, e = ctx.energies["molecules"]["chemlm"]
+    ctx.energies["molecules"]["chemlm"] = (ids[:20], e[:20])  # sparse: scored on its own 20
+    errs = model_errors(ctx, "molecules", "energy_ref_ev")
+    assert errs["lin-a"][0] == errs["lin-b"][0] == errs["tanh-c"][0] == ids[2:]
+    assert errs["chemlm"][0] == ids[:20]
+    t = get_analysis("convergence")(ctx).tables["energy_mae"]
+    res = t[t.dataset == "molecules"].set_index("model")
+    assert res.loc["lin-a", "n"] == 58 and res.loc["chemlm", "n"] == 20

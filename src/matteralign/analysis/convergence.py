@@ -129,30 +129,43 @@ def reference_energies(dataset, ids: Sequence[str], label: str) -> np.ndarray:
     return out
 
 
-def model_errors(ctx: AnalysisContext, ds_name: str, label: str):
-    """``{model: (ids, signed corrected errors eV, n_atoms)}`` for every energy model of ``ds_name``."""
+def model_errors(ctx: AnalysisContext, ds_name: str, label: str, *, min_coverage: float = 0.9):
+    """``{model: (ids, signed corrected errors eV, n_atoms)}`` for every energy model of ``ds_name``.
+
+    Structures are those with a finite reference energy, a 3D view and a finite prediction. Models that
+    predicted at least ``min_coverage`` of the structures the best-covering model predicted are all scored
+    on the structures they share (so their MAEs compare like with like, and Eqs. 1–4 fit one reference
+    composition model); a model covering fewer (e.g. one restricted to some elements) is scored on its own.
+    """
     from ..probes import composition_matrix
 
     dataset = ctx.datasets[ds_name]
-    out = {}
     known = set(dataset.ids)
+    preds: dict[str, dict[str, float]] = {}
     for m, (ids, e) in (ctx.energies.get(ds_name) or {}).items():
         e = np.asarray(e, dtype=np.float64).ravel()
         if len(ids) != e.size:
             raise InputError(f"energies of {m!r} on {ds_name!r}: {len(ids)} ids but {e.size} energies")
-        keep = [k for k, i in enumerate(ids) if i in known and np.isfinite(e[k])]
-        ids_k = [ids[k] for k in keep]
-        e_k = e[keep]
-        ref = reference_energies(dataset, ids_k, label)
-        ok = np.isfinite(ref)
-        ids_k, e_k, ref = [i for i, o in zip(ids_k, ok, strict=True) if o], e_k[ok], ref[ok]
+        ok = [i for i in ids if i in known and dataset.by_id(i).atoms is not None]
+        ref = dict(zip(ok, reference_energies(dataset, ok, label), strict=True))
+        preds[m] = {
+            i: float(v)
+            for i, v in zip(ids, e, strict=True)
+            if i in ref and np.isfinite(v) and np.isfinite(ref[i])
+        }
+    if not preds:
+        return {}
+    most = max(len(v) for v in preds.values())
+    core = [m for m, v in preds.items() if len(v) >= min_coverage * most]
+    shared = set.intersection(*(set(preds[m]) for m in core))
+    out = {}
+    for m, v in preds.items():
+        ids_k = [i for i in dataset.ids if i in (shared if m in core else v)]
         if len(ids_k) < 3:
             continue
-        structs = [dataset.by_id(i).atoms for i in ids_k]
-        if any(s is None for s in structs):
-            continue
-        C, _ = composition_matrix(structs)
-        out[m] = (ids_k, corrected_errors(ref, e_k, C), C.sum(axis=1))
+        C, _ = composition_matrix([dataset.by_id(i).atoms for i in ids_k])
+        ref = reference_energies(dataset, ids_k, label)
+        out[m] = (ids_k, corrected_errors(ref, np.array([v[i] for i in ids_k]), C), C.sum(axis=1))
     return out
 
 
