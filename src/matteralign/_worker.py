@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
         summary = Store(req["store"]).extract(
             ds, extractor, layer=req.get("layer"), shard_size=req.get("shard_size", 256),
-            batch_size=req.get("batch_size"), poolings=req.get("poolings", ["mean"]), progress=progress,
-            overwrite=bool(req.get("overwrite", False)))
+            batch_size=req.get("batch_size"), poolings=req.get("poolings", ["mean"]),
+            save_atoms=bool(req.get("save_atoms", True)), progress=progress, overwrite=bool(req.get("overwrite", False)))
         print("MATTERALIGN_RESULT " + json.dumps(summary), flush=True)
         return 0
     except Exception as exc:  # reported to the parent, which re-raises the same MatterAlignError class

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InputError, MatterAlignError, ModelError, StoreError, UnknownNameError
+from .errors import ConfigError, MatterAlignError, ModelError, UnknownNameError
 
 __all__ = [
     "EnvSpec",
@@ -178,12 +178,11 @@ def require_env(family: str, model: str) -> None:
     here = current_family()
     if here == family:
         return
-    built = "is built" if exists(family) else "is not built yet"
-    raise ModelError(
-        f"model {model!r} runs in the {family!r} model environment (this Python is "
-        f"{'the main environment' if here is None else repr(here)}); the environment {built}. "
-        f"Create it with `matteralign env create {family}`, then use `matteralign extract --model {model} ...` "
-        f"or matteralign.envs.extract_in_env(...), which run it there.")
+    where = "the main environment" if here is None else repr(here)
+    how = (f"run it there with `matteralign extract --model {model} ...` or matteralign.envs.extract_in_env(...)")
+    if not exists(family):
+        how = f"create it with `matteralign env create {family}`, then " + how
+    raise ModelError(f"model {model!r} runs in the {family!r} model environment (this Python is {where}); {how}")
 
 
 # ---------------------------------------------------------------------- building
@@ -418,7 +417,16 @@ def run_in_env(family: str, args: Sequence[str], *, check: bool = True, timeout:
     return proc
 
 
-_ERRORS = {c.__name__: c for c in (InputError, ConfigError, ModelError, StoreError)}
+def _rebuild_error(payload: dict[str, str]) -> MatterAlignError:
+    """The worker's error as the same :class:`MatterAlignError` subclass, with the same message."""
+    from . import errors
+
+    cls = getattr(errors, payload.get("type", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, MatterAlignError)):
+        cls = ModelError
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, payload["message"])
+    return exc
 
 
 def _write_dataset(dataset, path: Path) -> None:
@@ -480,7 +488,8 @@ def model_env(model: str) -> str | None:
 
 def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer: str | None = None,
                    options: dict[str, Any] | None = None, shard_size: int = 256, batch_size: int | None = None,
-                   poolings: Sequence[str] = ("mean",), overwrite: bool = False, threads: int | None = None,
+                   poolings: Sequence[str] = ("mean",), save_atoms: bool = True, overwrite: bool = False,
+                   threads: int | None = None,
                    progress: bool | Callable[[int, int], None] = False) -> dict[str, Any]:
     """Embed ``dataset`` with ``model`` inside the model's environment, into the store at ``store_path``.
 
@@ -502,7 +511,7 @@ def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer:
         Layer (the model's default when ``None``).
     options : dict, optional
         Keyword options of the adapter (JSON-serialisable).
-    shard_size, batch_size, poolings, overwrite
+    shard_size, batch_size, poolings, save_atoms, overwrite
         As for :meth:`~matteralign.store.Store.extract`.
     threads : int, optional
         torch threads in the worker.
@@ -535,14 +544,15 @@ def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer:
 
         ex = load(model, **options)
         return Store(store_path).extract(dataset, ex, layer=layer, shard_size=shard_size, batch_size=batch_size,
-                                         poolings=list(poolings), progress=progress, overwrite=overwrite)
+                                         poolings=list(poolings), save_atoms=save_atoms, progress=progress,
+                                         overwrite=overwrite)
     py = _check_env(family, model)
     with tempfile.TemporaryDirectory(prefix="matteralign-worker-") as td:
         dpath = Path(td) / "dataset.npz"
         _write_dataset(dataset, dpath)
         request = {"store": str(Path(store_path).resolve()), "dataset": str(dpath), "model": model, "layer": layer,
                    "options": _jsonable(options), "shard_size": shard_size, "batch_size": batch_size,
-                   "poolings": list(poolings), "overwrite": bool(overwrite)}
+                   "poolings": list(poolings), "save_atoms": bool(save_atoms), "overwrite": bool(overwrite)}
         rpath = Path(td) / "request.json"
         rpath.write_text(json.dumps(request))
         report, finish = _progress(progress, len(dataset), f"{dataset.name} · {model} [{family} env]")
@@ -568,7 +578,7 @@ def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer:
             if proc.poll() is None:
                 proc.kill()
     if error is not None:
-        raise _ERRORS.get(error["type"], ModelError)(error["message"])
+        raise _rebuild_error(error)
     if rc != 0 or result is None:
         raise ModelError(f"extraction of {model!r} in the {family!r} environment failed (exit {rc}): "
                          f"{stderr[-3000:]}")
@@ -579,7 +589,6 @@ def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer:
 
 def raise_from_worker(exc: BaseException) -> dict[str, str]:
     """The JSON payload the worker prints for an exception (MatterAlignError keeps its class)."""
-    kind = type(exc).__name__ if isinstance(exc, MatterAlignError) else "ModelError"
-    if kind not in _ERRORS:
-        kind = "ModelError"
-    return {"type": kind, "message": str(exc)}
+    if isinstance(exc, MatterAlignError):
+        return {"type": type(exc).__name__, "message": str(exc)}
+    return {"type": "ModelError", "message": f"{type(exc).__name__}: {exc}"}

@@ -166,3 +166,43 @@ def test_failed_create_leaves_nothing(empty_env_dir, monkeypatch):
         envs.create("mace")
     assert not envs.exists("mace") and not envs.env_path("mace").exists()
     assert [p.name for p in empty_env_dir.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_worker_subprocess_writes_the_same_store(empty_env_dir, monkeypatch, tmp_path):
+    """extract_in_env through a real worker process (a fake env running this Python) equals in-process."""
+    import dataclasses
+    import stat
+    import sys
+
+    from ase.build import bulk, molecule
+
+    from matteralign.models import _registry
+    from matteralign.samples import Dataset, Sample
+    from matteralign.store import Store
+
+    monkeypatch.setitem(envs.FAMILIES, "fake", envs.EnvSpec("fake", ()))
+    _fake_build(monkeypatch)
+    path = envs.create("fake")
+    py = path / "bin" / "python"
+    py.unlink()
+    py.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    py.chmod(py.stat().st_mode | stat.S_IEXEC)
+    ds = Dataset("mix", [Sample(id="m", atoms=molecule("CH3CH2OH")), Sample(id="s", smiles="C"),
+                         Sample(id="c", atoms=bulk("NaCl", "rocksalt", a=5.64))])
+    ref = Store(tmp_path / "ref").extract(ds, models.load("composition"), progress=False)
+    assert ref["n"] == 2
+    spec = _registry.MODELS["composition"]
+    monkeypatch.setitem(_registry.MODELS, "composition", dataclasses.replace(spec, env="fake"))
+    seen = []
+    summary = envs.extract_in_env(tmp_path / "store", ds, "composition", progress=lambda d, t: seen.append((d, t)))
+    assert summary["env"] == "fake" and summary["n"] == 2 and summary["n_skipped"] == 1
+    assert seen and seen[-1] == (3, 3)
+    with pytest.raises(ModelError, match="runs in the 'fake' model environment"):
+        models.load("composition")  # in-process in the wrong env: a clear error
+    a = Store(tmp_path / "store").read("mix", "composition", summary["layer"])
+    b = Store(tmp_path / "ref").read("mix", "composition", summary["layer"])
+    assert a[0] == b[0] == ["m", "c"]
+    np.testing.assert_array_equal(a[1], b[1])
+    assert Store(tmp_path / "store").provenance("mix", "composition", summary["layer"])["dataset"] == "mix"
+    with pytest.raises(UnknownNameError):  # errors in the worker come back as the same class
+        envs.extract_in_env(tmp_path / "store", ds, "composition", layer="nope")

@@ -231,7 +231,8 @@ def info() -> list[dict[str, Any]]:
     -------
     list of dict
         Keys ``name``, ``family``, ``modality``, ``layers`` (list), ``default_layer``,
-        ``requires_checkpoint``, ``available`` (bool), ``reason`` (str or None), ``description``.
+        ``requires_checkpoint``, ``available`` (bool), ``reason`` (str or None), ``description``,
+        ``env`` (the model environment it runs in, or None).
     """
     rows = []
     for n in names():
@@ -248,6 +249,7 @@ def info() -> list[dict[str, Any]]:
                 "available": reason is None,
                 "reason": reason,
                 "description": spec.description,
+                "env": spec.env,
             }
         )
     return rows
