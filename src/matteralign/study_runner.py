@@ -218,6 +218,7 @@ def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict,
         for name, params in metric_list:
             frames.append(_pairwise_recording_errors(caches, name, params))
     # partial-coverage models: each pair on the intersection of its own two id sets
+    self_done: set[str] = set()
     for a in partial:
         for b in embeddings:
             if b == a or (b in partial and partial.index(b) < partial.index(a)):
@@ -228,7 +229,11 @@ def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict,
             caches = {m: prepare(prep(embeddings[m].aligned(ids)), k_max=k_max, normalize=None, name=m) for m in (a, b)}
             for name, params in metric_list:
                 df = _pairwise_recording_errors(caches, name, params)
-                frames.append(df[df["model_a"] != df["model_b"]])
+                keep = df["model_a"] != df["model_b"]
+                if a not in self_done:  # the self pair of a partial model, once
+                    keep |= (df["model_a"] == a) & (df["model_b"] == a)
+                frames.append(df[keep])
+            self_done.add(a)
     pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
     pairs["dataset"] = ds_name
     pairs["layer_a"] = [layers[(ds_name, m)] for m in pairs["model_a"]]

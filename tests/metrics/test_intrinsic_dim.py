@@ -91,3 +91,14 @@ def test_bad_input():
         intrinsic_dimension(np.zeros((20, 3)))
     with pytest.raises(InputError, match="non-finite"):
         intrinsic_dimension(np.full((20, 3), np.inf))
+
+
+def test_mle_equidistant_neighbours_up_to_rounding_raise_instead_of_diverging():
+    """One-hot rows (plus rounding noise) put every neighbour at sqrt(2): the MLE must not return ~1e6."""
+    from matteralign.errors import InputError
+    from matteralign.metrics import intrinsic_dimension
+
+    rng = np.random.default_rng(0)
+    X = np.eye(80)[rng.permutation(80)] * (1 + 1e-13 * rng.standard_normal((80, 1)))
+    with pytest.raises(InputError, match="same distance"):
+        intrinsic_dimension(X, method="mle", k=10)
