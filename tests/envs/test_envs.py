@@ -69,6 +69,8 @@ def test_eqv2_is_documented_not_built(empty_env_dir):
     assert "torch" in envs.FAMILIES["eqv2"].unavailable
     with pytest.raises(ConfigError, match="torch~=2.4"):
         envs.create("eqv2")
+    row = next(r for r in models.info() if r["name"] == "equiformer-v2")
+    assert row["env"] == "eqv2" and row["reason"] == "needs env eqv2 (torch 2.4.1): not built here"
 
 
 def test_dataset_file_roundtrip(tmp_path):
