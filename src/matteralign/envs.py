@@ -430,15 +430,22 @@ def _rebuild_error(payload: dict[str, str]) -> MatterAlignError:
 
 
 def _write_dataset(dataset, path: Path) -> None:
-    """The atoms view of ``dataset`` as an npz file the worker reads (no pickles across environments)."""
+    """The atoms view of ``dataset`` as an npz file the worker reads (no pickles across environments).
+
+    Kept per sample: id, atomic numbers, positions, cell, pbc and the scalar entries of
+    ``atoms.info`` (e.g. ``charge`` and ``spin``, read by fairchem's OMol task); the dataset's name
+    and meta (so the store's fingerprint and provenance are those of the caller's dataset).
+    """
     import numpy as np
 
     from .store import _jsonable
 
-    ids, numbers, positions, counts, cells, pbc, has = [], [], [], [], [], [], []
+    ids, numbers, positions, counts, cells, pbc, has, infos = [], [], [], [], [], [], [], []
     for s in dataset:
         ids.append(s.id)
         a = s.atoms
+        infos.append(json.dumps({k: v for k, v in (a.info.items() if a is not None else ())
+                                 if isinstance(v, (bool, int, float, str))}))
         if a is None:
             has.append(False)
             counts.append(0)
@@ -456,7 +463,7 @@ def _write_dataset(dataset, path: Path) -> None:
              numbers=np.concatenate(numbers) if numbers else np.zeros(0, np.int64),
              positions=np.concatenate(positions) if positions else np.zeros((0, 3)),
              cells=np.array(cells, np.float64).reshape(-1, 3, 3), pbc=np.array(pbc, bool).reshape(-1, 3),
-             meta=np.array(meta))
+             info=np.array(infos, dtype=str), meta=np.array(meta))
 
 
 def read_dataset(path: str | os.PathLike):
@@ -474,7 +481,8 @@ def read_dataset(path: str | os.PathLike):
         atoms = None
         if z["has_atoms"][i]:
             sl = slice(offs[i], offs[i + 1])
-            atoms = Atoms(numbers=z["numbers"][sl], positions=z["positions"][sl], cell=z["cells"][i], pbc=z["pbc"][i])
+            atoms = Atoms(numbers=z["numbers"][sl], positions=z["positions"][sl], cell=z["cells"][i], pbc=z["pbc"][i],
+                          info=json.loads(str(z["info"][i])) if "info" in z else None)
         samples.append(Sample(id=str(sid), atoms=atoms))
     return Dataset(meta["name"], samples, meta["meta"])
 

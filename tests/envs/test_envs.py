@@ -79,6 +79,7 @@ def test_dataset_file_roundtrip(tmp_path):
     from matteralign.samples import Dataset, Sample
 
     mol = molecule("CH3CH2OH")
+    mol.info.update({"charge": -1, "spin": 2, "skip": [1, 2]})
     cr = bulk("NaCl", "rocksalt", a=5.64)
     ds = Dataset("mix", [Sample(id="m", atoms=mol), Sample(id="none", smiles="C"), Sample(id="c", atoms=cr)],
                  meta={"source": "test", "n": 3})
@@ -87,6 +88,7 @@ def test_dataset_file_roundtrip(tmp_path):
     assert back.name == "mix" and back.ids == ["m", "none", "c"] and back.meta == ds.meta
     assert back.fingerprint() == ds.fingerprint()
     assert back[1].atoms is None
+    assert back[0].atoms.info == {"charge": -1, "spin": 2} and back[2].atoms.info == {}
     for a, b in [(mol, back[0].atoms), (cr, back[2].atoms)]:
         np.testing.assert_array_equal(a.numbers, b.numbers)
         np.testing.assert_array_equal(a.positions, b.positions)
