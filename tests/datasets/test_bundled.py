@@ -89,9 +89,9 @@ def test_bundle_files_are_small():
 
 
 def test_subsample_reproducible(molecules):
-    a = datasets.load("molecules", n=100, seed=5)
-    b = datasets.load("molecules", n=100, seed=5)
-    c = datasets.load("molecules", n=100, seed=6)
+    a = datasets.load("molecules", n=100, seed=5, text=False)
+    b = molecules.subsample(100, seed=5)
+    c = molecules.subsample(100, seed=6)
     assert a.ids == b.ids and a.ids != c.ids and len(a) == 100
     assert a.meta["subsample"] == {"n": 100, "seed": 5}
     assert set(a.ids) <= set(molecules.ids)

@@ -348,6 +348,8 @@ def build_molecules(
         "units": MOLECULE_UNITS,
         "versions": package_versions("rdkit", "tblite", "selfies", "ase", "numpy"),
         "build_seconds": round(time.perf_counter() - t0, 1),
+        "chunks": len(parts),
+        "chunks_from_cache": sum(bool(p.metadata.get("from_cache")) for p, _ in parts),
     }
     return out
 
@@ -368,6 +370,7 @@ def _molecule_chunk(args) -> tuple[BuildResult, dict[str, str]]:
                 part, dropped = pickle.load(fh)
             if not getattr(part, "metadata", {}).get("frontier_ceil"):
                 _refresh_open_shell(part, xtb_method)
+            part.metadata["from_cache"] = True
             return part, dropped
     out, dropped = BuildResult(), {}
     with threadpool_limits(limits=1):  # OpenMP workers spinning on a shared CPU slow xTB down 10x
