@@ -80,11 +80,11 @@ _CRYSTAL_LABELS = ("density_g_cm3", "volume_per_atom_a3", "mean_atomic_number", 
 
 BUNDLED: dict[str, DatasetInfo] = {
     "molecules": DatasetInfo(
-        "molecules", "bundled", "~5,000", _MOLECULE_LABELS,
+        "molecules", "bundled", "4,938", _MOLECULE_LABELS,
         "NCI SMILES shipped with RDKit → ETKDGv3 + MMFF94 3D → GFN2-xTB (tblite) + RDKit descriptors; "
         "views atoms, smiles, selfies, text", _bundled("molecules")),
     "crystals": DatasetInfo(
-        "crystals", "bundled", "~3,100", _CRYSTAL_LABELS,
+        "crystals", "bundled", "3,120", _CRYSTAL_LABELS,
         "pymatgen's 288 AFLOW prototypes × seeded substitution/strain/rattle variants; GFN1-xTB energy for "
         "small cells; views atoms (periodic), text", _bundled("crystals")),
     "g2": DatasetInfo("g2", "bundled", "162", ("n_atoms",), "ase.collections.g2: G2 molecules (1–14 atoms)",
