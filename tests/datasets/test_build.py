@@ -126,3 +126,24 @@ def test_bundle_round_trip(tmp_path, prototypes):
     assert "energy_xtb_per_atom_ev" not in ds[0].labels  # NaN labels are left out
     assert ds[0].labels["has_xtb_energy"] == 0.0
     assert ds[1].meta["prototype"] == prototypes[0]["aflow"]
+
+
+def test_molecules_chunked_parallel_and_cached_builds_agree(nci_pairs, tmp_path):
+    serial = build.build_molecules(nci_pairs[:6], seed=1)
+    parallel = build.build_molecules(nci_pairs[:6], seed=1, processes=2, chunk_size=2, cache_dir=tmp_path)
+    cached = build.build_molecules(nci_pairs[:6], seed=1, processes=1, chunk_size=2, cache_dir=tmp_path)
+    assert serial.ids == parallel.ids == cached.ids
+    assert cached.metadata["chunks_from_cache"] == 3 and parallel.metadata["chunks_from_cache"] == 0
+    for other in (parallel, cached):
+        np.testing.assert_array_equal(_arrays(serial)["positions"], _arrays(other)["positions"])
+        for key, value in serial.labels.items():
+            np.testing.assert_allclose(value, other.labels[key], rtol=1e-12, err_msg=key)
+
+
+def test_radical_homo_is_the_singly_occupied_orbital():
+    ethyl, _ = build.molecule_record("C[CH2]", seed=0)  # 17 electrons
+    methyl, _ = build.molecule_record("[CH3]", seed=0)  # 9 electrons
+    for rec in (ethyl, methyl):
+        lab = rec["labels"]
+        # the SOMO of an alkyl radical lies well above a C-H bonding orbital and the gap is large
+        assert -10 < lab["homo_xtb_ev"] < -7 and lab["gap_xtb_ev"] > 8
