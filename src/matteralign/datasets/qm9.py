@@ -65,7 +65,7 @@ def read_qm9(path: str | Path, *, labels: str | Path | None = None, name: str | 
     labels : str or Path, optional
         The CSV of targets; default ``<path>.csv`` (``gdb9.sdf.csv``) when it exists, else no labels.
     name : str, optional
-        Dataset name (default ``qm9``... the SDF stem).
+        Dataset name (default: the SDF stem).
     skip_invalid : bool
         Skip and count unreadable records instead of raising.
     text : bool
