@@ -162,15 +162,39 @@ def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[
     return layers
 
 
+def _energy_subset(study: Study, ds):
+    """The samples whose energies are predicted: up to ``energy_samples`` with a reference energy label.
+
+    The accuracy-vs-alignment analysis needs the reference; the study computes it on a subset, as the
+    paper does (1,000 structures), so energy prediction does not double the cost of extraction.
+    """
+    from .analysis.convergence import reference_label
+
+    label = reference_label(ds)
+    if label is None:
+        return []
+    ok = [s for s in ds if s.atoms is not None and np.isfinite(s.labels.get(label, np.nan))]
+    n = study.config.energy_samples
+    if len(ok) > n:
+        keep = np.sort(np.random.default_rng(study.config.seed).choice(len(ok), size=n, replace=False))
+        ok = [ok[i] for i in keep]
+    return ok
+
+
 def _energies(study: Study, store_root: Path, datasets: dict, progress: bool) -> dict[str, dict[str, tuple[list[str], np.ndarray]]]:
     """Predicted energies (eV per structure) of every model that predicts them; cached per (dataset, model)."""
     from . import models as model_registry
+    from .samples import Dataset
 
     out: dict[str, dict[str, tuple[list[str], np.ndarray]]] = {}
+    subsets = {name: _energy_subset(study, ds) for name, ds in datasets.items()}
     for model_name in study.config.models:
         extractor = None
-        for ds_name, ds in datasets.items():
-            path = store_root / "energies" / ds_name / f"{model_name}-{ds.fingerprint()}.npz"
+        for ds_name, subset in subsets.items():
+            if not subset:
+                continue
+            key = Dataset(ds_name, subset).fingerprint()
+            path = store_root / "energies" / ds_name / f"{model_name}-{key}.npz"
             if path.exists():
                 z = np.load(path, allow_pickle=False)
                 out.setdefault(ds_name, {})[model_name] = (list(z["ids"]), z["energy"])
@@ -179,7 +203,7 @@ def _energies(study: Study, store_root: Path, datasets: dict, progress: bool) ->
                 extractor = model_registry.load(model_name)
             if not hasattr(extractor, "predict_energy"):
                 break
-            ok = [s for s in ds if s.atoms is not None and extractor.supports(s)]
+            ok = [s for s in subset if extractor.supports(s)]
             if not ok:
                 continue
             energy = np.asarray(extractor.predict_energy([s.atoms for s in ok]), dtype=float)
