@@ -565,8 +565,9 @@ def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer:
         rpath.write_text(json.dumps(request))
         report, finish = _progress(progress, len(dataset), f"{dataset.name} · {model} [{family} env]")
         t0 = time.perf_counter()
+        errf = open(Path(td) / "stderr.txt", "w+")  # a file, not a pipe: a chatty child never blocks on it
         proc = subprocess.Popen([str(py), "-m", "matteralign._worker", str(rpath)], env=_child_env(family, threads),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=errf, text=True)
         result, error, last = None, None, 0
         try:
             assert proc.stdout is not None
@@ -579,12 +580,14 @@ def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer:
                     result = json.loads(line[len("MATTERALIGN_RESULT "):])
                 elif line.startswith("MATTERALIGN_ERROR "):
                     error = json.loads(line[len("MATTERALIGN_ERROR "):])
-            stderr = proc.stderr.read() if proc.stderr else ""
             rc = proc.wait()
+            errf.seek(0)
+            stderr = errf.read()
         finally:
             finish()
             if proc.poll() is None:
                 proc.kill()
+            errf.close()
     if error is not None:
         raise _rebuild_error(error)
     if rc != 0 or result is None:
