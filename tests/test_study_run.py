@@ -96,3 +96,19 @@ def test_bad_names_fail_before_any_work(tmp_path, over, match):
         _run(tmp_path, "bad", **over)
     store = tmp_path / "bad" / "store"
     assert not store.exists()
+
+
+def test_incompatible_store_fails_before_any_work(tmp_path):
+    import zarr
+
+    from matteralign.errors import StoreError
+
+    foreign = tmp_path / "foreign"
+    zarr.open_group(str(foreign), mode="w").attrs["format"] = "something else"
+    with pytest.raises(StoreError, match="marker"):
+        _run(tmp_path, "c", store=str(foreign))
+    assert not (tmp_path / "c").exists()
+    old = tmp_path / "old"
+    zarr.open_group(str(old), mode="w").attrs["matteralign_store"] = 999
+    with pytest.raises(StoreError, match="format version 999"):
+        _run(tmp_path, "d", store=str(old))

@@ -344,11 +344,13 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
     # -- everything is checked before any work starts; nothing is overwritten
     study.validate()
     _guard_out_dir(study, out)
+    store_root = Path(cfg.store) if cfg.store else out / "store"
+    if store_root.exists():  # a foreign or incompatible store fails here, before any work
+        Store(store_root, mode="r")
     with _Stage("datasets", timings, progress):
         datasets = _load_datasets(study)
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.toml").write_text(f"# digest: {cfg.digest()}\n# source: {study.source}\n" + study.to_toml())
-    store_root = Path(cfg.store) if cfg.store else out / "store"
     store = Store(store_root)
     results_dir = out / "results"
 
