@@ -78,6 +78,8 @@ class StudyConfig(_Strict):
     datasets: list[DatasetEntry]
     models: list[str]
     layers: dict[str, str] = Field(default_factory=dict)
+    checkpoints: dict[str, str] = Field(default_factory=dict, description="model -> local checkpoint path")
+    trust_checkpoint: bool = Field(default=False, description="allow pickled checkpoints (loading them can run code)")
     metrics: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_PAIR_METRICS))
     model_metrics: dict[str, list[dict[str, Any]]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODEL_METRICS.items()}
@@ -249,9 +251,17 @@ class Study:
 
         cfg = self.config
         for name in cfg.models:
-            reason = model_registry.get_spec(name).unavailable_reason()
+            spec = model_registry.get_spec(name)
+            reason = spec.unavailable_reason()
+            if reason and name in cfg.checkpoints and "checkpoint" in reason:
+                reason = None  # the study gives the checkpoint
             if reason:
                 raise ConfigError(f"model {name!r} cannot run here: {reason}")
+        for name, path in cfg.checkpoints.items():
+            if name not in cfg.models:
+                raise ConfigError(f"checkpoints: model {name!r} is not among the study's models {cfg.models}")
+            if not Path(path).exists():
+                raise ConfigError(f"checkpoints.{name}: checkpoint path {path!r} does not exist")
         for name in cfg.layers:
             if name not in cfg.models:
                 raise ConfigError(f"layers: model {name!r} is not among the study's models {cfg.models}")

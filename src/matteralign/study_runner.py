@@ -114,6 +114,10 @@ _FAMILY_KIND = {
     "cheminformatics": ("descriptor", "descriptor"),
     "lm": ("language", "text"),
     "control": ("control", "random"),
+    "mace": ("mlip", "invariant"),
+    "fairchem": ("mlip", "invariant"),
+    "equiformer_v2": ("mlip", "invariant"),
+    "orb": ("mlip", "vanilla"),
 }
 
 
@@ -126,8 +130,10 @@ def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, 
     control = spec.family == "control" or name.endswith("-random")
     if control:
         kind, emb_type = "control", "random"
-    elif "equivariant" in layer:
+    elif "equivariant" in layer or layer in ("node_embedding",):
         emb_type = "equivariant"
+    elif name.startswith("orb-v3-conservative"):
+        emb_type = "equivariant"  # equigrad: the study's Table 1 labels conservative Orb v3 "Equivariant"
     return {
         "family": "control" if control else spec.family,
         "modality": spec.modality,
@@ -143,13 +149,33 @@ def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[
     """Embed every dataset with every model (skipping what the store holds); return the layers used."""
     from . import models as model_registry
 
+    from . import envs
+
     cfg = study.config
     layers: dict[tuple[str, str], str] = {}
     for model_name in cfg.models:
+        spec = model_registry.get_spec(model_name)
+        options: dict[str, Any] = {}
+        if model_name in cfg.checkpoints:
+            options["checkpoint"] = cfg.checkpoints[model_name]
+            if cfg.trust_checkpoint:
+                options["trust_checkpoint"] = True
+        if spec.env and envs.current_family() != spec.env:
+            # the model lives in its own environment: a worker process of that environment's Python
+            # extracts into the same store
+            layer = cfg.layers.get(model_name, spec.default_layer)
+            if layer not in spec.layers:
+                raise ConfigError(f"layers.{model_name} = {layer!r} is not a layer of that model; layers: {list(spec.layers)}")
+            for ds_name, ds in datasets.items():
+                envs.extract_in_env(store.path, ds, model_name, layer=layer, options={"seed": cfg.seed, **options},
+                                    shard_size=cfg.shard_size, batch_size=cfg.batch_size,
+                                    save_atoms=cfg.save_atoms, progress=progress)
+                layers[(ds_name, model_name)] = layer
+            continue
         extractor = None
         for ds_name, ds in datasets.items():
             if extractor is None:
-                extractor = model_registry.load(model_name)
+                extractor = model_registry.load(model_name, **options)
             layer = cfg.layers.get(model_name, extractor.default_layer)
             if layer not in extractor.layers():
                 raise ConfigError(f"layers.{model_name} = {layer!r} is not a layer of that model; layers: {extractor.layers()}")
@@ -189,6 +215,8 @@ def _energies(study: Study, store_root: Path, datasets: dict, progress: bool) ->
     out: dict[str, dict[str, tuple[list[str], np.ndarray]]] = {}
     subsets = {name: _energy_subset(study, ds) for name, ds in datasets.items()}
     for model_name in study.config.models:
+        if model_registry.get_spec(model_name).env:
+            continue  # predict_energy is not available across environments
         extractor = None
         for ds_name, subset in subsets.items():
             if not subset:
