@@ -151,12 +151,13 @@ def permutation_test(
     pool = np.sort(np.append(null, value))
     if lower:
         tau = float(pool[max(0, math.floor(alpha * (K + 1)) - 1)])
-        smin = spec.bounds[0]
-        cal = (tau - value) / (tau - smin) if math.isfinite(smin) and tau > smin else math.nan
+        smin = spec.bounds[0] if math.isfinite(spec.bounds[0]) else 0.0  # full agreement of a distance-like score
+        cal = (tau - value) / (tau - smin) if tau > smin else 0.0
     else:
         tau = float(pool[min(K, math.ceil((1 - alpha) * (K + 1)) - 1)])
-        smax = spec.bounds[1]
-        cal = (value - tau) / (smax - tau) if math.isfinite(smax) and smax > tau else math.nan
+        # full alignment: the upper bound, or (for CKNNA and IdCor, unbounded above) the value 1
+        smax = spec.bounds[1] if math.isfinite(spec.bounds[1]) else (spec.self_value or 1.0)
+        cal = (value - tau) / (smax - tau) if smax > tau else (1.0 if value > tau else 0.0)
     if not math.isnan(cal):
         cal = float(min(1.0, max(0.0, cal)))
     return PermutationResult(value, p, null, cal, tau, spec.name, full, int(seed), alpha)
