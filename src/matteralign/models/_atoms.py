@@ -139,3 +139,23 @@ def relative_to_package(path: str, package: str) -> str:
         return os.path.relpath(path, os.path.dirname(root))
     except ValueError:  # pragma: no cover - different drives
         return path
+
+
+class ForwardEnergyMixin:
+    """For adapters whose ``_forward(atoms_list, layers) -> (features by layer, energies in eV)`` computes
+    the features and the model's own energy in one pass (CHGNet, SevenNet)."""
+
+    def _embed(self, inputs, layer):
+        feats, _ = self._forward(inputs, [layer])
+        return feats[layer]
+
+    def predict_energy(self, atoms_list) -> np.ndarray:
+        """The model's own total energy per structure, in eV (molecules prepared as for :meth:`embed`).
+
+        Returns
+        -------
+        ndarray, shape (n_structures,), float64
+        """
+        atoms_list = self._checked_structures(atoms_list)
+        with self._runtime():
+            return self._forward(atoms_list, [])[1]

@@ -197,13 +197,7 @@ class ANIExtractor(Extractor):
 
         if unit not in ("eV", "Ha"):
             raise InputError(f"unit must be 'eV' or 'Ha'; got {unit!r}")
-        atoms_list = list(atoms_list)
-        if not atoms_list:
-            raise InputError(f"{self.name}.predict_energy got no structures")
-        for i, a in enumerate(atoms_list):
-            reason = self.input_reason(a)
-            if reason:
-                raise InputError(f"{self.name} cannot predict structure {i}: {reason}")
+        atoms_list = self._checked_structures(atoms_list)
         with self._runtime():
             e = self._forward(atoms_list, None)[1]
         if unit == "eV":

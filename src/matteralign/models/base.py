@@ -226,6 +226,23 @@ class Extractor:
             raise ModelError(f"{self.name}: adapter returned {len(out)} arrays for {len(inputs)} inputs")
         return [np.ascontiguousarray(a, dtype=np.float32) for a in out]
 
+    def _checked_structures(self, atoms_list, action: str = "predict") -> list:
+        """``atoms_list`` as a list, after checking every structure is one this model can take.
+
+        Raises
+        ------
+        InputError
+            No structures, or a structure this model cannot take (its index and the reason).
+        """
+        atoms_list = list(atoms_list)
+        if not atoms_list:
+            raise InputError(f"{self.name}.{action} got no structures")
+        for i, a in enumerate(atoms_list):
+            reason = self.input_reason(a)
+            if reason:
+                raise InputError(f"{self.name} cannot {action} structure {i}: {reason}")
+        return atoms_list
+
     def embed_samples(self, samples: Sequence, *, layer: str | None = None, batch_size: int | None = None):
         """Embed the supported samples; skip the others and say why.
 

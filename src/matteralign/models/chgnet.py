@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._atoms import (
+    ForwardEnergyMixin,
     boxed,
     capture,
     count_parameters,
@@ -73,7 +74,7 @@ def _weights_check(version: str):
     return check
 
 
-class CHGNetExtractor(Extractor):
+class CHGNetExtractor(ForwardEnergyMixin, Extractor):
     """Per-atom features of a CHGNet model.
 
     Parameters
@@ -198,29 +199,6 @@ class CHGNetExtractor(Extractor):
                     (out,) = got[layer]
                     feats[layer].extend(np.split(out.cpu().numpy(), np.cumsum(n)[:-1]))
         return feats, np.concatenate(energies)
-
-    def _embed(self, inputs, layer):
-        feats, _ = self._forward(inputs, [layer])
-        return feats[layer]
-
-    def predict_energy(self, atoms_list) -> np.ndarray:
-        """CHGNet's own total energy per structure, in eV (molecules boxed as for :meth:`embed`).
-
-        Returns
-        -------
-        ndarray, shape (n_structures,), float64
-        """
-        from ..errors import InputError
-
-        atoms_list = list(atoms_list)
-        if not atoms_list:
-            raise InputError(f"{self.name}.predict_energy got no structures")
-        for i, a in enumerate(atoms_list):
-            reason = self.input_reason(a)
-            if reason:
-                raise InputError(f"{self.name} cannot predict structure {i}: {reason}")
-        with self._runtime():
-            return self._forward(atoms_list, [])[1]
 
     def _provenance(self) -> dict[str, Any]:
         return {

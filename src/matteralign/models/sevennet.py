@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from ._atoms import capture, count_parameters, relative_to_package, seeded, structure_reason
+from ._atoms import (
+    ForwardEnergyMixin,
+    capture,
+    count_parameters,
+    relative_to_package,
+    seeded,
+    structure_reason,
+)
 from ._registry import ModelSpec, register
 from .base import Extractor, file_sha256, package_version
 
@@ -69,7 +76,7 @@ def _weights_check(checkpoint: str):
     return check
 
 
-class SevenNetExtractor(Extractor):
+class SevenNetExtractor(ForwardEnergyMixin, Extractor):
     """Per-atom features of a SevenNet model.
 
     Parameters
@@ -225,29 +232,6 @@ class SevenNetExtractor(Extractor):
                     (x,) = got[mod]
                     feats[layer].extend(np.split(self._select(layer, mod, x).cpu().numpy(), n))
         return feats, np.concatenate(energies)
-
-    def _embed(self, inputs, layer):
-        feats, _ = self._forward(inputs, [layer])
-        return feats[layer]
-
-    def predict_energy(self, atoms_list) -> np.ndarray:
-        """SevenNet's own total energy per structure, in eV.
-
-        Returns
-        -------
-        ndarray, shape (n_structures,), float64
-        """
-        from ..errors import InputError
-
-        atoms_list = list(atoms_list)
-        if not atoms_list:
-            raise InputError(f"{self.name}.predict_energy got no structures")
-        for i, a in enumerate(atoms_list):
-            reason = self.input_reason(a)
-            if reason:
-                raise InputError(f"{self.name} cannot predict structure {i}: {reason}")
-        with self._runtime():
-            return self._forward(atoms_list, [])[1]
 
     def _provenance(self) -> dict[str, Any]:
         return {
