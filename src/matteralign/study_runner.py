@@ -482,13 +482,15 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
 
 
 def _analysis_plan(cfg) -> dict[str, dict[str, Any]]:
-    from .analysis import ANALYSES
+    from .analysis import _MODULES, ANALYSES
     from .analysis import _load_all as load_analyses
 
-    if cfg.analyses:
-        return dict(cfg.analyses)
     load_analyses()
-    return {name: {} for name in ANALYSES}
+    # report order: the package's module order, then third-party analyses in registration order
+    order = [m for m in _MODULES if m in ANALYSES] + [m for m in ANALYSES if m not in _MODULES]
+    if cfg.analyses:
+        return {name: dict(cfg.analyses[name]) for name in sorted(cfg.analyses, key=lambda n: order.index(n) if n in order else len(order))}
+    return {name: {} for name in order}
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
