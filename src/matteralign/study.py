@@ -87,7 +87,7 @@ class StudyConfig(_Strict):
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)
     batch_size: int = Field(default=16, ge=1)
     shard_size: int = Field(default=256, ge=1)
-    energy_samples: int = Field(default=300, ge=0, description="samples per dataset whose energies are predicted")
+    energy_samples: int = Field(default=200, ge=0, description="samples per dataset whose energies are predicted")
     save_atoms: bool = Field(default=True, description="keep per-atom features in the store (pooled are always kept)")
 
     @field_validator("normalize")
