@@ -147,9 +147,8 @@ def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, 
 
 def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[str, str], str]:
     """Embed every dataset with every model (skipping what the store holds); return the layers used."""
-    from . import models as model_registry
-
     from . import envs
+    from . import models as model_registry
 
     cfg = study.config
     layers: dict[tuple[str, str], str] = {}
@@ -433,9 +432,18 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
     for embs in embeddings.values():
         for m, e in embs.items():
             models_meta.setdefault(m, _model_meta(m, e.layer, e.provenance))
+    # an analysis whose inputs (study, metric tables, energies, its parameters) are unchanged is not run again
+    inputs_key = _hash(cfg.digest(), _frame_digest(pairs), _frame_digest(per_model),
+                       {d: {m: list(e[0]) for m, e in v.items()} for d, v in energies.items()}, matteralign_version())
     with _Stage("analyse", timings, progress):
         for name, params in _analysis_plan(cfg).items():
             fig_dir = report_dir / "figures" / name
+            cached = results_dir / "analysis" / f"{name}-{_hash(inputs_key, name, params)}.pkl"
+            if cached.exists():
+                res = _load_result(cached)
+                if res is not None:
+                    analysis_results.append(res)
+                    continue
             fig_dir.mkdir(parents=True, exist_ok=True)
             ctx = AnalysisContext(
                 out_dir=fig_dir, datasets=datasets, embeddings=embeddings, models=models_meta, pairs=pairs,
@@ -453,6 +461,7 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
             timings[f"analysis:{name}"] = time.perf_counter() - t0
             for tname, table in res.tables.items():
                 _atomic_write_table(table, results_dir / "analysis" / name / tname)
+            _save_result(res, cached)
             analysis_results.append(res)
 
     with _Stage("report", timings, progress):
@@ -479,6 +488,43 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
 
         Console(stderr=True).print(f"[yellow]warning:[/] {len(failures)} analysis(es) failed: {', '.join(failures)}; see the report")
     return results
+
+
+def matteralign_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _frame_digest(df) -> str:
+    import pandas as pd
+
+    return hashlib.sha256(pd.util.hash_pandas_object(df.astype(str), index=False).values.tobytes()).hexdigest()[:16]
+
+
+def _save_result(res, path: Path) -> None:
+    """Keep an analysis result (tables, findings, figure paths) to skip the analysis on an unchanged rerun."""
+    import pickle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        pickle.dump(res, fh)
+    os.replace(tmp, path)
+
+
+def _load_result(path: Path):
+    """A kept analysis result, or None when it is unreadable or one of its files is gone."""
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            res = pickle.load(fh)
+    except Exception:  # written by another version: run the analysis again
+        return None
+    if not all(Path(f).exists() for f in [*res.figures, *res.files]):
+        return None
+    return res
 
 
 def _analysis_plan(cfg) -> dict[str, dict[str, Any]]:
