@@ -139,7 +139,7 @@ def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, 
         "modality": spec.modality,
         "embedding_type": emb_type,
         "kind": kind,
-        "n_params": provenance.get("n_parameters"),
+        "n_params": provenance.get("provenance", provenance).get("n_parameters"),
         "control": control,
         "layer": layer,
     }
