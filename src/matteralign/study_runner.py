@@ -434,7 +434,8 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
             models_meta.setdefault(m, _model_meta(m, e.layer, e.provenance))
     # an analysis whose inputs (study, metric tables, energies, its parameters) are unchanged is not run again
     inputs_key = _hash(cfg.digest(), _frame_digest(pairs), _frame_digest(per_model),
-                       {d: {m: list(e[0]) for m, e in v.items()} for d, v in energies.items()}, matteralign_version())
+                       {d: {m: list(e[0]) for m, e in v.items()} for d, v in energies.items()}, models_meta,
+                       matteralign_version())
     with _Stage("analyse", timings, progress):
         for name, params in _analysis_plan(cfg).items():
             fig_dir = report_dir / "figures" / name
