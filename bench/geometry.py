@@ -14,7 +14,6 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,18 +21,13 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-D = 256
+sys.path.insert(0, str(HERE))
+from _common import D, make_pair, spawn  # noqa: E402
+from _common import make_models as _make_models  # noqa: E402
 
 
-def make_pair(n: int, seed: int = 0):
-    """Related (X, Y), (n, 256) float32, rows L2-normalised (anchor-bench recipe)."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, D), dtype=np.float32)
-    W = (rng.standard_normal((D, D), dtype=np.float32) / np.float32(np.sqrt(D))).astype(np.float32)
-    Y = X @ W + np.float32(0.5) * rng.standard_normal((n, D), dtype=np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
-    return X.astype(np.float32), Y.astype(np.float32)
+def make_models(n: int, m: int, seed: int = 0):
+    return list(_make_models(n, m, seed).values())
 
 
 def make_id_data(n: int, seed: int = 0):
@@ -42,17 +36,6 @@ def make_id_data(n: int, seed: int = 0):
     Z = rng.standard_normal((n, 8), dtype=np.float32)
     A = rng.standard_normal((8, D), dtype=np.float32)
     return (Z @ A + np.float32(0.01) * rng.standard_normal((n, D), dtype=np.float32)).astype(np.float32)
-
-
-def make_models(n: int, m: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    Z = rng.standard_normal((n, D), dtype=np.float32)
-    out = []
-    for i in range(m):
-        W = (rng.standard_normal((D, D), dtype=np.float32) / np.float32(np.sqrt(D))).astype(np.float32)
-        R = Z @ W + np.float32(0.5 + 0.1 * i) * rng.standard_normal((n, D), dtype=np.float32)
-        out.append((R / np.linalg.norm(R, axis=1, keepdims=True)).astype(np.float32))
-    return out
 
 
 def dense_dcor2(X, Y) -> float:
@@ -150,18 +133,6 @@ def run_item(item: str, n: int) -> dict:
     return out
 
 
-def spawn(item: str, n: int) -> dict:
-    cmd = [sys.executable, __file__, "--item", item, "--n", str(n)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"item": item, "n": n, "error": proc.stderr.strip().splitlines()[-1:]}
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res.update(item=item, n=n)
-    print(f"  {item:16s} N={n:6d}  {res['seconds']:8.2f} s  {res['peak_rss_gib']:.2f} GiB  {res.get('value', '')}",
-          flush=True)
-    return res
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--item")
@@ -176,7 +147,7 @@ def main(argv=None) -> dict:
     plan = [("dcor_dense", n10), ("dcor_float64", n10), ("dcor_float32", n10), ("dcor_float64", n50),
             ("floor_knn3", n50), ("twonn", n50), ("twonn", nsk), ("twonn_skdim", nsk),
             ("floor_knn2_pair", n50), ("ii", n50), ("passes8", n20), ("geometry8", n20)]
-    results = [spawn(item, n) for item, n in plan]
+    results = [spawn(__file__, item, n) for item, n in plan]
     by = {(r["item"], r["n"]): r for r in results}
 
     def ratio(a, b):

@@ -23,29 +23,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-D = 256
-
-
-def make_pair(n: int, seed: int = 0):
-    """Related (X, Y), (n, 256) float32, rows L2-normalised (anchor-bench recipe)."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, D), dtype=np.float32)
-    W = (rng.standard_normal((D, D), dtype=np.float32) / np.float32(np.sqrt(D))).astype(np.float32)
-    Y = X @ W + np.float32(0.5) * rng.standard_normal((n, D), dtype=np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
-    return X.astype(np.float32), Y.astype(np.float32)
-
-
-def make_models(n: int, m: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    Z = rng.standard_normal((n, D), dtype=np.float32)
-    reps = {}
-    for i in range(m):
-        W = (rng.standard_normal((D, D), dtype=np.float32) / np.float32(np.sqrt(D))).astype(np.float32)
-        R = Z @ W + np.float32(0.5 + 0.1 * i) * rng.standard_normal((n, D), dtype=np.float32)
-        reps[f"model{i}"] = (R / np.linalg.norm(R, axis=1, keepdims=True)).astype(np.float32)
-    return reps
+sys.path.insert(0, str(HERE))
+from _common import make_models, make_pair  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- dense platonic-rep style

@@ -19,7 +19,6 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-D = 256
+sys.path.insert(0, str(HERE))
+from _common import D, spawn  # noqa: E402
+
 N_LABELS = 16
 
 
@@ -91,17 +92,6 @@ def run_item(item: str, n: int) -> dict:
     return out
 
 
-def spawn(item: str, n: int) -> dict:
-    cmd = [sys.executable, __file__, "--item", item, "--n", str(n)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"item": item, "n": n, "error": proc.stderr.strip().splitlines()[-1:]}
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res.update(item=item, n=n)
-    print(f"  {item:16s} N={n:6d}  {res['seconds']:8.2f} s  {res['peak_rss_gib']:.2f} GiB", flush=True)
-    return res
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--item")
@@ -114,9 +104,9 @@ def main(argv=None) -> dict:
     q = args.quick
     n_probe, n_transfer = (1000, 600) if q else (5000, 3000)
     results = [
-        spawn("probes_lib", n_probe),
-        spawn("probes_sklearn", n_probe),
-        spawn("transfer_lib", n_transfer),
+        spawn(__file__, "probes_lib", n_probe, show_value=False),
+        spawn(__file__, "probes_sklearn", n_probe, show_value=False),
+        spawn(__file__, "transfer_lib", n_transfer, show_value=False),
     ]
     by = {r["item"]: r for r in results}
     summary = {}
