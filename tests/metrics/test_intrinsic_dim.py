@@ -99,6 +99,6 @@ def test_mle_equidistant_neighbours_up_to_rounding_raise_instead_of_diverging():
     from matteralign.metrics import intrinsic_dimension
 
     rng = np.random.default_rng(0)
-    X = np.eye(80)[rng.permutation(80)] * (1 + 1e-13 * rng.standard_normal((80, 1)))
+    X = (np.eye(80)[rng.permutation(80)] * (1 + 1e-7 * rng.standard_normal((80, 1)))).astype(np.float32)
     with pytest.raises(InputError, match="same distance"):
         intrinsic_dimension(X, method="mle", k=10)

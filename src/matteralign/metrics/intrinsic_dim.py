@@ -89,9 +89,10 @@ def mle_from_distances(dist: np.ndarray, *, name: str = "X") -> float:
     if len(dist) == 0:
         raise InputError(f"{name}: every sample has a duplicate; the MLE is undefined.")
     s = np.log(dist[:, -1:] / dist[:, :-1]).sum(axis=1)
-    # Relative distance differences below ~1e-9 are rounding noise: such samples have all k neighbours at
-    # the same distance (e.g. one-hot or lattice-like point sets), where the per-point estimate diverges.
-    tied = s <= 1e-9 * (k - 1)
+    # Relative distance differences below ~1e-6 are rounding noise of float32 data: such samples have all k
+    # neighbours at the same distance (e.g. one-hot or lattice-like point sets stored as float32), where the
+    # per-point estimate diverges (it reached 1e6 on element-fraction vectors of crystals).
+    tied = s <= 1e-6 * (k - 1)
     if np.any(tied):
         raise InputError(f"{name}: {int(tied.sum())} samples have all {k} neighbours at the same distance "
                          "(up to rounding); the MLE is undefined there (use a larger k, or TwoNN).")
