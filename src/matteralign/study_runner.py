@@ -439,7 +439,8 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
     with _Stage("analyse", timings, progress):
         for name, params in _analysis_plan(cfg).items():
             fig_dir = report_dir / "figures" / name
-            cached = results_dir / "analysis" / f"{name}-{_hash(inputs_key, name, params)}.pkl"
+            deps = [r.name for r in analysis_results] if name == "findings" else []
+            cached = results_dir / "analysis" / f"{name}-{_hash(inputs_key, name, params, deps)}.pkl"
             if cached.exists():
                 res = _load_result(cached)
                 if res is not None:
@@ -449,6 +450,7 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
             ctx = AnalysisContext(
                 out_dir=fig_dir, datasets=datasets, embeddings=embeddings, models=models_meta, pairs=pairs,
                 per_model=per_model, energies=energies, params=params, normalize=cfg.normalize, seed=cfg.seed,
+                results={r.name: r for r in analysis_results},
             )
             t0 = time.perf_counter()
             try:

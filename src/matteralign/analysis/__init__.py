@@ -24,6 +24,7 @@ _MODULES = [
     "transfer",
     "maps",
     "convergence",
+    "findings",
 ]
 
 

@@ -71,6 +71,8 @@ class AnalysisContext:
     normalize : str
         Normalisation applied before the metrics ("l2", "max", "clamp95" or "none").
     seed : int
+    results : dict
+        Results of the analyses that ran before this one, by name (the findings read them).
     """
 
     out_dir: Path
@@ -83,6 +85,7 @@ class AnalysisContext:
     params: dict[str, Any] = field(default_factory=dict)
     normalize: str = "l2"
     seed: int = 0
+    results: dict[str, AnalysisResult] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""The findings section: computed verdicts that change when the data change."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from matteralign.analysis import AnalysisContext, AnalysisResult, Embedding, get_analysis
+
+META = {
+    "a": {"family": "f1", "control": False, "kind": "mlip", "modality": "atoms"},
+    "b": {"family": "f1", "control": False, "kind": "mlip", "modality": "atoms"},
+    "c": {"family": "f2", "control": False, "kind": "mlip", "modality": "atoms"},
+    "lm": {"family": "lm", "control": False, "kind": "language", "modality": "smiles"},
+    "random": {"family": "control", "control": True, "kind": "control", "modality": "atoms"},
+    "a-random": {"family": "control", "control": True, "kind": "control", "modality": "atoms"},
+}
+
+
+def _context(tmp_path, value, *, results=None):
+    rows = []
+    names = list(META)
+    for x in names:
+        for y in names:
+            v = 1.0 if x == y else value(x, y)
+            rows.append({"dataset": "d", "model_a": x, "model_b": y, "metric": "cknna",
+                         "params": json.dumps({"k": 25}), "value": v})
+    emb = {"d": {m: Embedding(ids=["0"], X=np.zeros((1, 1))) for m in names}}
+    return AnalysisContext(out_dir=tmp_path, datasets={}, embeddings=emb, models=META, pairs=pd.DataFrame(rows),
+                           per_model=pd.DataFrame(), params={}, seed=0, results=results or {})
+
+
+def _verdict(res, start):
+    t = res.tables["claims"]
+    return t[t["claim"].str.startswith(start)]["verdict"].tolist()
+
+
+def test_claims_hold_on_aligned_data_and_fail_when_alignment_is_noise(tmp_path):
+    run = get_analysis("findings")
+    rng = np.random.default_rng(0)
+
+    def aligned(x, y):
+        if "random" in (x, y) or "a-random" in (x, y):
+            return 0.05 + 0.01 * rng.random()
+        same = META[x]["family"] == META[y]["family"]
+        return (0.8 if same else 0.5) + 0.01 * rng.random()
+
+    res = run(_context(tmp_path, aligned))
+    assert _verdict(res, "models align far above random") == ["holds"]
+    assert _verdict(res, "training, not architecture") == ["holds"]
+    assert _verdict(res, "models of one family") == ["holds"]
+    assert _verdict(res, "language models on strings") == ["holds"]
+    # analyses that did not run are reported as not measured, never guessed
+    assert _verdict(res, "the k sweep") == ["not measured"]
+    assert any("holds" in f for f in res.findings)
+
+    def noise(x, y):
+        return 0.05 + 0.01 * rng.random()
+
+    res = run(_context(tmp_path, noise))
+    assert _verdict(res, "models align far above random") == ["does not hold"]
+    assert _verdict(res, "models of one family") == ["does not hold"]
+
+
+def test_claims_read_earlier_analyses(tmp_path):
+    run = get_analysis("findings")
+    stab = pd.DataFrame({"dataset": ["d"] * 3, "k": [10, 25, 50], "n_models": [6] * 3,
+                         "spearman_rho": [0.3, 1.0, 0.9]})
+    energy = pd.DataFrame({"dataset": ["d"] * 4, "model": ["a", "b", "c", "lm"], "best_model": ["a"] * 4,
+                           "mae_mev_per_atom": [10.0, 20.0, 30.0, 40.0], "cknna_to_best": [1.0, 0.8, 0.5, 0.2]})
+    results = {"ksweep": AnalysisResult("ksweep", "k", tables={"rank_stability": stab}),
+               "convergence": AnalysisResult("convergence", "c", tables={"energy_mae": energy})}
+    res = run(_context(tmp_path, lambda x, y: 0.5, results=results))
+    t = res.tables["claims"].set_index("claim")
+    ks = t[t.index.str.startswith("the k sweep")].iloc[0]
+    assert ks["value"] == 0.3 and ks["verdict"] == "does not hold"  # k = 25 against itself is left out
+    conv = t[t.index.str.startswith("more accurate models")].iloc[0]
+    assert conv["value"] == -1.0  # b, c, lm: MAE up, CKNNA to the best down
