@@ -300,3 +300,14 @@ def test_probe_wide_features_use_sklearn_path():
     y = X[:, 0] * 2 + 0.01 * rng.standard_normal(40)
     p = LinearProbe().fit(X, y)
     assert p.coef_.shape == (120,) and p.score(X, y) > 0.5
+
+
+def test_transfer_to_a_rotated_rescaled_copy_loses_nothing(latent):
+    """B = 3.7 * A Q (Q orthogonal): the map B -> A is exact, so transfer equals A's own probe."""
+    A = latent["A"]
+    rng = np.random.default_rng(5)
+    Q, _ = np.linalg.qr(rng.standard_normal((A.shape[1], A.shape[1])))
+    df = transfer_matrix({"A": A, "B": 3.7 * A @ Q}, latent["y"], seed=0)
+    row = df[(df.source == "A") & (df.target == "B")].iloc[0]
+    assert row.r2_transfer == pytest.approx(row.r2_source_own, abs=2e-3)
+    assert row.r2_transfer == pytest.approx(row.r2_target_own, abs=2e-3)
