@@ -112,3 +112,9 @@ def test_incompatible_store_fails_before_any_work(tmp_path):
     zarr.open_group(str(old), mode="w").attrs["matteralign_store"] = 999
     with pytest.raises(StoreError, match="format version 999"):
         _run(tmp_path, "d", store=str(old))
+
+
+def test_unknown_metric_parameter_fails_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"metrics\.dcor2: unknown parameter\(s\) \['k'\]"):
+        _run(tmp_path, "p", metrics={"dcor2": {"k": 5}})
+    assert not (tmp_path / "p").exists()

@@ -274,7 +274,7 @@ class Study:
             spec = get_metric(name)
             if spec.arity != 2:
                 raise ConfigError(f"metrics: {name!r} measures one model; list it under model_metrics")
-            unknown = set(params) - set(spec.params) - {"k"}
+            unknown = set(params) - set(spec.params)
             if unknown:
                 raise ConfigError(f"metrics.{name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(spec.params)}")
         for name in cfg.model_metrics:

@@ -80,16 +80,8 @@ def ref_mutual_knn(X, Y, k=10):
 
 
 def ref_information_imbalance(X, Y, k=1):
-    def ranks(Z):
-        D = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1)
-        np.fill_diagonal(D, -1.0)
-        order = np.argsort(D, axis=1, kind="stable")
-        r = np.empty_like(order)
-        r[np.arange(len(Z))[:, None], order] = np.arange(len(Z))[None, :]
-        return r, order
-
-    _, order_x = ranks(X)
-    ry, _ = ranks(Y)
+    _, order_x = _ranks(X)
+    ry, _ = _ranks(Y)
     nn = order_x[:, 1 : k + 1]
     return float(np.mean(ry[np.arange(len(X))[:, None], nn]) / (len(X) / 2))
 
