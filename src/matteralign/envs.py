@@ -52,6 +52,7 @@ __all__ = [
     "env_root",
     "env_path",
     "env_key",
+    "wheel_cache",
     "exists",
     "create",
     "list_envs",
@@ -68,7 +69,8 @@ BASE_REQUIREMENTS = ("numpy", "scipy", "zarr>=3.0", "pydantic>=2.6", "rich>=13",
 #: The file each environment carries with what it holds.
 MANIFEST = "matteralign-env.json"
 
-_KEY_PACKAGES = ("torch", "numpy", "e3nn", "ase", "fairchem-core", "mace-torch", "orb-models", "zarr")
+_KEY_PACKAGES = ("torch", "torchvision", "numpy", "e3nn", "ase", "fairchem-core", "mace-torch", "orb-models", "mattergen",
+                 "microsoft-aurora", "torch-scatter", "torch-geometric", "zarr")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class EnvSpec:
     description : str
     unavailable : str, optional
         Why this environment is not built here (``None`` when it can be).
+    source_builds : tuple of str
+        Pinned packages that PyPI publishes only as source distributions with compiled extensions
+        (``torch-scatter``): each is compiled once against the environment's torch into the per-user
+        wheel cache (:func:`wheel_cache`) and installed from there by every later build.
+    no_deps : tuple of str
+        Pinned packages installed with ``--no-deps`` after the others, because their declared pins
+        cannot resolve here; what they really need is listed in ``requirements``.
     """
 
     family: str
@@ -93,6 +102,8 @@ class EnvSpec:
     torch: str = "2.13.0"
     description: str = ""
     unavailable: str | None = None
+    source_builds: tuple[str, ...] = ()
+    no_deps: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, EnvSpec] = {
@@ -133,15 +144,56 @@ def env_key(family: str) -> str:
     .. math:: \\mathrm{key} = \\mathrm{sha256}(\\mathrm{json}(\\text{family, torch, requirements, base, python}))_{:12}
     """
     spec = get_env_spec(family)
-    blob = json.dumps({"family": spec.family, "torch": spec.torch, "requirements": list(spec.requirements),
-                       "base": list(BASE_REQUIREMENTS), "python": platform.python_version(),
-                       "machine": platform.machine()}, sort_keys=True)
+    blob = {"family": spec.family, "torch": spec.torch, "requirements": list(spec.requirements),
+            "base": list(BASE_REQUIREMENTS), "python": platform.python_version(), "machine": platform.machine()}
+    if spec.source_builds or spec.no_deps:  # keys of environments without them stay as they were
+        blob.update(source_builds=list(spec.source_builds), no_deps=list(spec.no_deps))
+    blob = json.dumps(blob, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def env_path(family: str) -> Path:
     """Where the environment of ``family`` lives (whether or not it exists)."""
     return env_root() / f"{family}-{env_key(family)}"
+
+
+def wheel_cache(torch_version: str) -> Path:
+    """The per-user folder of wheels compiled from source against ``torch_version``.
+
+    ``<env_root>/../wheels/torch-<version>-py<X.Y>-<machine>``: a compiled extension is tied to the
+    torch, Python and machine it was built with, so each combination has its own folder.
+    """
+    py = ".".join(platform.python_version_tuple()[:2])
+    return env_root().parent / "wheels" / f"torch-{torch_version}-py{py}-{platform.machine()}"
+
+
+def _req_name(req: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].strip().lower().replace("-", "_")
+
+
+def _build_wheels(py: Path, spec: EnvSpec, logf, say: Callable[[str], None]) -> Path:
+    """Compile ``spec.source_builds`` into :func:`wheel_cache` (once; later builds reuse the wheels)."""
+    import fcntl
+
+    cache = wheel_cache(spec.torch)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        for req in spec.source_builds:
+            name = _req_name(req)
+            version = req.split("==", 1)[1].strip() if "==" in req else None
+            have = [w for w in cache.glob(f"{name}-*.whl")
+                    if version is None or w.name.split("-")[1].split("+")[0] == version]
+            if have:
+                say(f"{spec.family}: {req} from the wheel cache ({have[0].name})")
+                continue
+            say(f"{spec.family}: compiling {req} against torch {spec.torch} (once per machine; minutes)")
+            env = dict(os.environ, MAX_JOBS=os.environ.get("MAX_JOBS", str(os.cpu_count() or 1)))
+            _run([py, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-build-isolation", "--no-deps",
+                  "-w", cache, req], logf, env=env)
+    return cache
 
 
 def python_of(family: str) -> Path:
@@ -286,8 +338,16 @@ def create(family: str, *, force: bool = False, log: Callable[[str], None] | Non
                 try:
                     say(f"{family}: torch=={spec.torch}")
                     _run([*pip, "-c", constraints, f"torch=={spec.torch}"], logf)
-                    say(f"{family}: {' '.join(spec.requirements)}")
-                    _run([*pip, "-c", constraints, *spec.requirements, *BASE_REQUIREMENTS], logf)
+                    find_links: list[Any] = []
+                    if spec.source_builds:
+                        _run([*pip, "-c", constraints, "setuptools", "wheel"], logf)
+                        find_links = ["--find-links", _build_wheels(py, spec, logf, say)]
+                    say(f"{family}: {' '.join(spec.requirements + spec.source_builds)}")
+                    _run([*pip, "-c", constraints, *find_links, *spec.requirements, *spec.source_builds,
+                          *BASE_REQUIREMENTS], logf)
+                    if spec.no_deps:
+                        say(f"{family}: {' '.join(spec.no_deps)} (--no-deps)")
+                        _run([*pip, "-c", constraints, "--no-deps", *spec.no_deps], logf)
                     say(f"{family}: matteralign (editable, --no-deps)")
                     _run([*pip, "--no-deps", "-e", _project_root()], logf)
                 finally:
@@ -298,6 +358,7 @@ def create(family: str, *, force: bool = False, log: Callable[[str], None] | Non
                 manifest = {
                     "family": family, "key": env_key(family), "torch": spec.torch,
                     "requirements": list(spec.requirements), "base_requirements": list(BASE_REQUIREMENTS),
+                    "source_builds": list(spec.source_builds), "no_deps": list(spec.no_deps),
                     "python": platform.python_version(), "freeze_sha256": hashlib.sha256(freeze.encode()).hexdigest(),
                     "n_packages": len([x for x in freeze.splitlines() if x.strip()]), "versions": versions,
                     "build_seconds": round(time.perf_counter() - t0, 1),
