@@ -12,7 +12,12 @@ file that keeps every later install on it. The exception is ``eqv2`` (Equiformer
 only in fairchem-core 1.x): fairchem-core 1.10 pins ``torch~=2.4.0`` and ``numpy<2``; ``pip install
 --dry-run`` resolves it to PyPI's torch 2.4.1 CUDA build plus 11 ``nvidia-*-cu12`` wheels and triton
 3.0 (several GB), so that environment is declared but not built here (``matteralign list models``
-and ``matteralign env list`` say so).
+and ``matteralign env list`` say so). The other exception is ``aurora`` (the Aurora weather model):
+``microsoft-aurora`` imports timm, which imports torchvision at import time, and PyPI's torchvision
+does not load beside the torch 2.13.0 CPU wheel (``operator torchvision::nms does not exist``: its
+extension links CUDA libraries that CPU build lacks). That environment installs the matching pair
+torch 2.14.1 + torchvision 0.29.1 that lies on disk instead (a CUDA build of about 5.5 GB, run on
+the CPU), rather than stubbing torchvision out.
 
 Environments live in a per-user cache directory (``$MATTERALIGN_ENV_DIR``, else
 ``$XDG_CACHE_HOME/matteralign/envs``, else ``~/.cache/matteralign/envs``) under
@@ -113,6 +118,12 @@ FAMILIES: dict[str, EnvSpec] = {
                     description="MACE-MP / MACE-OFF / MACE-OMAT (e3nn 0.4.4, pinned by mace-torch)"),
     "orb": EnvSpec("orb", ("orb-models==0.5.5",),
                    description="Orb v2 / v3 (orb-models 0.5.5: the newest release for Python 3.11)"),
+    "aurora": EnvSpec("aurora", ("torchvision==0.29.1", "microsoft-aurora==2.0.1"), torch="2.14.1",
+                      description=("Aurora weather foundation model (microsoft-aurora 2.0.1) on torch 2.14.1 + "
+                                   "torchvision 0.29.1: aurora imports timm, which imports torchvision at import "
+                                   "time, and PyPI's torchvision does not load beside the torch 2.13.0 CPU wheel "
+                                   "('operator torchvision::nms does not exist'); 2.14.1/0.29.1 are a matching "
+                                   "pair (a CUDA build, about 5.5 GB, that runs on the CPU)")),
     "eqv2": EnvSpec("eqv2", ("fairchem-core==1.10.0", "numpy<2"), torch="2.4.1",
                     description="EquiformerV2 (only in fairchem-core 1.x)",
                     unavailable=("fairchem-core 1.10 pins torch~=2.4.0 and numpy<2; no torch 2.4 CPU wheel is on "
@@ -491,7 +502,7 @@ def _rebuild_error(payload: dict[str, str]) -> MatterAlignError:
 
 
 def _write_dataset(dataset, path: Path) -> None:
-    """The atoms view of ``dataset`` as an npz file the worker reads (no pickles across environments).
+    """The atoms and grid views of ``dataset`` as an npz file the worker reads (no pickles across environments).
 
     Kept per sample: id, atomic numbers, positions, cell, pbc and the scalar entries of
     ``atoms.info`` (e.g. ``charge`` and ``spin``, read by fairchem's OMol task); the dataset's name
@@ -520,7 +531,10 @@ def _write_dataset(dataset, path: Path) -> None:
         cells.append(np.asarray(a.cell[:], dtype=np.float64))
         pbc.append([bool(x) for x in a.get_pbc()])
     meta = json.dumps({"name": dataset.name, "meta": _jsonable(dataset.meta)})
-    np.savez(path, ids=np.array(ids, dtype=str), has_atoms=np.array(has, bool), counts=np.array(counts, np.int64),
+    from .datasets.weather import pack_grids
+
+    grids = pack_grids(dataset)  # gridded (weather) views: each full grid once, plus each sample's patch
+    np.savez(path, **grids, ids=np.array(ids, dtype=str), has_atoms=np.array(has, bool), counts=np.array(counts, np.int64),
              numbers=np.concatenate(numbers) if numbers else np.zeros(0, np.int64),
              positions=np.concatenate(positions) if positions else np.zeros((0, 3)),
              cells=np.array(cells, np.float64).reshape(-1, 3, 3), pbc=np.array(pbc, bool).reshape(-1, 3),
@@ -545,6 +559,12 @@ def read_dataset(path: str | os.PathLike):
             atoms = Atoms(numbers=z["numbers"][sl], positions=z["positions"][sl], cell=z["cells"][i], pbc=z["pbc"][i],
                           info=json.loads(str(z["info"][i])) if "info" in z else None)
         samples.append(Sample(id=str(sid), atoms=atoms))
+    from .datasets.weather import unpack_grids
+
+    grids = unpack_grids(z)
+    if grids is not None:
+        for s, g in zip(samples, grids, strict=True):
+            s.grid = g
     return Dataset(meta["name"], samples, meta["meta"])
 
 

@@ -132,6 +132,13 @@ def main():
     from matteralign.envs import _write_dataset
     from matteralign.samples import Dataset, Sample
 
+    if args.model.startswith("aurora"):  # a grid model: its own grid samples (aurora_random.py)
+        from aurora_random import aurora
+
+        path, ref, info = aurora(args.model, args.outdir)
+        np.savez(os.path.join(args.outdir, "reference.npz"), **ref)
+        print(json.dumps({"checkpoint": path, **info}))
+        return
     ids, atoms_list = structures(args.n_mol, args.n_cryst)
     _write_dataset(Dataset("envtest", [Sample(id=i, atoms=a) for i, a in zip(ids, atoms_list, strict=True)]),
                    os.path.join(args.outdir, "dataset.npz"))

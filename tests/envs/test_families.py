@@ -37,6 +37,8 @@ CASES = {
     "orb-v2": (("node_features",), (), False),
     "esen": (("node_embedding_l0", "node_embedding"), ("node_embedding_l0",), True),
     "uma-s": (("node_embedding_l0",), ("node_embedding_l0",), True),
+    # a grid model (aurora_random.py): a random AuroraSmall on a 16×32 grid, 3 times; no rotations apply
+    "aurora": (("latent", "latent_levels", "encoder"), (), False),
 }
 
 
@@ -53,7 +55,7 @@ def built_env():
 
 
 #: One model per family for the error paths (each costs a worker start).
-ERROR_CASES = ("mace-mp", "orb-v3-conservative", "esen")
+ERROR_CASES = ("mace-mp", "orb-v3-conservative", "esen", "aurora")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,7 @@ def test_layers_equal_independent_path_and_are_invariant(case, tmp_path):
             if moved:
                 a, b = rows(sid.rsplit("-", 1)[0]), rows(sid)
                 np.testing.assert_allclose(b, a, atol=1e-4 * max(1.0, float(np.abs(a).max())), err_msg=sid)
-        if layer not in invariant:  # equivariant or non-invariant: a rotation does change it (the test can fail)
+        if layer not in invariant and "ethanol" in ids:  # equivariant or non-invariant: a rotation does change it (the test can fail)
             assert not np.allclose(rows("ethanol"), rows("ethanol-rot"), atol=1e-3)
     prov = store.provenance(ds.name, model, layers[0])["provenance"]
     from matteralign.models.base import file_sha256

@@ -4,12 +4,13 @@
 >>> ds = datasets.load("molecules", n=1000, seed=0)        # a bundled dataset, subsampled reproducibly
 >>> ds = datasets.load("path/to/train.extxyz")              # a file: the format follows the extension
 >>> datasets.names()
-['crystals', 'dcdft', 'g2', 'molecules', 's22']
+['crystals', 'dcdft', 'g2', 'molecules', 's22', 'weather']
 
 Bundled: ``molecules`` (NCI SMILES → 3D, GFN2-xTB labels), ``crystals`` (AFLOW prototypes + variants),
 and ASE's ``g2``, ``s22``, ``dcdft``. Readers (by extension): extxyz (``.xyz``, ``.extxyz``), ASE database
 (``.db``), ``.aselmdb`` (OMat24/OMol25/sAlex), QM9 SDF + CSV (``.sdf``), SMILES CSV (``.csv``, ``.smi``),
-FASTA (``.fasta``, ``.fa``, ``.faa``).
+FASTA (``.fasta``, ``.fa``, ``.faa``), gridded weather (ERA5-style ``.nc`` NetCDF or ``.zarr``; the bundled
+``weather`` grid is synthetic).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def _bundled(name: str) -> Callable[..., Dataset]:
             return builtin.load_molecules(**options)
         if name == "crystals":
             return builtin.load_crystals(**options)
+        if name == "weather":
+            from .weather import load_weather
+
+            return load_weather(**options)
         return builtin.load_ase_collection(name, **options)
 
     return loader
@@ -87,6 +92,12 @@ BUNDLED: dict[str, DatasetInfo] = {
         "crystals", "bundled", "3,120", _CRYSTAL_LABELS,
         "pymatgen's 288 AFLOW prototypes × seeded substitution/strain/rattle variants; GFN1-xTB energy for "
         "small cells; views atoms (periodic), text", _bundled("crystals")),
+    "weather": DatasetInfo(
+        "weather", "bundled", "1,280",
+        ("temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s"),
+        "SYNTHETIC ERA5-style grid (not real data): 32×64 cells, 4 pressure levels, 10 times 6 h apart, seeded "
+        "simple physics (scripts/build_weather.py); a sample is a (time, 4×4-cell patch); view grid",
+        _bundled("weather")),
     "g2": DatasetInfo("g2", "bundled", "162", ("n_atoms",), "ase.collections.g2: G2 molecules (1–14 atoms)",
                       _bundled("g2")),
     "s22": DatasetInfo("s22", "bundled", "22", ("interaction_energy_ev", "n_atoms"),
@@ -114,6 +125,11 @@ READERS: dict[str, DatasetInfo] = {
                               _reader("smiles_csv", "read_smiles_csv"), (".csv", ".tsv")),
     "fasta": DatasetInfo("fasta", "reader", ".fasta .fa .faa", ("length",), "FASTA sequences",
                          _reader("fasta", "read_fasta"), (".fasta", ".fa", ".faa", ".fas")),
+    "era5": DatasetInfo("era5", "reader", ".nc .zarr",
+                           ("patch means: temperature_2m_k, specific_humidity_g_kg, mslp_hpa, wind_speed_10m_m_s",),
+                           "ERA5-style NetCDF/zarr via xarray (surface 2t 10u 10v msl; static lsm z slt; "
+                           "z u v t q on pressure levels); a sample is a (time, patch)",
+                           _reader("weather", "read_weather"), (".nc", ".nc4", ".zarr")),
 }
 
 
@@ -194,7 +210,7 @@ def load(name_or_path: str | Path, *, n: int | None = None, seed: int = 0, forma
             if looks_like_path:
                 raise DatasetError(f"dataset file {str(path)!r} does not exist")
             raise UnknownNameError("dataset", key, names())
-        if path.is_dir():
+        if path.is_dir() and not (path.suffix.lower() == ".zarr" or format == "era5"):
             raise DatasetError(f"dataset path {str(path)!r} is a directory; expected a file or a bundled name")
         if format is not None and format not in READERS:
             raise UnknownNameError("dataset format", format, readers())
