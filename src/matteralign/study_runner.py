@@ -117,6 +117,7 @@ _FAMILY_KIND = {
     "mace": ("mlip", "invariant"),
     "fairchem": ("mlip", "invariant"),
     "equiformer_v2": ("mlip", "invariant"),
+    "aurora": ("weather", "grid"),
     "orb": ("mlip", "vanilla"),
 }
 
@@ -145,8 +146,18 @@ def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, 
     }
 
 
+#: Models that read no view of a sample, only its id (they run on every dataset).
+_VIEWLESS = frozenset({"random"})
+
+
+def _reads(model_name: str, spec, ds) -> bool:
+    """Whether ``model_name`` reads some sample of ``ds``: a model skips a dataset that lacks its view
+    (a weather model on crystals, an interatomic potential on weather patches)."""
+    return model_name in _VIEWLESS or any(s.has(spec.modality) for s in ds)
+
+
 def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[str, str], str]:
-    """Embed every dataset with every model (skipping what the store holds); return the layers used."""
+    """Embed every dataset with every model that reads it (skipping what the store holds); return the layers used."""
     from . import envs
     from . import models as model_registry
 
@@ -166,6 +177,8 @@ def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[
             if layer not in spec.layers:
                 raise ConfigError(f"layers.{model_name} = {layer!r} is not a layer of that model; layers: {list(spec.layers)}")
             for ds_name, ds in datasets.items():
+                if not _reads(model_name, spec, ds):
+                    continue
                 envs.extract_in_env(store.path, ds, model_name, layer=layer, options={"seed": cfg.seed, **options},
                                     shard_size=cfg.shard_size, batch_size=cfg.batch_size,
                                     save_atoms=cfg.save_atoms, progress=progress)
@@ -173,6 +186,8 @@ def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[
             continue
         extractor = None
         for ds_name, ds in datasets.items():
+            if not _reads(model_name, spec, ds):
+                continue
             if extractor is None:
                 extractor = model_registry.load(model_name, **options)
             layer = cfg.layers.get(model_name, extractor.default_layer)
@@ -390,6 +405,8 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
     for ds_name in datasets:
         embeddings[ds_name] = {}
         for m in cfg.models:
+            if (ds_name, m) not in layers:  # the model does not read this dataset's samples
+                continue
             layer = layers[(ds_name, m)]
             ids, X = store.read(ds_name, m, layer)
             wanted = set(datasets[ds_name].ids)
