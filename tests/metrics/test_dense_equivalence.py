@@ -98,6 +98,21 @@ def test_knn_graph_equals_dense(metric, backend):
     assert idx.dtype == np.int32 and vals.dtype == np.float64
 
 
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_knn_faiss_near_ties_below_float32_resolution(metric):
+    """Candidates closer than float32 can tell apart: FAISS's order may be wrong, the float64 re-scoring
+    (all candidates in those rows, only the first k elsewhere) must still give the exact graph."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((400, 24)).astype(np.float32)
+    # row 0's neighbours: 12 points at float32-indistinguishable inner products / distances, in shuffled order
+    direction = X[0] / np.linalg.norm(X[0])
+    for t, j in enumerate(rng.permutation(np.arange(1, 13))):
+        X[j] = X[0] * np.float32(0.9) + direction * np.float32(1e-7 * t)
+    idx, vals = knn_graph(X, k=6, metric=metric, backend="faiss")
+    ref = knn_dense(X.astype(np.float64), 6, metric)
+    np.testing.assert_array_equal(idx, ref)
+
+
 def test_knn_l2_distances_exact_for_near_duplicates():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 8)) * 1e3

@@ -53,21 +53,44 @@ def _rescore(X: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
     """Float64 scores of ``cand`` (N, c) for each query row; ip: inner product, l2: distance."""
     n, c = cand.shape
     out = np.empty((n, c), dtype=np.float64)
+    if n == 0 or c == 0:
+        return out
     block = max(1, _GATHER_ELEMS // max(1, c * X.shape[1]))
     for s in range(0, n, block):
         e = min(n, s + block)
-        q = X[s:e].astype(np.float64)[:, None, :]
-        nb = X[cand[s:e]].astype(np.float64)
-        if metric == "ip":
-            out[s:e] = (q * nb).sum(axis=-1)
+        if metric == "ip":  # float32 products are exact in float64; accumulated in float64
+            out[s:e] = np.einsum("nd,ncd->nc", X[s:e], X[cand[s:e]], dtype=np.float64)
         else:
-            diff = nb - q
-            out[s:e] = np.sqrt((diff * diff).sum(axis=-1))
+            diff = X[cand[s:e]].astype(np.float64) - X[s:e].astype(np.float64)[:, None, :]
+            out[s:e] = np.sqrt(np.einsum("ncd,ncd->nc", diff, diff))
     return out
 
 
-def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self: bool):
-    """Drop self (or the last candidate), re-score in float64, sort best-first, keep k."""
+def _float32_error_bound(X: np.ndarray, metric: str) -> np.ndarray:
+    """Per query row, a bound on the error of a float32 score of that row against any other row.
+
+    For inner products ``|fl(x . y) - x . y| <= gamma_D ||x|| ||y||`` with ``gamma_D = D u / (1 - D u)``,
+    ``u = 2^-24``, whatever the summation order (Higham, Accuracy and Stability, Eq. 3.5); squared
+    distances ``|x|^2 + |y|^2 - 2 x . y`` add the same bound for each term. It is doubled for safety.
+    """
+    d = X.shape[1] + 2
+    u = 2.0**-24
+    gamma = d * u / (1.0 - d * u)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    big = float(norms.max())
+    if metric == "ip":
+        return 2.0 * gamma * norms * big
+    return 2.0 * gamma * (norms + big) ** 2 * 2.0
+
+
+def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self: bool,
+              scores: np.ndarray | None = None):
+    """Drop self (or the last candidate), re-score in float64, sort best-first, keep k.
+
+    With the float32 ``scores`` of the candidates (FAISS: inner products, or squared distances, best first),
+    only the first ``k`` are re-scored in rows where no later candidate comes within the float32 error bound
+    of the ``k``-th (it then cannot belong to the top ``k``); other rows re-score every candidate.
+    """
     n, c = cand.shape
     cand = cand.astype(np.int64, copy=False)
     if has_self:
@@ -76,11 +99,48 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
         keep = np.ones((n, c), dtype=bool)
         keep[np.arange(n), drop] = False
         cand = cand[keep].reshape(n, c - 1)
-    vals = _rescore(X, cand, metric)
+        if scores is not None:
+            scores = scores[keep].reshape(n, c - 1)
+    if scores is not None and cand.shape[1] > k:
+        bound = _float32_error_bound(X, metric)
+        s = scores.astype(np.float64)
+        if metric == "ip":
+            full = (s[:, k:] >= (s[:, k - 1] - 2.0 * bound)[:, None]).any(axis=1)
+        else:
+            full = (s[:, k:] <= (s[:, k - 1] + 2.0 * bound)[:, None]).any(axis=1)
+        idx = np.empty((n, k), dtype=np.int32)
+        vals = np.empty((n, k), dtype=np.float64)
+        for rows, width in ((np.flatnonzero(~full), k), (np.flatnonzero(full), cand.shape[1])):
+            if rows.size:
+                idx[rows], vals[rows] = _order(X, rows, cand[rows, :width], k, metric)
+        return idx, vals
+    return _order(X, np.arange(n), cand, k, metric)
+
+
+def _order(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, metric: str):
+    """Float64 scores of ``cand`` for query ``rows``, sorted best-first (ties: lower index), first k."""
+    vals = _rescore_rows(X, rows, cand, metric)
     primary = -vals if metric == "ip" else vals
     order = np.lexsort((cand, primary), axis=-1)[:, :k]
     idx = np.take_along_axis(cand, order, axis=1).astype(np.int32)
     return idx, np.take_along_axis(vals, order, axis=1)
+
+
+def _rescore_rows(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
+    if rows.size == X.shape[0]:
+        return _rescore(X, cand, metric)
+    n, c = cand.shape
+    out = np.empty((n, c), dtype=np.float64)
+    block = max(1, _GATHER_ELEMS // max(1, c * X.shape[1]))
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        q = X[rows[s:e]]
+        if metric == "ip":
+            out[s:e] = np.einsum("nd,ncd->nc", q, X[cand[s:e]], dtype=np.float64)
+        else:
+            diff = X[cand[s:e]].astype(np.float64) - q.astype(np.float64)[:, None, :]
+            out[s:e] = np.sqrt(np.einsum("ncd,ncd->nc", diff, diff))
+    return out
 
 
 def _numpy_candidates(X: np.ndarray, k: int, metric: str, block_size: int) -> np.ndarray:
@@ -116,12 +176,14 @@ def _faiss_candidates(X: np.ndarray, c: int, metric: str, block_size: int, n_thr
     index = faiss.IndexFlatIP(Xf.shape[1]) if metric == "ip" else faiss.IndexFlatL2(Xf.shape[1])
     index.add(Xf)
     out = np.empty((Xf.shape[0], c), dtype=np.int64)
+    scores = np.empty((Xf.shape[0], c), dtype=np.float32)
     for s in range(0, Xf.shape[0], block_size):
-        _, ind = index.search(Xf[s : s + block_size], c)
+        dist, ind = index.search(Xf[s : s + block_size], c)
         out[s : s + block_size] = ind
+        scores[s : s + block_size] = dist
     if (out < 0).any():  # pragma: no cover - FAISS pads with -1 only when c > N
         raise InputError("FAISS returned fewer neighbours than requested")
-    return out
+    return out, scores
 
 
 def _torch_candidates(X: np.ndarray, c: int, metric: str, block_size: int) -> np.ndarray:
@@ -212,8 +274,8 @@ def knn_graph(
     if backend == "faiss":
         bs = block_size or 16384
         threads = n_threads if n_threads is not None else _env_threads()
-        cand = _faiss_candidates(X, c, metric, bs, threads)
-        return _finalize(X, cand, k, metric, has_self=True)
+        cand, scores = _faiss_candidates(X, c, metric, bs, threads)
+        return _finalize(X, cand, k, metric, has_self=True, scores=scores)
     bs = block_size or max(1, min(n, (1 << 26) // max(1, n)))
     cand = _torch_candidates(X, min(n - 1, k + _MARGIN), metric, bs)
     return _finalize(X, cand, k, metric, has_self=False)

@@ -3,7 +3,8 @@
 Neighbours are found by **inner product** with self excluded (platonic-rep's
 ``compute_nearest_neighbors``), so the metrics are computed on the arrays as given; L2-normalise
 first for cosine neighbours (the pipeline does). All three are computed from two cached kNN graphs
-(:class:`~matteralign.metrics.ModelCache`) with sorted int64 pair keys ``i * N + j``: no N x N matrix.
+(:class:`~matteralign.metrics.ModelCache`) by row-wise comparison of the neighbour lists (O(N k^2)
+comparisons): no N x N matrix.
 
 CKNNA (Huh et al. 2024, arXiv 2405.07987, Eqs. 16-18, as implemented in platonic-rep ``metrics.py``):
 the raw kernels ``K = X X^T`` and ``L = Y Y^T`` are masked by ``mask = mask_K * mask_L`` (``j`` among the
@@ -20,8 +21,8 @@ Song et al. (2012, Eq. 5) is taken of the masked matrices ``A = mask * K``, ``B 
         \\mathrm{HSIC}_u(B_L, B_L)} + 10^{-6}}
 
 where the self terms use ``mask_K`` (resp. ``mask_L``) alone. Each term reduces to O(nnz) work:
-``sum A_ij B_ji`` runs over mask entries whose reverse pair is also in the mask,
-``1^T A B 1 = colsum(A) . rowsum(B)``.
+``sum A_ij B_ji`` runs over mask entries whose reverse pair is also in the mask (pairs reciprocal in both
+graphs; ``B_ji = L_ij`` since ``L`` is symmetric), ``1^T A B 1 = colsum(A) . rowsum(B)``.
 """
 
 from __future__ import annotations
@@ -47,23 +48,65 @@ _PRH = "Huh et al. 2024, arXiv:2405.07987 (platonic-rep metrics.py)"
 
 
 # ----------------------------------------------------------------------------------------------- graphs
+_ROW_BLOCK = 4096  # rows per block of the (rows, k, k) neighbour comparisons
+
+
 class _Graph:
-    """A kNN graph with its pair keys sorted (``keys[t] = i * n + j``)."""
+    """A kNN graph: neighbour indices and kernel values per row, with lazily derived structure.
 
-    __slots__ = ("n", "k", "idx", "vals", "keys", "order")
+    ``recip[i, a]`` says whether the pair ``(i, idx[i, a])`` is reciprocal (``i`` is among the neighbours
+    of ``idx[i, a]``); ``keys``/``order`` (sorted pair keys ``i * n + j``) serve membership tests of
+    arbitrary pairs (cycle kNN). Both are computed on first use and kept.
+    """
 
-    def __init__(self, idx: np.ndarray, vals: np.ndarray):
+    __slots__ = ("n", "k", "idx", "vals", "_recip", "_keys", "_order")
+
+    def __init__(self, idx: np.ndarray, vals: np.ndarray, recip: np.ndarray | None = None):
         self.n, self.k = idx.shape
         self.idx, self.vals = idx, vals
-        flat = (np.arange(self.n, dtype=np.int64)[:, None] * self.n + idx).ravel()
-        self.order = np.argsort(flat, kind="stable")
-        self.keys = flat[self.order]
+        self._recip = recip
+        self._keys = self._order = None
 
-    def contains(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Membership of ``keys`` and their position in the sorted keys (valid where member)."""
-        pos = np.searchsorted(self.keys, keys)
-        pos = np.minimum(pos, self.keys.size - 1)
-        return self.keys[pos] == keys, pos
+    @property
+    def recip(self) -> np.ndarray:
+        """Boolean (n, k): ``i`` is among the neighbours of its ``a``-th neighbour."""
+        if self._recip is None:
+            out = np.empty((self.n, self.k), dtype=bool)
+            rows = np.arange(self.n, dtype=self.idx.dtype)
+            for s in range(0, self.n, _ROW_BLOCK):
+                e = min(self.n, s + _ROW_BLOCK)
+                (self.idx[self.idx[s:e]] == rows[s:e, None, None]).any(axis=2, out=out[s:e])
+            self._recip = out
+        return self._recip
+
+    def _sorted_keys(self) -> None:
+        flat = (np.arange(self.n, dtype=np.int64)[:, None] * self.n + self.idx).ravel()
+        self._order = np.argsort(flat, kind="stable")
+        self._keys = flat[self._order]
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Membership of the pair ``keys`` (``i * n + j``) in the graph."""
+        if self._keys is None:
+            self._sorted_keys()
+        pos = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        return self._keys[pos] == keys
+
+
+def _overlap(gx: _Graph, gy: _Graph) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise intersection of two graphs with the same ``k``.
+
+    Returns ``hit`` (n, k) bool: ``gx.idx[i, a]`` is also a neighbour of ``i`` in ``gy``; and ``pos``
+    (n, k): its column in ``gy.idx[i]`` (valid where ``hit``). O(n k^2) comparisons in row blocks.
+    """
+    n, k = gx.idx.shape
+    hit = np.empty((n, k), dtype=bool)
+    pos = np.empty((n, k), dtype=np.intp)
+    for s in range(0, n, _ROW_BLOCK):
+        e = min(n, s + _ROW_BLOCK)
+        eq = gx.idx[s:e, :, None] == gy.idx[s:e, None, :]
+        eq.argmax(axis=2, out=pos[s:e])
+        hit[s:e] = np.take_along_axis(gy.idx[s:e], pos[s:e], axis=1) == gx.idx[s:e]
+    return hit, pos
 
 
 def _graph_from_cache(cache: ModelCache, k: int) -> _Graph:
@@ -76,20 +119,21 @@ def _graph_from_array(X: np.ndarray, k: int) -> _Graph:
 
 
 def _permuted_graph(g: _Graph, perm: np.ndarray) -> _Graph:
-    """Graph of ``Y[perm]`` from the graph of ``Y`` by relabelling: ``inv_perm[idx[perm]]``."""
+    """Graph of ``Y[perm]`` from the graph of ``Y`` by relabelling: ``inv_perm[idx[perm]]``.
+
+    Reciprocity is a property of the pair, not of its labels, so ``recip`` is carried over as ``recip[perm]``.
+    """
     inv = np.empty_like(perm)
     inv[perm] = np.arange(perm.size)
-    return _Graph(inv[g.idx[perm]].astype(np.int32), g.vals[perm])
+    return _Graph(inv[g.idx[perm]].astype(np.int32), g.vals[perm], g.recip[perm])
 
 
 # ------------------------------------------------------------------------------------------ sparse hsic
-def _hsic_unbiased_sparse(keys: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> float:
-    """Song et al. unbiased HSIC of two N x N matrices supported on sorted ``keys`` (zero diagonal)."""
-    rows, cols = np.divmod(keys, n)
-    rev = cols * n + rows
-    pos = np.minimum(np.searchsorted(keys, rev), keys.size - 1)
-    hit = keys[pos] == rev
-    t1 = float(np.dot(a[hit], b[pos[hit]]))  # sum_ij A_ij B_ji
+def _hsic_terms(n: int, a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, t1: float) -> float:
+    """Song et al. unbiased HSIC of two n x n matrices with entries ``a``, ``b`` at ``(rows, cols)``.
+
+    ``t1 = sum_ij A_ij B_ji`` is passed in (it needs the reverse pairs); the diagonal is zero.
+    """
     sa, sb = float(a.sum()), float(b.sum())
     t3 = float(np.dot(np.bincount(cols, weights=a, minlength=n), np.bincount(rows, weights=b, minlength=n)))
     m = float(n)
@@ -97,16 +141,25 @@ def _hsic_unbiased_sparse(keys: np.ndarray, a: np.ndarray, b: np.ndarray, n: int
 
 
 def _self_hsic(g: _Graph) -> float:
-    v = g.vals.ravel()[g.order]
-    return _hsic_unbiased_sparse(g.keys, v, v, g.n)
+    # A = mask_K * K with K symmetric: sum_ij A_ij A_ji runs over the reciprocal pairs, A_ji = K_ij.
+    v = g.vals
+    t1 = float(np.dot(v[g.recip], v[g.recip]))
+    rows = np.repeat(np.arange(g.n), g.k)
+    return _hsic_terms(g.n, v.ravel(), v.ravel(), rows, g.idx.ravel(), t1)
 
 
 def _cross_hsic(gx: _Graph, gy: _Graph) -> float:
-    hit, pos = gy.contains(gx.keys)
-    keys = gx.keys[hit]
-    a = gx.vals.ravel()[gx.order[hit]]
-    b = gy.vals.ravel()[gy.order[pos[hit]]]
-    return _hsic_unbiased_sparse(keys, a, b, gx.n)
+    # mask = mask_K * mask_L: pairs (i, j) in both graphs. A_ij B_ji is non-zero when (j, i) is in both graphs
+    # too, i.e. the pair is reciprocal in each; then B_ji = L_ij (L symmetric; the cached float64 values of
+    # (i, j) and (j, i) are the same float64 sum, equal up to the order of summation).
+    hit, pos = _overlap(gx, gy)
+    rows, colx = np.nonzero(hit)
+    at_y = rows * gy.k + pos[rows, colx]  # flat positions in gy of the shared pairs
+    a = gx.vals[rows, colx]
+    b = gy.vals.ravel()[at_y]
+    both = gx.recip[rows, colx] & gy.recip.ravel()[at_y]
+    t1 = float(np.dot(a[both], b[both]))
+    return _hsic_terms(gx.n, a, b, rows, gx.idx[rows, colx], t1)
 
 
 def _cknna_from_graphs(gx: _Graph, gy: _Graph, hxx: float, hyy: float) -> float:
@@ -123,7 +176,7 @@ def _cknna_from_graphs(gx: _Graph, gy: _Graph, hxx: float, hyy: float) -> float:
 
 
 def _mutual_from_graphs(gx: _Graph, gy: _Graph) -> float:
-    hit, _ = gy.contains(gx.keys)
+    hit, _ = _overlap(gx, gy)
     return float(np.count_nonzero(hit)) / (gx.n * gx.k)
 
 
@@ -131,7 +184,7 @@ def _cycle_from_graphs(gx: _Graph, gy: _Graph) -> float:
     n = gx.n
     # i -> j in Y's graph, then is i among X's neighbours of j?  key j * n + i in X's graph.
     back = gy.idx.astype(np.int64) * n + np.arange(n, dtype=np.int64)[:, None]
-    hit, _ = gx.contains(back.ravel())
+    hit = gx.contains(back.ravel())
     return float(hit.reshape(n, -1).any(axis=1).mean())
 
 
