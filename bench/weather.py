@@ -1,0 +1,162 @@
+"""Weather model: Aurora environment size and build time, embedding throughput on the bundled synthetic grid,
+and linear-probe R² of the weather labels from random-weights Aurora latents vs baselines.
+
+Run from the main environment after ``matteralign env create aurora``::
+
+    nice .venv/bin/python bench/weather.py           # writes bench/results/weather.json
+
+* **environment**: build seconds (from the environment's manifest) and size on disk.
+* **throughput**: a seeded random AuroraSmall (``tests/envs/random_models.py aurora``; no trained
+  checkpoint is available here: nothing may be downloaded) embeds the bundled ``weather`` dataset
+  (1,280 (time, patch) samples, 10 grids of 32 × 64 cells). Two timings: the whole
+  :func:`matteralign.envs.extract_in_env` call (interpreter start, imports, 450 MB checkpoint load,
+  extraction, store writes), and, inside the environment, the model alone per grid
+  (``AuroraExtractor.grid_latents``, after loading), then ``embed_samples`` on all 1,280 samples (the model runs
+  once per time and each of its 128 patches takes its row).
+* **probes**: 5-fold cross-validated ridge probes (:func:`matteralign.probes.cross_validated_probes`) of
+  the four labels from Aurora's ``latent`` / ``latent_levels`` / ``encoder`` layers, the raw standardised
+  patch (``grid-patch``), its random projection (``grid-random``) and Gaussian random features of
+  Aurora's width. The folds are random over samples, so neighbouring patches and times share folds:
+  R² measures linear decodability, not generalisation to unseen regions.
+
+The machine's load average is recorded before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from matteralign import datasets, envs  # noqa: E402
+
+LABELS = ("temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s")
+
+IN_ENV = """
+import json, sys, time
+import numpy as np
+from matteralign import datasets
+from matteralign.envs import read_dataset
+from matteralign.models import load
+ds = read_dataset(sys.argv[1])
+t0 = time.perf_counter()
+m = load("aurora", checkpoint=sys.argv[2], num_threads=int(sys.argv[3]))
+load_s = time.perf_counter() - t0
+grid = ds[0].grid.grid
+per = []
+for t in range(grid.times.size):
+    t1 = time.perf_counter()
+    m.grid_latents(grid, t, "latent")
+    per.append(time.perf_counter() - t1)
+m._cache.clear()
+n0 = m.n_forward
+t2 = time.perf_counter()
+ids, arrays, skipped = m.embed_samples(list(ds), layer="latent")  # every sample: one forward per time + picking
+embed_s = time.perf_counter() - t2
+print(json.dumps({"load_s": load_s, "grid_s": per, "embed_s": embed_s, "n": len(ids),
+                  "embed_forwards": m.n_forward - n0}))
+"""
+
+
+def probe_rows(name: str, X: np.ndarray, ys: dict[str, np.ndarray]) -> list[dict]:
+    from matteralign.probes import cross_validated_probes
+
+    out = []
+    for lab, r in cross_validated_probes(X, ys, cv=5, seed=0).items():
+        lo, hi = r.r2_ci
+        out.append({"features": name, "dim": int(X.shape[1]), "label": lab, "r2": round(r.r2, 4),
+                    "r2_low": round(lo, 4), "r2_high": round(hi, 4), "mae": round(r.mae, 4)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "weather.json")
+    args = ap.parse_args(argv)
+    result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                "load_before": os.getloadavg()}}
+    envs.create("aurora")
+    row = next(r for r in envs.list_envs(sizes=True) if r["family"] == "aurora" and r["current"])
+    result["environment"] = {"build_seconds": row.get("build_seconds"), "size_gib": round(row["size_bytes"] / 2**30, 2),
+                             "versions": row.get("versions")}
+    print("environment", result["environment"], flush=True)
+
+    ds = datasets.load("weather")
+    grid = ds[0].grid.grid
+    with tempfile.TemporaryDirectory() as td:
+        td = Path(td)
+        proc = envs.run_in_env("aurora", [ROOT / "tests" / "envs" / "random_models.py", "aurora", td])
+        ckpt = json.loads(proc.stdout.strip().splitlines()[-1])["checkpoint"]
+        store = td / "store"
+        t0 = time.perf_counter()
+        summ = envs.extract_in_env(store, ds, "aurora", options={"checkpoint": ckpt, "seed": 0},
+                                   threads=args.threads)
+        wall = time.perf_counter() - t0
+        n_grids = int(grid.times.size)
+        result["throughput_subprocess"] = {
+            "n_samples": summ["n"], "n_grids": n_grids, "grid": list(grid.shape), "wall_s": round(wall, 2),
+            "samples_per_s": round(summ["n"] / wall, 1), "grids_per_s": round(n_grids / wall, 3),
+            "threads": args.threads}
+        print("subprocess", result["throughput_subprocess"], flush=True)
+        from matteralign.envs import _write_dataset
+
+        _write_dataset(ds, td / "d.npz")
+        script = td / "inenv.py"
+        script.write_text(IN_ENV)
+        proc = envs.run_in_env("aurora", [script, td / "d.npz", ckpt, args.threads])
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        per = float(np.median(r["grid_s"]))
+        result["throughput_model"] = {
+            "load_s": round(r["load_s"], 2), "grid_forward_s_median": round(per, 3),
+            "grid_forward_s_all": [round(x, 3) for x in r["grid_s"]], "grids_per_s": round(1 / per, 3),
+            "samples_per_s": round(ds.meta["grid"]["patches"][0] * ds.meta["grid"]["patches"][1] / per, 1),
+            "embed_samples_s": round(r["embed_s"], 2), "embed_samples_forwards": r["embed_forwards"],
+            "embed_samples_per_s": round(r["n"] / r["embed_s"], 1),
+            "embed_grids_per_s": round(r["embed_forwards"] / r["embed_s"], 3), "threads": args.threads}
+        print("in-env", result["throughput_model"], flush=True)
+
+        from matteralign.models import load
+        from matteralign.probes import random_features
+        from matteralign.store import Store
+
+        ys = {lab: ds.labels(lab) for lab in LABELS}
+        rows = []
+        feats = {}
+        for layer in ("latent", "latent_levels", "encoder"):
+            if layer != "latent":
+                envs.extract_in_env(store, ds, "aurora", layer=layer, options={"checkpoint": ckpt, "seed": 0},
+                                    threads=args.threads)
+            ids, X = Store(store).read(ds.name, "aurora", layer)
+            assert ids == ds.ids
+            feats[f"aurora random weights ({layer})"] = np.asarray(X)
+        for name in ("grid-patch", "grid-random"):
+            ex = load(name)
+            _, arrays, _ = ex.embed_samples(ds)
+            feats[name] = np.concatenate(arrays)
+        feats["gaussian random (d=512)"] = random_features(len(ds), 512, seed=1)
+        for name, X in feats.items():
+            rows += probe_rows(name, X, ys)
+            print(name, {r["label"]: r["r2"] for r in rows if r["features"] == name}, flush=True)
+        result["probes"] = rows
+    result["machine"]["load_after"] = os.getloadavg()
+    result["note"] = ("No trained Aurora checkpoint exists on this machine (nothing may be downloaded): every Aurora "
+                      "number is for a seeded random-weights AuroraSmall. The grid is synthetic "
+                      "(scripts/build_weather.py).")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
