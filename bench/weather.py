@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "weather.json")
-    args = ap.parse_args(argv)
+    args = ap.parse_args([] if argv is None and __name__ != "__main__" else argv)  # run_all passes no arguments
     result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                 "load_before": os.getloadavg()}}
     envs.create("aurora")
