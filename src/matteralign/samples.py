@@ -38,8 +38,9 @@ class Sample:
         3D structure (periodic or not).
     smiles, selfies, sequence, text : str, optional
         String views of the same sample.
-    grid : ndarray, optional
-        Gridded fields for weather models (``(variables, lat, lon)`` patch).
+    grid : GridPatch or ndarray, optional
+        Gridded fields for weather models: a :class:`matteralign.datasets.weather.GridPatch` (one time and
+        patch of a grid; ``np.asarray`` gives its ``(variables, lat, lon)`` values, ``.grid`` the full fields).
     labels : dict
         Physical labels (floats), e.g. ``{"energy_xtb": -11.39, "gap_ev": 7.2}``.
     meta : dict
