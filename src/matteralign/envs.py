@@ -118,6 +118,15 @@ FAMILIES: dict[str, EnvSpec] = {
                     description="MACE-MP / MACE-OFF / MACE-OMAT (e3nn 0.4.4, pinned by mace-torch)"),
     "orb": EnvSpec("orb", ("orb-models==0.5.5",),
                    description="Orb v2 / v3 (orb-models 0.5.5: the newest release for Python 3.11)"),
+    "mattergen": EnvSpec("mattergen", ("numpy<2", "hydra-core==1.3.1", "omegaconf==2.3.0", "pytorch-lightning==2.0.6",
+                                       "torch-geometric==2.8.1", "pymatgen==2024.10.29", "emmet-core==0.84.2",
+                                       "ase", "tqdm", "pandas", "huggingface_hub", "setuptools<81"),
+                         source_builds=("torch-scatter==2.1.2",), no_deps=("mattergen==1.0.3",),
+                         description=("MatterGen 1.0.3 (installed --no-deps: its metadata pins torch==2.2.1+cu118, "
+                                      "which exists only on the PyTorch index; the packages its denoiser and "
+                                      "checkpoint loader import are listed instead). torch-scatter is compiled once; "
+                                      "torch-sparse is replaced by matteralign's pure-torch stand-in of the one "
+                                      "operation GemNet-T uses")),
     "aurora": EnvSpec("aurora", ("torchvision==0.29.1", "microsoft-aurora==2.0.1"), torch="2.14.1",
                       description=("Aurora weather foundation model (microsoft-aurora 2.0.1) on torch 2.14.1 + "
                                    "torchvision 0.29.1: aurora imports timm, which imports torchvision at import "

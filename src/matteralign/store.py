@@ -509,7 +509,9 @@ class Store:
 # ---------------------------------------------------------------------- helpers
 def _str_array(values: Sequence[str]) -> np.ndarray:
     string_dtype = getattr(np.dtypes, "StringDType", None)  # numpy >= 2: zarr's variable-length strings
-    return np.array([str(v) for v in values], dtype=string_dtype() if string_dtype else object)
+    if string_dtype is None:  # numpy < 2 (model environments pinning it): fixed-width unicode, which zarr 3 takes
+        return np.array([str(v) for v in values], dtype=str)
+    return np.array([str(v) for v in values], dtype=string_dtype())
 
 
 def _strs(arr) -> list[str]:

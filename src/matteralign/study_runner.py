@@ -118,6 +118,7 @@ _FAMILY_KIND = {
     "fairchem": ("mlip", "invariant"),
     "equiformer_v2": ("mlip", "invariant"),
     "aurora": ("weather", "grid"),
+    "mattergen": ("generative", "generative"),
     "orb": ("mlip", "vanilla"),
 }
 

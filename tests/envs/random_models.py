@@ -140,6 +140,9 @@ def main():
         print(json.dumps({"checkpoint": path, **info}))
         return
     ids, atoms_list = structures(args.n_mol, args.n_cryst)
+    if args.model == "mattergen":  # crystals only (molecules are skipped, tested apart)
+        ids, atoms_list = map(list, zip(*[(i, a) for i, a in zip(ids, atoms_list, strict=True) if a.pbc.all()],
+                                        strict=True))
     _write_dataset(Dataset("envtest", [Sample(id=i, atoms=a) for i, a in zip(ids, atoms_list, strict=True)]),
                    os.path.join(args.outdir, "dataset.npz"))
     family = {"mace": mace, "orb": orb}
@@ -148,6 +151,9 @@ def main():
         family["fairchem"] = fairchem
     except ImportError:
         pass
+    if args.model == "mattergen":
+        from mattergen_random import mattergen
+        family["mattergen"] = mattergen
     fam = args.model.split("-")[0] if not args.model.startswith(("uma", "esen")) else "fairchem"
     ref_atoms = atoms_list if not args.no_reference else atoms_list[:2]
     path, ref, info = family[fam](args.model, args.outdir, ids, ref_atoms)

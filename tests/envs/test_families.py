@@ -24,6 +24,7 @@ from matteralign.store import Store
 pytestmark = [pytest.mark.models, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
+MATTERGEN_LAYERS = ("node_embedding_t0.01", "node_embedding_t0.1", "node_embedding_t0.5")
 
 # model → (layers compared with the reference, rotation-invariant layers, needs trust). Every layer is
 # translation invariant, except orb-v2 on perfect crystals: it keeps the 20 nearest neighbours, and on a
@@ -37,6 +38,7 @@ CASES = {
     "orb-v2": (("node_features",), (), False),
     "esen": (("node_embedding_l0", "node_embedding"), ("node_embedding_l0",), True),
     "uma-s": (("node_embedding_l0",), ("node_embedding_l0",), True),
+    "mattergen": (MATTERGEN_LAYERS, MATTERGEN_LAYERS, True),
     # a grid model (aurora_random.py): a random AuroraSmall on a 16×32 grid, 3 times; no rotations apply
     "aurora": (("latent", "latent_levels", "encoder"), (), False),
 }
@@ -55,7 +57,7 @@ def built_env():
 
 
 #: One model per family for the error paths (each costs a worker start).
-ERROR_CASES = ("mace-mp", "orb-v3-conservative", "esen", "aurora")
+ERROR_CASES = ("mace-mp", "orb-v3-conservative", "esen", "mattergen", "aurora")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,14 @@ def test_layers_equal_independent_path_and_are_invariant(case, tmp_path):
     prov = store.provenance(ds.name, model, layers[0])["provenance"]
     from matteralign.models.base import file_sha256
 
-    assert prov["weights_sha256"] == file_sha256(info["checkpoint"])
+    if os.path.isdir(info["checkpoint"]):  # a checkpoint folder (mattergen): both files hashed
+        from matteralign.models.hub_mattergen import checkpoint_dir_sha256
+
+        assert prov["weights_sha256"] == checkpoint_dir_sha256(info["checkpoint"])
+        assert prov["checkpoint_files"]["checkpoints/last.ckpt"] == file_sha256(
+            Path(info["checkpoint"]) / "checkpoints" / "last.ckpt")
+    else:
+        assert prov["weights_sha256"] == file_sha256(info["checkpoint"])
     assert prov["env"] == envs.model_env(model)
     if envs.model_env(model) == "fairchem":
         assert prov["task_rule"].startswith("auto: omat for periodic, omol")
@@ -145,3 +154,39 @@ def test_cli_extract_runs_in_the_models_env(case, tmp_path, capsys):
     assert "4 samples embedded" in " ".join(capsys.readouterr().out.split())
     ids, X = Store(store).read("g2", model, "invariants")
     assert len(ids) == 4 and X.shape == (4, 32) and np.isfinite(X).all()
+
+
+@pytest.mark.parametrize("case", ["mattergen"], indirect=True)
+def test_mattergen_folder_errors_molecules_and_times(case, tmp_path):
+    import shutil
+
+    model, out, info = case
+    ds = envs.read_dataset(out / "dataset.npz")
+    # a folder with a corrupt last.ckpt, and one without it: errors name the folder
+    bad = tmp_path / "bad"
+    shutil.copytree(info["checkpoint"], bad)
+    (bad / "checkpoints" / "last.ckpt").write_bytes(os.urandom(4096))
+    with pytest.raises(ModelError, match=f"could not load checkpoint '{bad}'"):
+        envs.extract_in_env(tmp_path / "s1", ds[:2], model, options=_options(model, bad))
+    (bad / "checkpoints" / "last.ckpt").unlink()
+    with pytest.raises(ModelError, match=f"{bad}.*lacks checkpoints/last.ckpt"):
+        envs.extract_in_env(tmp_path / "s2", ds[:2], model, options=_options(model, bad))
+    # a molecule is skipped with a reason; the crystals are embedded
+    from ase.build import molecule
+
+    from matteralign.samples import Dataset, Sample
+
+    mixed = Dataset("mixed", [Sample(id="water", atoms=molecule("H2O")), *list(ds[:2])])
+    summary = envs.extract_in_env(tmp_path / "s3", mixed, model, options=_options(model, info["checkpoint"]))
+    assert summary["n"] == 2 and summary["n_skipped"] == 1
+    ids, X = Store(tmp_path / "s3").read("mixed", model, "node_embedding_t0.01")
+    assert ids == ds.ids[:2] and X.shape == (2, 64) and np.isfinite(X).all()
+    # the diffusion time matters (the layers differ), and the provenance says how they were made
+    summary = envs.extract_in_env(tmp_path / "s3", mixed, model, layer="node_embedding_t0.5",
+                                  options=_options(model, info["checkpoint"]))
+    _, Y = Store(tmp_path / "s3").read("mixed", model, "node_embedding_t0.5")
+    assert not np.allclose(X, Y, atol=1e-3)
+    prov = Store(tmp_path / "s3").provenance("mixed", model, "node_embedding_t0.5")["provenance"]
+    assert prov["noise"].startswith("none") and prov["times"]["node_embedding_t0.5"] == 0.5
+    assert prov["torch_sparse"].startswith("matteralign pure-torch stand-in") and prov["torch_scatter"] == "2.1.2"
+    assert prov["hidden_dim"] == 64 and prov["num_blocks"] == 2

@@ -44,7 +44,7 @@ class CheckpointExtractor(Extractor):
         if self.needs_trust and not self.trust_checkpoint:
             raise ModelError(f"checkpoint {self.checkpoint!r} of model {self.name!r} is a pickle; {TRUST_HINT}")
         try:
-            self.checkpoint_sha256 = file_sha256(self.checkpoint)
+            self.checkpoint_sha256 = self._checkpoint_sha256()
         except OSError as exc:
             raise ModelError(f"cannot read checkpoint {self.checkpoint!r} of model {self.name!r}: {exc}") from exc
         try:
@@ -54,6 +54,10 @@ class CheckpointExtractor(Extractor):
         except Exception as exc:
             raise ModelError(f"could not load checkpoint {self.checkpoint!r} as a {self.name!r} model "
                              f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+
+    def _checkpoint_sha256(self) -> str:
+        """SHA-256 recorded for the checkpoint (of the file; adapters of checkpoint folders override it)."""
+        return file_sha256(self.checkpoint)
 
     def _load(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
