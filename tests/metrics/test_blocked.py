@@ -49,6 +49,24 @@ def test_exact_knn():
     assert not np.any(idx == np.arange(500)[:, None])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_knn_near_ties_below_float32_resolution(dtype):
+    """Neighbours whose distances float32 cannot tell apart: only the float64 re-check orders them."""
+    rng = np.random.default_rng(5)
+    X = (rng.standard_normal((300, 16)) * 4.0).astype(dtype)
+    u = rng.standard_normal(16)
+    u /= np.linalg.norm(u)
+    for t, j in enumerate(rng.permutation(np.arange(1, 11))):  # 10 points at radius 0.5 + t * 1e-7 from X[0]
+        X[j] = (X[0].astype(np.float64) + (0.5 + 1e-7 * t) * u).astype(dtype)
+    dist, idx = exact_knn_l2(X, 4)
+    X64 = X.astype(np.float64)
+    D = np.sqrt(((X64[:, None, :] - X64[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    ref_idx = np.lexsort((np.broadcast_to(np.arange(300), D.shape), D), axis=1)[:, :4]
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, np.take_along_axis(D, ref_idx, 1), rtol=1e-13, atol=0)
+
+
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_error_bound_is_tiny_for_float64(precision):
     assert sq_dist_error_bound(256, precision) < (1e-4 if precision == "float32" else 1e-12)

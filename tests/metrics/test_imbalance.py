@@ -136,3 +136,27 @@ def test_pairwise_table_uses_all_pairs_path(abc):
     ids = table[table.metric == "intrinsic_dimension"].set_index("model_a")["value"]
     assert ids["C"] == pytest.approx(28.482204, abs=1e-6)
     assert to_matrix(table, "dcor2").shape == (3, 3)
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_fused_exact_counting_equals_two_pass_route(monkeypatch, precision):
+    """The fused counting pass (numba: band settled in float64 inside the pass) gives the same ranks as the
+    two-pass numpy route, on data full of exact distance ties (integer coordinates) and duplicates."""
+    from matteralign.metrics import imbalance as mod
+
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 4, size=(180, 3)).astype(np.float64)
+    Y = X[:, :2] + rng.integers(0, 2, size=(180, 2))
+    fused = mod.information_imbalance_matrix([X, Y], k=3, precision=precision, block_rows=41)
+    assert mod._KERNEL, "numba is part of the test environment"
+    monkeypatch.setattr(mod, "_KERNEL", False)
+    plain = mod.information_imbalance_matrix([X, Y], k=3, precision=precision, block_rows=41)
+    np.testing.assert_array_equal(fused, plain)
+    # and both equal ranks counted directly from float64 distances (ties share the smallest rank)
+    dx, dy = cdist(X, X), cdist(Y, Y)
+    np.fill_diagonal(dx, np.inf)
+    nn = np.lexsort((np.broadcast_to(np.arange(180), dx.shape), dx), axis=1)[:, :3]
+    dyy = dy.copy()
+    np.fill_diagonal(dyy, np.inf)
+    ranks = np.array([[1 + np.sum(dyy[i] < dy[i, j]) for j in nn[i]] for i in range(180)])
+    assert fused[0, 1] == pytest.approx(2.0 * ranks.mean() / 180, abs=1e-12)

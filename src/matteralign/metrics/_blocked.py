@@ -141,11 +141,15 @@ def sq_dist_block(ws: Workspace, i0: int, i1: int, out=None):
 
 
 def exact_sq_dists(data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Float64 squared distances ``|x_rows - x_cols|^2`` by the difference formula (no cancellation)."""
+    """Float64 squared distances ``|x_rows - x_cols|^2`` by the difference formula (no cancellation).
+
+    ``data`` may be float32 (rows are upcast exactly before the subtraction) or float64.
+    """
     out = np.empty(len(rows), dtype=np.float64)
     step = 65536
     for s in range(0, len(rows), step):
-        diff = data[rows[s : s + step]] - data[cols[s : s + step]]
+        diff = data[rows[s : s + step]].astype(np.float64)  # float32 data: gathered as is, upcast exactly
+        diff -= data[cols[s : s + step]]
         out[s : s + step] = np.einsum("ij,ij->i", diff, diff)
     return out
 
@@ -216,7 +220,9 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
     """Exact Euclidean k nearest neighbours (self excluded), distances recomputed in float64.
 
     FAISS ``IndexFlatL2`` (float32) proposes ``k + margin`` candidates; their distances are recomputed
-    in float64 by the difference formula and re-sorted (ties by index). The result is *proven* exact
+    in float64 by the difference formula and re-sorted (ties by index); only candidates whose float32
+    distance comes within twice the error bound of the k-th smallest are recomputed (the others are provably
+    farther than k candidates). The result is *proven* exact
     when the float32 distance of the last candidate exceeds the chosen k-th float64 distance by more
     than the float32 error bound; otherwise the margin doubles and the search repeats for those rows.
 
@@ -240,16 +246,25 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
     out_i = np.empty((n, k), dtype=np.int64)
     todo = np.arange(n)
     margin = 8
+    # float64 distances are recomputed from the caller's array when it is float32 (half the gather traffic)
+    data = X if (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.shape == Xc.shape) else Xc
     while len(todo):
         ks = min(n, k + 1 + margin)
         D32, cand = index.search(X32[todo], ks)
-        rows = np.repeat(todo, ks)
-        cols = cand.ravel()
-        valid = (cols >= 0) & (cols != rows)
-        d64 = np.full(rows.shape, np.inf)
-        d64[valid] = exact_sq_dists(Xc, rows[valid], cols[valid])
-        d64 = d64.reshape(len(todo), ks)
-        cols2 = np.where(valid, cols, n).reshape(len(todo), ks)
+        valid = (cand >= 0) & (cand != todo[:, None])
+        d32 = np.where(valid, D32.astype(np.float64), np.inf)
+        tol = c * (ws.sqn[todo] + maxsq)
+        if ks >= n:
+            need = valid
+        else:
+            # a candidate whose float32 distance exceeds the k-th smallest by more than twice the error bound
+            # is farther (in exact arithmetic) than k others: it cannot be among the k nearest
+            kth = np.partition(d32, k - 1, axis=1)[:, k - 1]
+            need = valid & (d32 <= (kth + 2.0 * tol)[:, None])
+        d64 = np.full(cand.shape, np.inf)
+        r_idx, c_idx = np.nonzero(need)
+        d64[r_idx, c_idx] = exact_sq_dists(data, todo[r_idx], cand[r_idx, c_idx])
+        cols2 = np.where(need, cand, n)
         order = np.lexsort((cols2, d64), axis=1)
         d_sorted = np.take_along_axis(d64, order, axis=1)[:, :k]
         i_sorted = np.take_along_axis(cols2, order, axis=1)[:, :k]
@@ -257,7 +272,6 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
             proven = np.ones(len(todo), dtype=bool)
         else:
             last32 = D32[:, -1].astype(np.float64)
-            tol = c * (ws.sqn[todo] + maxsq)
             proven = last32 - tol > d_sorted[:, -1]
         out_d[todo[proven]] = d_sorted[proven]
         out_i[todo[proven]] = i_sorted[proven]

@@ -54,11 +54,16 @@ class RankCounter:
         All representations of the pass (indexed like the squared-distance blocks it receives).
     thresholds : dict int -> ndarray (N, T_n)
         For each target index ``n``, float64 squared thresholds (one column per (source, neighbour)).
+    neighbours : dict int -> ndarray (N, T_n), optional
+        The neighbour index that defines each threshold. With numba installed, rows with few thresholds are
+        then counted in one fused pass that also settles the rounding band in float64 (no second pass).
     """
 
-    def __init__(self, workspaces: Sequence[Workspace], thresholds: dict[int, np.ndarray]):
+    def __init__(self, workspaces: Sequence[Workspace], thresholds: dict[int, np.ndarray],
+                 neighbours: dict[int, np.ndarray] | None = None):
         self.workspaces = workspaces
         self.thresholds = thresholds
+        self.neighbours = neighbours
         self.counts = {n: np.zeros(t.shape, dtype=np.int64) for n, t in thresholds.items()}
 
     def __call__(self, i0: int, i1: int, sq_blocks) -> None:
@@ -69,6 +74,13 @@ class RankCounter:
             D = sq_blocks[n]
             thr = thr_all[i0:i1]
             band = ws.band[i0:i1, None]
+            out = self.counts[n][i0:i1]
+            if thr.shape[1] <= _SORT_ABOVE and self.neighbours is not None and _exact_kernel():
+                lo32 = np.ascontiguousarray((thr - band).astype(D.numpy().dtype))
+                hi32 = np.ascontiguousarray((thr + band).astype(D.numpy().dtype))
+                nbr = np.ascontiguousarray(self.neighbours[n][i0:i1], dtype=np.int64)
+                _exact_kernel()(D.numpy(), lo32, hi32, nbr, ws.raw, i0, out)
+                continue
             lo = torch.from_numpy(thr - band).to(D.dtype)
             hi = torch.from_numpy(thr + band).to(D.dtype)
             if thr.shape[1] > _SORT_ABOVE:
@@ -77,13 +89,9 @@ class RankCounter:
                 c_hi = torch.searchsorted(srt, hi.contiguous(), side="right")
                 del srt
             else:
-                # numpy's count_nonzero is several times faster than torch's boolean sum here
-                Dn, lon, hin = D.numpy(), lo.numpy(), hi.numpy()
-                c_lo = np.stack([np.count_nonzero(Dn < lon[:, c : c + 1], axis=1) for c in range(thr.shape[1])], 1)
-                c_hi = np.stack([np.count_nonzero(Dn <= hin[:, c : c + 1], axis=1) for c in range(thr.shape[1])], 1)
+                c_lo, c_hi = _band_counts(D.numpy(), lo.numpy(), hi.numpy())
             c_lo = np.asarray(c_lo).astype(np.int64)
             c_hi = np.asarray(c_hi).astype(np.int64)
-            out = self.counts[n][i0:i1]
             out += c_lo
             # the neighbour j that defines a threshold is always inside its band and never counts
             # (d(i, j) < d(i, j) is false): only a second entry in the band needs a float64 decision
@@ -103,6 +111,66 @@ class RankCounter:
     def ranks(self, n: int) -> np.ndarray:
         """``1 + #{l != i : ...}`` (self, at distance 0, is removed from the count when the threshold is > 0)."""
         return 1 + self.counts[n] - (self.thresholds[n] > 0)
+
+
+_KERNEL = None
+
+
+def _exact_kernel():
+    """The fused exact counting kernel, compiled on first use (cached on disk); ``False`` without numba.
+
+    ``kernel(D, lo, hi, nbr, raw, i0, out)`` adds to ``out[r, t]`` the number of ``l`` with
+    ``d(i, l)^2 < d(i, nbr[r, t])^2`` in float64, ``i = i0 + r``: entries of the float32 block ``D`` below
+    ``lo`` count, entries above ``hi`` do not, and the few inside the rounding band ``[lo, hi]`` are
+    decided by recomputing both squared distances in float64 from ``raw`` (difference formula). One pass
+    over ``D``, rows in parallel.
+    """
+    global _KERNEL
+    if _KERNEL is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba comes with the analysis extra
+            _KERNEL = False
+            return _KERNEL
+
+        @numba.njit(parallel=True, cache=True, nogil=True)
+        def exact_counts(D, lo, hi, nbr, raw, i0, out):  # pragma: no cover - compiled
+            d = raw.shape[1]
+            for r in numba.prange(D.shape[0]):
+                i = i0 + r
+                for t in range(lo.shape[1]):
+                    j = nbr[r, t]
+                    thr = 0.0
+                    for q in range(d):
+                        z = raw[i, q] - raw[j, q]
+                        thr += z * z
+                    a = 0
+                    lt = lo[r, t]
+                    ht = hi[r, t]
+                    row = D[r]
+                    for col in range(row.shape[0]):
+                        x = row[col]
+                        if x < lt:
+                            a += 1
+                        elif x <= ht and col != j:
+                            s = 0.0
+                            for q in range(d):
+                                z = raw[i, q] - raw[col, q]
+                                s += z * z
+                            if s < thr:
+                                a += 1
+                    out[r, t] += a
+
+        _KERNEL = exact_counts
+    return _KERNEL
+
+
+def _band_counts(D: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row and threshold column: ``#{D < lo}`` and ``#{D <= hi}`` (two numpy passes per column;
+    numpy's ``count_nonzero`` is several times faster than torch's boolean sum)."""
+    c_lo = np.stack([np.count_nonzero(D < lo[:, c : c + 1], axis=1) for c in range(lo.shape[1])], 1)
+    c_hi = np.stack([np.count_nonzero(D <= hi[:, c : c + 1], axis=1) for c in range(lo.shape[1])], 1)
+    return c_lo, c_hi
 
 
 def _thresholds(ws_y: Workspace, nn: np.ndarray) -> np.ndarray:
@@ -207,7 +275,8 @@ def information_imbalance_matrix(
     counter = imbalance_counter(workspaces, nn, pairs)
     targets = sorted({b for _, b in pairs})
     used = [workspaces[t] for t in targets]
-    remap = RankCounter(used, {targets.index(t): thr for t, thr in counter.thresholds.items()})
+    remap = RankCounter(used, {targets.index(t): thr for t, thr in counter.thresholds.items()},
+                        {targets.index(t): nb for t, nb in counter.neighbours.items()})
     _stream(used, remap, block_rows=block_rows)
     counter.counts = {t: remap.counts[targets.index(t)] for t in targets}
     return imbalance_from_counter(counter, pairs, m)
@@ -216,9 +285,12 @@ def information_imbalance_matrix(
 def imbalance_counter(workspaces: Sequence[Workspace], nn: dict[int, np.ndarray], pairs) -> RankCounter:
     """A :class:`RankCounter` whose thresholds are ``d_n(i, nn_m(i))^2`` for every ordered pair ``(m, n)``."""
     cols: dict[int, list[np.ndarray]] = {}
+    nbrs: dict[int, list[np.ndarray]] = {}
     for a, b in pairs:
         cols.setdefault(b, []).append(_thresholds(workspaces[b], nn[a]))
-    counter = RankCounter(workspaces, {b: np.concatenate(c, axis=1) for b, c in cols.items()})
+        nbrs.setdefault(b, []).append(np.asarray(nn[a], dtype=np.int64))
+    counter = RankCounter(workspaces, {b: np.concatenate(c, axis=1) for b, c in cols.items()},
+                          {b: np.concatenate(c, axis=1) for b, c in nbrs.items()})
     counter.layout = {}
     for b in cols:
         off = 0

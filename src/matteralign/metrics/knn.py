@@ -99,6 +99,8 @@ def _overlap(gx: _Graph, gy: _Graph) -> tuple[np.ndarray, np.ndarray]:
     (n, k): its column in ``gy.idx[i]`` (valid where ``hit``). O(n k^2) comparisons in row blocks.
     """
     n, k = gx.idx.shape
+    if gx is gy or (gx.idx is gy.idx):
+        return np.ones((n, k), dtype=bool), np.broadcast_to(np.arange(k), (n, k))
     hit = np.empty((n, k), dtype=bool)
     pos = np.empty((n, k), dtype=np.intp)
     for s in range(0, n, _ROW_BLOCK):
@@ -148,7 +150,12 @@ def _self_hsic(g: _Graph) -> float:
     return _hsic_terms(g.n, v.ravel(), v.ravel(), rows, g.idx.ravel(), t1)
 
 
-def _cross_hsic(gx: _Graph, gy: _Graph) -> float:
+def _cross_hsic_both(gx: _Graph, gy: _Graph) -> tuple[float, float]:
+    """``HSIC_u(A, B)`` and ``HSIC_u(B, A)`` of the masked kernels, from one overlap of the two graphs.
+
+    The mask is the same in both orders; only ``1^T A B 1`` differs (``colsum(A) . rowsum(B)`` against
+    ``colsum(B) . rowsum(A)``).
+    """
     # mask = mask_K * mask_L: pairs (i, j) in both graphs. A_ij B_ji is non-zero when (j, i) is in both graphs
     # too, i.e. the pair is reciprocal in each; then B_ji = L_ij (L symmetric; the cached float64 values of
     # (i, j) and (j, i) are the same float64 sum, equal up to the order of summation).
@@ -159,11 +166,19 @@ def _cross_hsic(gx: _Graph, gy: _Graph) -> float:
     b = gy.vals.ravel()[at_y]
     both = gx.recip[rows, colx] & gy.recip.ravel()[at_y]
     t1 = float(np.dot(a[both], b[both]))
-    return _hsic_terms(gx.n, a, b, rows, gx.idx[rows, colx], t1)
+    cols = gx.idx[rows, colx]
+    return _hsic_terms(gx.n, a, b, rows, cols, t1), _hsic_terms(gx.n, b, a, rows, cols, t1)
+
+
+def _cross_hsic(gx: _Graph, gy: _Graph) -> float:
+    return _cross_hsic_both(gx, gy)[0]
 
 
 def _cknna_from_graphs(gx: _Graph, gy: _Graph, hxx: float, hyy: float) -> float:
-    hxy = _cross_hsic(gx, gy)
+    return _cknna_ratio(_cross_hsic(gx, gy), hxx, hyy)
+
+
+def _cknna_ratio(hxy: float, hxx: float, hyy: float) -> float:
     prod = hxx * hyy
     if prod < 0:
         warnings.warn(
@@ -320,6 +335,37 @@ def cycle_knn_from_cache(cx: ModelCache, cy: ModelCache, *, k: int = 10) -> floa
     return _cycle_from_graphs(_graph_from_cache(cx, k), _graph_from_cache(cy, k))
 
 
+def cknna_all_from_caches(caches, *, k: int = 25) -> np.ndarray:
+    """CKNNA of every ordered pair of caches, shape (M, M); one graph overlap per unordered pair."""
+    caches = list(caches)
+    for c in caches[1:]:
+        _check_caches(caches[0], c)
+    graphs = [_graph_from_cache(c, k) for c in caches]
+    selfs = [_self_hsic_cached(c, k) for c in caches]
+    m = len(caches)
+    out = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            hxy, hyx = _cross_hsic_both(graphs[i], graphs[j])
+            out[i, j] = _cknna_ratio(hxy, selfs[i], selfs[j])
+            out[j, i] = _cknna_ratio(hyx, selfs[j], selfs[i])
+    return out
+
+
+def mutual_knn_all_from_caches(caches, *, k: int = 10) -> np.ndarray:
+    """Mutual kNN of every pair of caches, shape (M, M)."""
+    caches = list(caches)
+    for c in caches[1:]:
+        _check_caches(caches[0], c)
+    graphs = [_graph_from_cache(c, k) for c in caches]
+    m = len(caches)
+    out = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            out[i, j] = out[j, i] = _mutual_from_graphs(graphs[i], graphs[j])
+    return out
+
+
 def cknna_null(cx: ModelCache, cy: ModelCache, perm: np.ndarray, *, k: int = 25) -> float:
     """CKNNA of ``(X, Y[perm])`` by relabelling Y's cached neighbours (no new search)."""
     gy = _permuted_graph(_graph_from_cache(cy, k), perm)
@@ -352,6 +398,7 @@ register(
         params={"k": 25},
         self_value=None,
         from_cache=cknna_from_cache,
+        from_caches_all=cknna_all_from_caches,
         null_from_cache=cknna_null,
         needs=frozenset({"knn"}),
         description="CKNNA: unbiased HSIC of the mutual-kNN-masked inner-product kernels (+1e-6 as platonic-rep)",
@@ -369,6 +416,7 @@ register(
         params={"k": 10},
         self_value=1.0,
         from_cache=mutual_knn_from_cache,
+        from_caches_all=mutual_knn_all_from_caches,
         null_from_cache=mutual_knn_null,
         needs=frozenset({"knn"}),
         description="mean fraction of shared inner-product k-nearest neighbours",
