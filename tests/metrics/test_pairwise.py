@@ -160,3 +160,25 @@ def test_stacked_linear_cka_equals_pair_route(monkeypatch, cols, elems):
         ref = cka(X, Y) if row.metric == "cka" else unbiased_cka(X, Y)
         assert row.value == pytest.approx(ref, abs=1e-12)
     assert to_matrix(t, "cka").values[1, 2] < 0.999  # distinct models, not trivially 1
+
+
+def test_compiled_pair_overlap_equals_numpy_route(monkeypatch):
+    """All-pairs CKNNA / mutual kNN: the compiled one-pass overlap equals the numpy route (and the plain
+    functions), in both orders of the asymmetric CKNNA."""
+    import importlib
+
+    knn_module = importlib.import_module("matteralign.metrics.knn")
+    reps = _reps(n=240, m=4, seed=5)
+    reps["dup"] = np.repeat(reps["m0"][:120], 2, axis=0)  # duplicated rows: ties in the graphs
+    caches = {k: prepare(v, k_max=12, name=k) for k, v in reps.items()}
+    fast = pairwise(caches, [("cknna", {"k": 12}), ("mutual_knn", {"k": 7})])
+    assert knn_module._PAIR_KERNEL, "numba is part of the test environment"
+    monkeypatch.setattr(knn_module, "_PAIR_KERNEL", False)
+    caches = {k: prepare(v, k_max=12, name=k) for k, v in reps.items()}
+    plain = pairwise(caches, [("cknna", {"k": 12}), ("mutual_knn", {"k": 7})])
+    np.testing.assert_allclose(fast["value"].to_numpy(), plain["value"].to_numpy(), rtol=0, atol=1e-12)
+    normed = {k: normalize(v) for k, v in reps.items()}
+    for row in fast[fast.metric == "cknna"].itertuples():
+        assert row.value == pytest.approx(cknna(normed[row.model_a], normed[row.model_b], k=12), abs=1e-12)
+    m = to_matrix(fast, "cknna")
+    assert not np.allclose(m.values, m.values.T)  # both orders present and different

@@ -136,10 +136,88 @@ def _hsic_terms(n: int, a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np
 
     ``t1 = sum_ij A_ij B_ji`` is passed in (it needs the reverse pairs); the diagonal is zero.
     """
-    sa, sb = float(a.sum()), float(b.sum())
     t3 = float(np.dot(np.bincount(cols, weights=a, minlength=n), np.bincount(rows, weights=b, minlength=n)))
+    return _hsic_from_sums(n, t1, float(a.sum()), float(b.sum()), t3)
+
+
+def _hsic_from_sums(n: int, t1: float, sa: float, sb: float, t3: float) -> float:
+    """Unbiased HSIC from ``sum A_ij B_ji``, the totals of A and B, and ``1^T A B 1``."""
     m = float(n)
     return (t1 + sa * sb / ((m - 1) * (m - 2)) - 2.0 * t3 / (m - 2)) / (m * (m - 3))
+
+
+_PAIR_KERNEL = None
+
+
+def _pair_kernel():
+    """Compiled one-pass overlap of two kNN graphs (numba; cached on disk), or ``False`` without numba.
+
+    ``kernel(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b) -> (t1, hits)`` walks the shared pairs
+    ``(i, j)`` of the two graphs once (O(N k^2) comparisons, no temporaries): it accumulates the column and
+    row sums of ``A = mask * K`` and ``B = mask * L`` into the four zeroed arrays, ``t1 = sum A_ij B_ji``
+    (pairs reciprocal in both graphs) and the number of shared pairs.
+    """
+    global _PAIR_KERNEL
+    if _PAIR_KERNEL is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba comes with the analysis extra
+            _PAIR_KERNEL = False
+            return _PAIR_KERNEL
+
+        @numba.njit(cache=True, nogil=True)
+        def pair_sums(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b):  # pragma: no cover - compiled
+            n, kx = ix.shape
+            ky = iy.shape[1]
+            t1 = 0.0
+            hits = 0
+            for i in range(n):
+                for a in range(kx):
+                    j = ix[i, a]
+                    for b in range(ky):
+                        if iy[i, b] == j:
+                            ka = vx[i, a]
+                            lb = vy[i, b]
+                            hits += 1
+                            col_a[j] += ka
+                            row_a[i] += ka
+                            col_b[j] += lb
+                            row_b[i] += lb
+                            if rx[i, a] and ry[i, b]:
+                                t1 += ka * lb
+                            break
+            return t1, hits
+
+        _PAIR_KERNEL = pair_sums
+    return _PAIR_KERNEL
+
+
+def _pair_stats(gx: _Graph, gy: _Graph) -> tuple[float, float, int]:
+    """``(HSIC_u(A, B), HSIC_u(B, A), number of shared pairs)`` of two graphs (compiled or numpy route)."""
+    kernel = _pair_kernel()
+    if not kernel:
+        hxy, hyx = _cross_hsic_both(gx, gy)
+        return hxy, hyx, int(np.count_nonzero(_overlap(gx, gy)[0]))
+    n = gx.n
+    col_a, row_a, col_b, row_b = (np.zeros(n) for _ in range(4))
+    t1, hits = kernel(gx.idx, gx.vals, gx.recip, gy.idx, gy.vals, gy.recip, col_a, row_a, col_b, row_b)
+    sa, sb = float(row_a.sum()), float(row_b.sum())
+    return (_hsic_from_sums(n, t1, sa, sb, float(col_a @ row_b)),
+            _hsic_from_sums(n, t1, sb, sa, float(col_b @ row_a)), int(hits))
+
+
+def _all_pairs(graphs: list[_Graph]) -> dict[tuple[int, int], tuple[float, float, int]]:
+    """:func:`_pair_stats` of every unordered pair ``i < j``, two pairs at a time when compiled."""
+    pairs = [(i, j) for i in range(len(graphs)) for j in range(i + 1, len(graphs))]
+    for g in graphs:
+        g.recip  # noqa: B018 - computed once, before the threads share the graphs
+    if _pair_kernel() and len(pairs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2) as pool:  # the kernel releases the GIL
+            stats = list(pool.map(lambda p: _pair_stats(graphs[p[0]], graphs[p[1]]), pairs))
+        return dict(zip(pairs, stats, strict=True))
+    return {p: _pair_stats(graphs[p[0]], graphs[p[1]]) for p in pairs}
 
 
 def _self_hsic(g: _Graph) -> float:
@@ -336,19 +414,18 @@ def cycle_knn_from_cache(cx: ModelCache, cy: ModelCache, *, k: int = 10) -> floa
 
 
 def cknna_all_from_caches(caches, *, k: int = 25) -> np.ndarray:
-    """CKNNA of every ordered pair of caches, shape (M, M); one graph overlap per unordered pair."""
+    """CKNNA of every ordered pair of caches, shape (M, M); one pass over each unordered pair's overlap."""
     caches = list(caches)
     for c in caches[1:]:
         _check_caches(caches[0], c)
     graphs = [_graph_from_cache(c, k) for c in caches]
     selfs = [_self_hsic_cached(c, k) for c in caches]
-    m = len(caches)
-    out = np.empty((m, m))
-    for i in range(m):
-        for j in range(i, m):
-            hxy, hyx = _cross_hsic_both(graphs[i], graphs[j])
-            out[i, j] = _cknna_ratio(hxy, selfs[i], selfs[j])
-            out[j, i] = _cknna_ratio(hyx, selfs[j], selfs[i])
+    out = np.empty((len(caches),) * 2)
+    for i, h in enumerate(selfs):  # a graph overlaps itself entirely: the cross term is the self term
+        out[i, i] = _cknna_ratio(h, h, h)
+    for (i, j), (hxy, hyx, _) in _all_pairs(graphs).items():
+        out[i, j] = _cknna_ratio(hxy, selfs[i], selfs[j])
+        out[j, i] = _cknna_ratio(hyx, selfs[j], selfs[i])
     return out
 
 
@@ -358,11 +435,9 @@ def mutual_knn_all_from_caches(caches, *, k: int = 10) -> np.ndarray:
     for c in caches[1:]:
         _check_caches(caches[0], c)
     graphs = [_graph_from_cache(c, k) for c in caches]
-    m = len(caches)
-    out = np.empty((m, m))
-    for i in range(m):
-        for j in range(i, m):
-            out[i, j] = out[j, i] = _mutual_from_graphs(graphs[i], graphs[j])
+    out = np.eye(len(caches))
+    for (i, j), (_, _, hits) in _all_pairs(graphs).items():
+        out[i, j] = out[j, i] = hits / (graphs[i].n * graphs[i].k)
     return out
 
 
