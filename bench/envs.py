@@ -2,7 +2,7 @@
 
 Run from the main environment after ``matteralign env create`` (or ``make envs``)::
 
-    nice .venv/bin/python bench/envs.py [--n 500] [--models mace-mp,esen,uma-s,orb-v3-conservative]
+    nice .venv/bin/python bench/envs.py [--n 500] [--bundled] [--models mace-mp,esen,...,equiformer-v2]
 
 For each model a seeded random instance of the real architecture is written by
 ``tests/envs/random_models.py`` inside its environment. Each set of ``n`` molecules and ``n``
@@ -17,6 +17,7 @@ The overhead of the environment switch is ``subprocess − in-process (load + ex
 Molecules are ASE's G2 set (162 molecules) and crystals ASE ``bulk`` prototypes with supercells,
 rattled with seeded noise to reach ``n`` each (the bundled datasets were not available when this
 ran; ``--bundled`` uses ``matteralign.datasets.load("molecules"/"crystals", n=n)`` instead).
+The machine's load average (``os.getloadavg``) is recorded before and after each model.
 Writes ``bench/results/envs.json``.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -82,8 +84,10 @@ def crystals(n: int) -> Dataset:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=500)
-    ap.add_argument("--models", default="mace-mp,esen,uma-s,orb-v3-conservative")
+    ap.add_argument("--models", default="mace-mp,esen,uma-s,orb-v3-conservative,equiformer-v2")
     ap.add_argument("--bundled", action="store_true")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other models of an existing envs.json measured on the same data")
     args = ap.parse_args()
     if args.bundled:
         from matteralign import datasets
@@ -94,7 +98,7 @@ def main() -> None:
     result = {"n": args.n, "datasets": {d.name: {"n": len(d), "atoms": int(sum(s.n_atoms for s in d))}
                                         for d in sets},
               "source": "bundled" if args.bundled else "ase (G2 molecules, bulk prototypes), rattled",
-              "envs": {}, "models": {}}
+              "envs": {}, "models": {}, "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
     for row in envs.list_envs():
         if row["exists"] and row["current"]:
             du = subprocess.run(["du", "-sh", row["path"]], capture_output=True, text=True).stdout.split()[0]
@@ -108,6 +112,7 @@ def main() -> None:
             proc = envs.run_in_env(family, [ROOT / "tests" / "envs" / "random_models.py", model, out, "--no-reference"])
             info = json.loads(proc.stdout.strip().splitlines()[-1])
             rows = {}
+            load_before = [round(x, 2) for x in os.getloadavg()]
             for ds in sets:
                 t0 = time.perf_counter()
                 s = envs.extract_in_env(td / f"store-sub-{model}", ds, model,
@@ -127,10 +132,19 @@ def main() -> None:
                     "atoms_per_s": round(n_atoms / inproc["extract_s"], 1), "n": s["n"], "dim": s["dim"],
                 }
                 print(model, ds.name, rows[ds.name], flush=True)
-            result["models"][model] = {"family": family, "n_parameters": info.get("n_parameters"), "sets": rows}
+            result["models"][model] = {"family": family, "n_parameters": info.get("n_parameters"), "sets": rows,
+                                       "loadavg_before": load_before,
+                                       "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / "envs.json").write_text(json.dumps(result, indent=2))
+    path = ROOT / "bench" / "results" / "envs.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("datasets") == result["datasets"] and old.get("source") == result["source"]:
+            result["models"] = {**old.get("models", {}), **result["models"]}
+            result["runs"] = [*old.get("runs", [{k: old.get(k) for k in ("created", "loadavg_start")}]),
+                              {k: result[k] for k in ("created", "loadavg_start")}]
+    path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result["envs"], indent=1))
 
 

@@ -8,11 +8,16 @@ itself (editable, ``--no-deps``). Extraction for a model of such a family runs i
 that environment's Python (:mod:`matteralign._worker`) and writes into the same store.
 
 Every environment installs ``torch==2.13.0`` (the CPU wheel on disk) first, with a constraints
-file that keeps every later install on it. The exception is ``eqv2`` (EquiformerV2, which exists
-only in fairchem-core 1.x): fairchem-core 1.10 pins ``torch~=2.4.0`` and ``numpy<2``; ``pip install
---dry-run`` resolves it to PyPI's torch 2.4.1 CUDA build plus 11 ``nvidia-*-cu12`` wheels and triton
-3.0 (several GB), so that environment is declared but not built here (``matteralign list models``
-and ``matteralign env list`` say so). The other exception is ``aurora`` (the Aurora weather model):
+file that keeps every later install on it. That includes ``eqv2`` (EquiformerV2, which exists only
+in fairchem-core 1.x): fairchem-core 1.10 declares ``torch~=2.4.0`` (from PyPI, a CUDA build with 11
+``nvidia-*-cu12`` wheels and triton 3.0, several GB) and ``numpy<2``. It is installed ``--no-deps`` on
+torch 2.13.0 with ``numpy<2`` and the runtime packages it really imports (its declared dependencies
+minus hydra-core and torchtnt, plus matplotlib, which it imports without declaring), and
+``torch-scatter`` compiled once against torch 2.13.0. Under torch 2.13.0 the package's trainer
+builds both EquiformerV2 layouts (OC20's ``equiformer_v2`` and the OMat24/MPtrj ``hydra`` backbone
+with heads), saves and reloads them through its own ``OCPCalculator``, and runs them forward on
+molecules and crystals (``tests/envs/test_families.py``).
+The one exception is ``aurora`` (the Aurora weather model):
 ``microsoft-aurora`` imports timm, which imports torchvision at import time, and PyPI's torchvision
 does not load beside the torch 2.13.0 CPU wheel (``operator torchvision::nms does not exist``: its
 extension links CUDA libraries that CPU build lacks). That environment installs the matching pair
@@ -133,11 +138,13 @@ FAMILIES: dict[str, EnvSpec] = {
                                    "time, and PyPI's torchvision does not load beside the torch 2.13.0 CPU wheel "
                                    "('operator torchvision::nms does not exist'); 2.14.1/0.29.1 are a matching "
                                    "pair (a CUDA build, about 5.5 GB, that runs on the CPU)")),
-    "eqv2": EnvSpec("eqv2", ("fairchem-core==1.10.0", "numpy<2"), torch="2.4.1",
-                    description="EquiformerV2 (only in fairchem-core 1.x)",
-                    unavailable=("fairchem-core 1.10 pins torch~=2.4.0 and numpy<2; no torch 2.4 CPU wheel is on "
-                                 "this machine, and PyPI's torch 2.4.1 is the CUDA build, which pulls 11 nvidia-*-cu12 "
-                                 "wheels and triton 3.0 (several GB)")),
+    "eqv2": EnvSpec("eqv2", ("numpy<2", "e3nn==0.6.0", "torch-geometric==2.8.1", "ase", "lmdb", "numba", "orjson",
+                             "pydantic>=2.10.0", "pymatgen>=2023.10.3", "pyyaml", "requests", "submitit", "tensorboard",
+                             "tqdm", "wandb", "huggingface-hub>=0.27.1", "matplotlib"),
+                    source_builds=("torch-scatter==2.1.2",), no_deps=("fairchem-core==1.10.0",),
+                    description=("EquiformerV2 (only in fairchem-core 1.x): fairchem-core 1.10.0 installed --no-deps "
+                                 "on torch 2.13.0 (it declares torch~=2.4.0, PyPI's multi-GB CUDA build), numpy<2, "
+                                 "the packages it imports, torch-scatter compiled once")),
 }
 
 

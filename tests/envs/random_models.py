@@ -154,6 +154,9 @@ def main():
     if args.model == "mattergen":
         from mattergen_random import mattergen
         family["mattergen"] = mattergen
+    if args.model.startswith("equiformer"):  # equiformer-v2 (hydra layout) or equiformer-v2-oc20
+        from eqv2_random import eqv2
+        family["equiformer"] = eqv2
     fam = args.model.split("-")[0] if not args.model.startswith(("uma", "esen")) else "fairchem"
     ref_atoms = atoms_list if not args.no_reference else atoms_list[:2]
     path, ref, info = family[fam](args.model, args.outdir, ids, ref_atoms)
