@@ -59,7 +59,7 @@ class _Graph:
     arbitrary pairs (cycle kNN). Both are computed on first use and kept.
     """
 
-    __slots__ = ("n", "k", "idx", "vals", "_recip", "_keys", "_order")
+    __slots__ = ("n", "k", "idx", "vals", "_recip", "_keys", "_order", "__weakref__")
 
     def __init__(self, idx: np.ndarray, vals: np.ndarray, recip: np.ndarray | None = None):
         self.n, self.k = idx.shape
@@ -206,8 +206,27 @@ def _pair_stats(gx: _Graph, gy: _Graph) -> tuple[float, float, int]:
             _hsic_from_sums(n, t1, sb, sa, float(col_b @ row_a)), int(hits))
 
 
+_LAST_PAIRS: list = [None, None]  # (weak refs to graphs, stats) of the last all-pairs pass
+
+
 def _all_pairs(graphs: list[_Graph]) -> dict[tuple[int, int], tuple[float, float, int]]:
-    """:func:`_pair_stats` of every unordered pair ``i < j``, two pairs at a time when compiled."""
+    """:func:`_pair_stats` of every unordered pair ``i < j``, two pairs at a time when compiled.
+
+    The last result is kept with weak references to its graphs (which live in the models' caches), so a
+    second metric over the same graphs (mutual kNN after CKNNA in :func:`pairwise`) reuses it instead of
+    walking the overlaps again.
+    """
+    import weakref
+
+    last, stats = _LAST_PAIRS
+    if last is not None and len(last) == len(graphs) and all(r() is g for r, g in zip(last, graphs, strict=True)):
+        return stats
+    stats = _compute_pairs(graphs)
+    _LAST_PAIRS[:] = [[weakref.ref(g) for g in graphs], stats]
+    return stats
+
+
+def _compute_pairs(graphs: list[_Graph]) -> dict[tuple[int, int], tuple[float, float, int]]:
     pairs = [(i, j) for i in range(len(graphs)) for j in range(i + 1, len(graphs))]
     for g in graphs:
         g.recip  # noqa: B018 - computed once, before the threads share the graphs
