@@ -19,7 +19,11 @@ is therefore seeded with ``seed``, which makes a batch's features reproducible. 
 at most ``max_neighbors`` neighbours within the cutoff (20 within 12 Å for the released
 checkpoints); on a perfect crystal that cut runs through a shell of equidistant neighbours, so
 which ones are kept depends on floating-point ties, and a rotated copy of such a crystal can get
-(slightly) different features.
+(slightly) different features. On a centrosymmetric site of a perfect crystal the ``l > 0``
+coefficients cancel to float-rounding residue, which the equivariant layer norms rescale by its
+own size: there ``node_embedding`` is noise of order 1e-2 (a rigid translation of NaCl, changing
+the edge vectors by 2e-7 Å, moves it by 3e-2 with the random test weights), while
+``node_embedding_l0`` is stable to 1e-6.
 
 EquiformerV2 exists only in fairchem-core 1.x (2.x keeps a conversion script only). The
 checkpoint is a fairchem-1.x trainer checkpoint (a ``.pt`` dict with ``config`` and
