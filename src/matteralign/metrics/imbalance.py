@@ -31,6 +31,7 @@ from ._blocked import (
     row_blocks,
     sq_dist_block,
 )
+from ._compiled import kernel
 from ._registry import MetricSpec, register
 from ._validate import check_array, check_k, check_pair, check_positive_int
 
@@ -113,10 +114,8 @@ class RankCounter:
         return 1 + self.counts[n] - (self.thresholds[n] > 0)
 
 
-_KERNEL = None
-
-
-def _exact_kernel():
+@kernel
+def _exact_kernel(numba):
     """The fused exact counting kernel, compiled on first use (cached on disk); ``False`` without numba.
 
     ``kernel(D, lo, hi, nbr, raw, i0, out)`` adds to ``out[r, t]`` the number of ``l`` with
@@ -125,44 +124,36 @@ def _exact_kernel():
     decided by recomputing both squared distances in float64 from ``raw`` (difference formula). One pass
     over ``D``, rows in parallel.
     """
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba comes with the analysis extra
-            _KERNEL = False
-            return _KERNEL
 
-        @numba.njit(parallel=True, cache=True, nogil=True)
-        def exact_counts(D, lo, hi, nbr, raw, i0, out):  # pragma: no cover - compiled
-            d = raw.shape[1]
-            for r in numba.prange(D.shape[0]):
-                i = i0 + r
-                for t in range(lo.shape[1]):
-                    j = nbr[r, t]
-                    thr = 0.0
-                    for q in range(d):
-                        z = raw[i, q] - raw[j, q]
-                        thr += z * z
-                    a = 0
-                    lt = lo[r, t]
-                    ht = hi[r, t]
-                    row = D[r]
-                    for col in range(row.shape[0]):
-                        x = row[col]
-                        if x < lt:
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def exact_counts(D, lo, hi, nbr, raw, i0, out):  # pragma: no cover - compiled
+        d = raw.shape[1]
+        for r in numba.prange(D.shape[0]):
+            i = i0 + r
+            for t in range(lo.shape[1]):
+                j = nbr[r, t]
+                thr = 0.0
+                for q in range(d):
+                    z = raw[i, q] - raw[j, q]
+                    thr += z * z
+                a = 0
+                lt = lo[r, t]
+                ht = hi[r, t]
+                row = D[r]
+                for col in range(row.shape[0]):
+                    x = row[col]
+                    if x < lt:
+                        a += 1
+                    elif x <= ht and col != j:
+                        s = 0.0
+                        for q in range(d):
+                            z = raw[i, q] - raw[col, q]
+                            s += z * z
+                        if s < thr:
                             a += 1
-                        elif x <= ht and col != j:
-                            s = 0.0
-                            for q in range(d):
-                                z = raw[i, q] - raw[col, q]
-                                s += z * z
-                            if s < thr:
-                                a += 1
-                    out[r, t] += a
+                out[r, t] += a
 
-        _KERNEL = exact_counts
-    return _KERNEL
+    return exact_counts
 
 
 def _band_counts(D: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

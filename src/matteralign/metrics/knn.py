@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._cache import ModelCache
+from ._compiled import kernel
 from ._knn import knn_graph
 from ._registry import MetricSpec, register
 from ._validate import check_k, check_pair
@@ -146,10 +147,8 @@ def _hsic_from_sums(n: int, t1: float, sa: float, sb: float, t3: float) -> float
     return (t1 + sa * sb / ((m - 1) * (m - 2)) - 2.0 * t3 / (m - 2)) / (m * (m - 3))
 
 
-_PAIR_KERNEL = None
-
-
-def _pair_kernel():
+@kernel
+def _pair_kernel(numba):
     """Compiled one-pass overlap of two kNN graphs (numba; cached on disk), or ``False`` without numba.
 
     ``kernel(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b) -> (t1, hits)`` walks the shared pairs
@@ -157,39 +156,31 @@ def _pair_kernel():
     row sums of ``A = mask * K`` and ``B = mask * L`` into the four zeroed arrays, ``t1 = sum A_ij B_ji``
     (pairs reciprocal in both graphs) and the number of shared pairs.
     """
-    global _PAIR_KERNEL
-    if _PAIR_KERNEL is None:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba comes with the analysis extra
-            _PAIR_KERNEL = False
-            return _PAIR_KERNEL
 
-        @numba.njit(cache=True, nogil=True)
-        def pair_sums(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b):  # pragma: no cover - compiled
-            n, kx = ix.shape
-            ky = iy.shape[1]
-            t1 = 0.0
-            hits = 0
-            for i in range(n):
-                for a in range(kx):
-                    j = ix[i, a]
-                    for b in range(ky):
-                        if iy[i, b] == j:
-                            ka = vx[i, a]
-                            lb = vy[i, b]
-                            hits += 1
-                            col_a[j] += ka
-                            row_a[i] += ka
-                            col_b[j] += lb
-                            row_b[i] += lb
-                            if rx[i, a] and ry[i, b]:
-                                t1 += ka * lb
-                            break
-            return t1, hits
+    @numba.njit(cache=True, nogil=True)
+    def pair_sums(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b):  # pragma: no cover - compiled
+        n, kx = ix.shape
+        ky = iy.shape[1]
+        t1 = 0.0
+        hits = 0
+        for i in range(n):
+            for a in range(kx):
+                j = ix[i, a]
+                for b in range(ky):
+                    if iy[i, b] == j:
+                        ka = vx[i, a]
+                        lb = vy[i, b]
+                        hits += 1
+                        col_a[j] += ka
+                        row_a[i] += ka
+                        col_b[j] += lb
+                        row_b[i] += lb
+                        if rx[i, a] and ry[i, b]:
+                            t1 += ka * lb
+                        break
+        return t1, hits
 
-        _PAIR_KERNEL = pair_sums
-    return _PAIR_KERNEL
+    return pair_sums
 
 
 def _pair_stats(gx: _Graph, gy: _Graph) -> tuple[float, float, int]:
