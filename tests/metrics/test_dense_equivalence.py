@@ -177,3 +177,19 @@ def test_cknna_can_exceed_one_exactly_as_the_dense_reference():
     assert cknna(X, Y, k=25) == pytest.approx(1.1614885, abs=1e-6)
     for k in (5, 10, 25):
         assert cknna(X, Y, k=k) == pytest.approx(cknna_dense(X, Y, k), abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_knn_compiled_rescoring_equals_numpy_route(monkeypatch, metric):
+    """float64 re-scoring: the compiled kernel and the numpy (gather + einsum) route agree."""
+    import importlib
+
+    knn_impl = importlib.import_module("matteralign.metrics._knn")
+    X, _ = related(3, 600, l2=False)
+    X = X.astype(np.float32)
+    idx, vals = knn_graph(X, k=9, metric=metric)
+    assert knn_impl._rescore_kernel(), "numba is part of the test environment"
+    monkeypatch.setattr(knn_impl, "_rescore_kernel", lambda: False)
+    idx2, vals2 = knn_graph(X, k=9, metric=metric)
+    np.testing.assert_array_equal(idx, idx2)
+    np.testing.assert_allclose(vals, vals2, rtol=1e-14, atol=0)

@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from ..errors import InputError
+from ._compiled import kernel
 from ._validate import check_array, check_k
 
 __all__ = ["knn_graph"]
@@ -49,19 +50,58 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _rescore(X: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 scores of ``cand`` (N, c) for each query row; ip: inner product, l2: distance."""
+@kernel
+def _rescore_kernel(numba):
+    """Compiled float64 re-scoring: ``kernel(X, rows, cand, l2, out)``, rows in parallel, no gathered copies.
+
+    Each score is one float64 sum over the features in index order, so ``score(i, j) == score(j, i)``
+    bit for bit.
+    """
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def rescore(X, rows, cand, l2, out):  # pragma: no cover - compiled
+        d = X.shape[1]
+        for r in numba.prange(cand.shape[0]):
+            i = rows[r]
+            for c in range(cand.shape[1]):
+                j = cand[r, c]
+                acc = 0.0
+                if l2:
+                    for q in range(d):
+                        z = np.float64(X[j, q]) - np.float64(X[i, q])
+                        acc += z * z
+                    out[r, c] = np.sqrt(acc)
+                else:
+                    for q in range(d):
+                        acc += np.float64(X[i, q]) * np.float64(X[j, q])
+                    out[r, c] = acc
+
+    return rescore
+
+
+def _rescore(X: np.ndarray, cand: np.ndarray, metric: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Float64 scores of ``cand`` (n, c) against query ``rows`` (default: all rows in order).
+
+    ip: inner product, l2: distance by the difference formula. float32 products are exact in float64.
+    """
     n, c = cand.shape
     out = np.empty((n, c), dtype=np.float64)
     if n == 0 or c == 0:
         return out
+    rows = np.arange(n) if rows is None else rows
+    compiled = _rescore_kernel()
+    if compiled:
+        compiled(X, np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cand, dtype=np.int64),
+                 metric == "l2", out)
+        return out
     block = max(1, _GATHER_ELEMS // max(1, c * X.shape[1]))
     for s in range(0, n, block):
         e = min(n, s + block)
-        if metric == "ip":  # float32 products are exact in float64; accumulated in float64
-            out[s:e] = np.einsum("nd,ncd->nc", X[s:e], X[cand[s:e]], dtype=np.float64)
+        q = X[rows[s:e]]
+        if metric == "ip":
+            out[s:e] = np.einsum("nd,ncd->nc", q, X[cand[s:e]], dtype=np.float64)
         else:
-            diff = X[cand[s:e]].astype(np.float64) - X[s:e].astype(np.float64)[:, None, :]
+            diff = X[cand[s:e]].astype(np.float64) - q.astype(np.float64)[:, None, :]
             out[s:e] = np.sqrt(np.einsum("ncd,ncd->nc", diff, diff))
     return out
 
@@ -119,28 +159,11 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
 
 def _order(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, metric: str):
     """Float64 scores of ``cand`` for query ``rows``, sorted best-first (ties: lower index), first k."""
-    vals = _rescore_rows(X, rows, cand, metric)
+    vals = _rescore(X, cand, metric, rows)
     primary = -vals if metric == "ip" else vals
     order = np.lexsort((cand, primary), axis=-1)[:, :k]
     idx = np.take_along_axis(cand, order, axis=1).astype(np.int32)
     return idx, np.take_along_axis(vals, order, axis=1)
-
-
-def _rescore_rows(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
-    if rows.size == X.shape[0]:
-        return _rescore(X, cand, metric)
-    n, c = cand.shape
-    out = np.empty((n, c), dtype=np.float64)
-    block = max(1, _GATHER_ELEMS // max(1, c * X.shape[1]))
-    for s in range(0, n, block):
-        e = min(n, s + block)
-        q = X[rows[s:e]]
-        if metric == "ip":
-            out[s:e] = np.einsum("nd,ncd->nc", q, X[cand[s:e]], dtype=np.float64)
-        else:
-            diff = X[cand[s:e]].astype(np.float64) - q.astype(np.float64)[:, None, :]
-            out[s:e] = np.sqrt(np.einsum("ncd,ncd->nc", diff, diff))
-    return out
 
 
 def _numpy_candidates(X: np.ndarray, k: int, metric: str, block_size: int) -> np.ndarray:
@@ -272,7 +295,7 @@ def knn_graph(
         return _finalize(X, cand, k, metric, has_self=False)
     c = min(n, k + 1 + _MARGIN)
     if backend == "faiss":
-        bs = block_size or 16384
+        bs = block_size or (1 << 17)
         threads = n_threads if n_threads is not None else _env_threads()
         cand, scores = _faiss_candidates(X, c, metric, bs, threads)
         return _finalize(X, cand, k, metric, has_self=True, scores=scores)

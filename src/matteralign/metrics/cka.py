@@ -339,8 +339,9 @@ _STACK_COLS = 4096  # features per column group of the stacked product
 _STACK_ELEMS = 1 << 23  # float64 elements per row block of one group (64 MiB)
 
 
-def _centred_block(caches, s: int, e: int, width: int) -> np.ndarray:
-    Z = np.empty((e - s, width), dtype=np.float64)
+def _centred_block(caches, s: int, e: int, buf: np.ndarray) -> np.ndarray:
+    """Rows ``s:e`` of the side-by-side centred features of ``caches``, written into (a view of) ``buf``."""
+    Z = buf[: e - s]
     o = 0
     for c in caches:
         np.subtract(c.features[s:e], c.mean, out=Z[:, o : o + c.d], dtype=np.float64)
@@ -373,17 +374,19 @@ def _stacked_frobenius(caches: list[ModelCache]) -> np.ndarray:
             wb = sum(caches[j].d for j in B)
             offb = np.cumsum([0] + [caches[j].d for j in B])
             G = np.zeros((wa, wb))
-            rows = max(64, _STACK_ELEMS // max(wa, wb))
+            rows = min(n, max(64, _STACK_ELEMS // max(wa, wb)))
+            buf_a = np.empty((rows, wa))  # reused across row blocks (no fresh pages per block)
+            buf_b = None if same else np.empty((rows, wb))
             for s in range(0, n, rows):
                 e = min(n, s + rows)
-                Za = _centred_block([caches[i] for i in A], s, e, wa)
+                Za = _centred_block([caches[i] for i in A], s, e, buf_a)
                 if same:
                     G += Za.T @ Za  # symmetric: numpy calls syrk
                     for t, i in enumerate(A):
                         blk = Za[:, offa[t] : offa[t + 1]]
                         diag[i][s:e] = np.einsum("ij,ij->i", blk, blk)
                 else:
-                    G += Za.T @ _centred_block([caches[j] for j in B], s, e, wb)
+                    G += Za.T @ _centred_block([caches[j] for j in B], s, e, buf_b)
             for t, i in enumerate(A):
                 for u, j in enumerate(B):
                     F[i, j] = F[j, i] = float(np.sum(G[offa[t] : offa[t + 1], offb[u] : offb[u + 1]] ** 2))

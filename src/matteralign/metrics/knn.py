@@ -52,6 +52,26 @@ _PRH = "Huh et al. 2024, arXiv:2405.07987 (platonic-rep metrics.py)"
 _ROW_BLOCK = 4096  # rows per block of the (rows, k, k) neighbour comparisons
 
 
+@kernel
+def _recip_kernel(numba):
+    """Compiled reciprocity flags: ``kernel(idx, out)`` sets ``out[i, a] = i in idx[idx[i, a]]``."""
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def recip(idx, out):  # pragma: no cover - compiled
+        n, k = idx.shape
+        for i in numba.prange(n):
+            for a in range(k):
+                j = idx[i, a]
+                hit = False
+                for b in range(k):
+                    if idx[j, b] == i:
+                        hit = True
+                        break
+                out[i, a] = hit
+
+    return recip
+
+
 class _Graph:
     """A kNN graph: neighbour indices and kernel values per row, with lazily derived structure.
 
@@ -73,10 +93,14 @@ class _Graph:
         """Boolean (n, k): ``i`` is among the neighbours of its ``a``-th neighbour."""
         if self._recip is None:
             out = np.empty((self.n, self.k), dtype=bool)
-            rows = np.arange(self.n, dtype=self.idx.dtype)
-            for s in range(0, self.n, _ROW_BLOCK):
-                e = min(self.n, s + _ROW_BLOCK)
-                (self.idx[self.idx[s:e]] == rows[s:e, None, None]).any(axis=2, out=out[s:e])
+            compiled = _recip_kernel()
+            if compiled:
+                compiled(np.ascontiguousarray(self.idx), out)
+            else:
+                rows = np.arange(self.n, dtype=self.idx.dtype)
+                for s in range(0, self.n, _ROW_BLOCK):
+                    e = min(self.n, s + _ROW_BLOCK)
+                    (self.idx[self.idx[s:e]] == rows[s:e, None, None]).any(axis=2, out=out[s:e])
             self._recip = out
         return self._recip
 
