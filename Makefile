@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
-# Per-family model environments (fairchem, mace, orb) in the per-user cache; built once per machine.
+# Per-family model environments (fairchem, mace, orb, eqv2, mattergen, aurora) in the per-user cache; built once
+# per machine.
 envs: $(STAMP)
 	nice $(VENV)/bin/matteralign env create
 

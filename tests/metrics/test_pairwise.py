@@ -173,8 +173,8 @@ def test_compiled_pair_overlap_equals_numpy_route(monkeypatch):
     caches = {k: prepare(v, k_max=12, name=k) for k, v in reps.items()}
     fast = pairwise(caches, [("cknna", {"k": 12}), ("mutual_knn", {"k": 7})])
     assert knn_module._pair_kernel(), "numba is part of the test environment"
-    monkeypatch.setattr(knn_module, "_pair_kernel", lambda: False)
-    monkeypatch.setattr(knn_module, "_recip_kernel", lambda: False)
+    monkeypatch.setattr(knn_module, "_pair_kernel", lambda **_: False)
+    monkeypatch.setattr(knn_module, "_recip_kernel", lambda **_: False)
     caches = {k: prepare(v, k_max=12, name=k) for k, v in reps.items()}
     plain = pairwise(caches, [("cknna", {"k": 12}), ("mutual_knn", {"k": 7})])
     np.testing.assert_allclose(fast["value"].to_numpy(), plain["value"].to_numpy(), rtol=0, atol=1e-12)

@@ -43,7 +43,8 @@ __all__ = [
 
 _PRECISIONS = ("float32", "float64")
 #: Target size (bytes) of the float64 buffers of one block, all models together.
-_BLOCK_BYTES = 96 * 2**20
+_BLOCK_BYTES = 96 * 2**20  # per pass: float64 stacks of all models (distance sums)
+_STREAM_BYTES = 256 * 2**20  # per pass: squared-distance blocks in their own precision (rank counting)
 
 
 def _torch():
@@ -121,10 +122,10 @@ def prepare_workspace(X: np.ndarray, *, precision: str = "float32") -> Workspace
     return Workspace(Xc, raw, sqn, torch.from_numpy(left), torch.from_numpy(right), precision, band)
 
 
-def row_blocks(n: int, n_models: int = 1, block_rows: int | None = None):
-    """Yield ``(start, stop)`` row ranges so that ``n_models`` float64 blocks fit in the block budget."""
+def row_blocks(n: int, n_models: int = 1, block_rows: int | None = None, *, itemsize: int = 8):
+    """Yield ``(start, stop)`` row ranges so that ``n_models`` blocks of ``itemsize`` bytes fit the budget."""
     if block_rows is None:
-        block_rows = max(16, min(n, _BLOCK_BYTES // max(1, 8 * n * max(1, n_models))))
+        block_rows = max(16, min(n, _BLOCK_BYTES // max(1, itemsize * n * max(1, n_models))))
     for i0 in range(0, n, block_rows):
         yield i0, min(n, i0 + block_rows)
 
@@ -199,19 +200,20 @@ def distance_sums(
     row_sums = np.zeros((m, n), dtype=np.float64)
     cross = np.zeros((m, m), dtype=np.float64)
     wdtype = workspaces[0].left.dtype
-    for i0, i1 in row_blocks(n, m + 1, block_rows):
+    blocks = list(row_blocks(n, m + 1, block_rows))
+    rows = max(i1 - i0 for i0, i1 in blocks)
+    stack_buf = torch.empty((m, rows * n), dtype=torch.float64)  # reused: no fresh pages per block
+    d2_bufs = [torch.empty((rows, n), dtype=wdtype) for _ in workspaces]
+    for i0, i1 in blocks:
         b = i1 - i0
-        stack = torch.empty((m, b, n), dtype=torch.float64)
-        sq_blocks = []
-        for ws in workspaces:
-            d2 = sq_dist_block(ws, i0, i1, out=torch.empty((b, n), dtype=wdtype))
-            sq_blocks.append(d2)
+        flat = stack_buf[:, : b * n]
+        stack = flat.view(m, b, n)
+        sq_blocks = [sq_dist_block(ws, i0, i1, out=buf[:b]) for ws, buf in zip(workspaces, d2_bufs, strict=True)]
         if on_block is not None:
             on_block(i0, i1, sq_blocks)
         for k, d2 in enumerate(sq_blocks):
             stack[k].copy_(d2.sqrt_())
             row_sums[k, i0:i1] = stack[k].sum(dim=1).numpy()
-        flat = stack.view(m, b * n)
         cross += (flat @ flat.T).numpy()
     return DistanceSums(n, row_sums, cross)
 

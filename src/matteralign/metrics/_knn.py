@@ -89,7 +89,7 @@ def _rescore(X: np.ndarray, cand: np.ndarray, metric: str, rows: np.ndarray | No
     if n == 0 or c == 0:
         return out
     rows = np.arange(n) if rows is None else rows
-    compiled = _rescore_kernel()
+    compiled = _rescore_kernel(work=n * c * X.shape[1])
     if compiled:
         compiled(X, np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cand, dtype=np.int64),
                  metric == "l2", out)

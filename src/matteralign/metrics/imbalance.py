@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._blocked import (
+    _STREAM_BYTES,
     Workspace,
     check_precision,
     exact_knn_l2,
@@ -128,30 +129,40 @@ def _exact_kernel(numba):
     @numba.njit(parallel=True, cache=True, nogil=True)
     def exact_counts(D, lo, hi, nbr, raw, i0, out):  # pragma: no cover - compiled
         d = raw.shape[1]
+        n_t = lo.shape[1]
         for r in numba.prange(D.shape[0]):
             i = i0 + r
-            for t in range(lo.shape[1]):
+            thr = np.empty(n_t)
+            for t in range(n_t):  # the thresholds, recomputed like the band entries below
                 j = nbr[r, t]
-                thr = 0.0
+                acc = 0.0
                 for q in range(d):
                     z = raw[i, q] - raw[j, q]
-                    thr += z * z
-                a = 0
-                lt = lo[r, t]
-                ht = hi[r, t]
-                row = D[r]
-                for col in range(row.shape[0]):
-                    x = row[col]
-                    if x < lt:
-                        a += 1
-                    elif x <= ht and col != j:
-                        s = 0.0
+                    acc += z * z
+                thr[t] = acc
+            cnt = np.zeros(n_t, dtype=np.int64)
+            lt = lo[r]
+            ht = hi[r]
+            bottom = lt.min()  # below every lower bound: counts for all thresholds
+            row = D[r]
+            for col in range(row.shape[0]):
+                x = row[col]
+                if x < bottom:
+                    for t in range(n_t):
+                        cnt[t] += 1
+                    continue
+                for t in range(n_t):
+                    if x < lt[t]:
+                        cnt[t] += 1
+                    elif x <= ht[t] and col != nbr[r, t]:
+                        acc = 0.0
                         for q in range(d):
                             z = raw[i, q] - raw[col, q]
-                            s += z * z
-                        if s < thr:
-                            a += 1
-                out[r, t] += a
+                            acc += z * z
+                        if acc < thr[t]:
+                            cnt[t] += 1
+            for t in range(n_t):
+                out[r, t] += cnt[t]
 
     return exact_counts
 
@@ -174,11 +185,15 @@ def _stream(workspaces: Sequence[Workspace], counter, *, block_rows=None) -> Non
     import torch
 
     n = workspaces[0].n
-    for i0, i1 in row_blocks(n, len(workspaces), block_rows):
-        blocks = [
-            sq_dist_block(ws, i0, i1, out=torch.empty((i1 - i0, n), dtype=ws.left.dtype)) for ws in workspaces
-        ]
-        counter(i0, i1, blocks)
+    itemsize = workspaces[0].left.element_size()
+    if block_rows is None:  # larger blocks than the distance-sum pass: it keeps no float64 stack
+        block_rows = max(16, min(n, _STREAM_BYTES // (itemsize * n * len(workspaces))))
+    spans = list(row_blocks(n, len(workspaces), block_rows))
+    rows = max(i1 - i0 for i0, i1 in spans)
+    bufs = [torch.empty((rows, n), dtype=ws.left.dtype) for ws in workspaces]  # reused across blocks
+    for i0, i1 in spans:
+        counter(i0, i1, [sq_dist_block(ws, i0, i1, out=buf[: i1 - i0]) for ws, buf in zip(workspaces, bufs,
+                                                                                         strict=True)])
 
 
 def information_imbalance(

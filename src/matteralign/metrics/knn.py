@@ -93,7 +93,7 @@ class _Graph:
         """Boolean (n, k): ``i`` is among the neighbours of its ``a``-th neighbour."""
         if self._recip is None:
             out = np.empty((self.n, self.k), dtype=bool)
-            compiled = _recip_kernel()
+            compiled = _recip_kernel(work=self.n * self.k * self.k)
             if compiled:
                 compiled(np.ascontiguousarray(self.idx), out)
             else:
@@ -209,7 +209,7 @@ def _pair_kernel(numba):
 
 def _pair_stats(gx: _Graph, gy: _Graph) -> tuple[float, float, int]:
     """``(HSIC_u(A, B), HSIC_u(B, A), number of shared pairs)`` of two graphs (compiled or numpy route)."""
-    kernel = _pair_kernel()
+    kernel = _pair_kernel(work=gx.n * gx.k * gy.k)
     if not kernel:
         hxy, hyx = _cross_hsic_both(gx, gy)
         return hxy, hyx, int(np.count_nonzero(_overlap(gx, gy)[0]))
@@ -245,7 +245,7 @@ def _compute_pairs(graphs: list[_Graph]) -> dict[tuple[int, int], tuple[float, f
     pairs = [(i, j) for i in range(len(graphs)) for j in range(i + 1, len(graphs))]
     for g in graphs:
         g.recip  # noqa: B018 - computed once, before the threads share the graphs
-    if _pair_kernel() and len(pairs) > 1:
+    if _pair_kernel(work=len(pairs) * graphs[0].n * graphs[0].k ** 2) and len(pairs) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=2) as pool:  # the kernel releases the GIL

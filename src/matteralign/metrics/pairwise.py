@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._cache import ModelCache, prepare
+from ._compiled import warm
 from ._registry import MetricSpec, get_metric
 
 __all__ = ["pairwise", "resolve_metrics"]
@@ -120,6 +121,7 @@ def pairwise(
         for spec, _ in resolved
     )
 
+    warm()  # an M x M table is much work: compiled kernels from the first model on
     bar = None
     if progress:
         from rich.progress import Progress
