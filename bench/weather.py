@@ -4,6 +4,7 @@ and linear-probe R² of the weather labels from random-weights Aurora latents vs
 Run from the main environment after ``matteralign env create aurora``::
 
     nice .venv/bin/python bench/weather.py           # writes bench/results/weather.json
+    nice .venv/bin/python bench/weather.py --checkpoint aurora-0.25-small-pretrained.ckpt   # + trained probes
 
 * **environment**: build seconds (from the environment's manifest) and size on disk.
 * **throughput**: a seeded random AuroraSmall (``tests/envs/random_models.py aurora``; no trained
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "weather.json")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="a trained AuroraSmall checkpoint: its probes are added beside the random-weights instance's")
     args = ap.parse_args([] if argv is None and __name__ != "__main__" else argv)  # run_all passes no arguments
     result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                 "load_before": os.getloadavg()}}
@@ -140,6 +143,13 @@ def main(argv: list[str] | None = None) -> None:
             ids, X = Store(store).read(ds.name, "aurora", layer)
             assert ids == ds.ids
             feats[f"aurora random weights ({layer})"] = np.asarray(X)
+        if args.checkpoint is not None:  # trained weights: the comparison the random instance stands in for
+            trained = td / "trained-store"
+            for layer in ("latent", "latent_levels", "encoder"):
+                envs.extract_in_env(trained, ds, "aurora", layer=layer,
+                                    options={"checkpoint": str(args.checkpoint), "seed": 0}, threads=args.threads)
+                ids, X = Store(trained).read(ds.name, "aurora", layer)
+                feats[f"aurora trained ({layer})"] = np.asarray(X)
         for name in ("grid-patch", "grid-random"):
             ex = load(name)
             _, arrays, _ = ex.embed_samples(ds)
@@ -150,9 +160,10 @@ def main(argv: list[str] | None = None) -> None:
             print(name, {r["label"]: r["r2"] for r in rows if r["features"] == name}, flush=True)
         result["probes"] = rows
     result["machine"]["load_after"] = os.getloadavg()
-    result["note"] = ("No trained Aurora checkpoint exists on this machine (nothing may be downloaded): every Aurora "
-                      "number is for a seeded random-weights AuroraSmall. The grid is synthetic "
+    result["note"] = ("Random-weights rows: a seeded random AuroraSmall. Trained rows appear only with --checkpoint "
+                      "(none exists on this machine; nothing may be downloaded). The grid is synthetic "
                       "(scripts/build_weather.py).")
+    result["trained_checkpoint"] = None if args.checkpoint is None else str(args.checkpoint)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
