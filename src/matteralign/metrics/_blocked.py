@@ -236,14 +236,19 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
     """
     import faiss
 
-    ws = ws if ws is not None else prepare_workspace(X, precision="float32")
-    Xc = ws.raw
+    if ws is not None:
+        Xc, centred, sqn = ws.raw, ws.centred, ws.sqn
+    else:  # only what the search needs (no GEMM operands)
+        Xc = np.asarray(X, dtype=np.float64)
+        centred = Xc - Xc.mean(axis=0)
+        sqn = np.einsum("ij,ij->i", centred, centred)
     n, d = Xc.shape
-    X32 = np.ascontiguousarray(ws.centred, dtype=np.float32)
+    X32 = np.ascontiguousarray(centred, dtype=np.float32)
+    del centred
     index = faiss.IndexFlatL2(d)
     index.add(X32)
     c = sq_dist_error_bound(d, "float32")
-    maxsq = ws.sqn.max()
+    maxsq = sqn.max()
     out_d = np.empty((n, k), dtype=np.float64)
     out_i = np.empty((n, k), dtype=np.int64)
     todo = np.arange(n)
@@ -255,14 +260,15 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
         D32, cand = index.search(X32[todo], ks)
         valid = (cand >= 0) & (cand != todo[:, None])
         d32 = np.where(valid, D32.astype(np.float64), np.inf)
-        tol = c * (ws.sqn[todo] + maxsq)
+        tol = c * (sqn[todo] + maxsq)
         if ks >= n:
             need = valid
         else:
-            # a candidate whose float32 distance exceeds the k-th smallest by more than twice the error bound
-            # is farther (in exact arithmetic) than k others: it cannot be among the k nearest
-            kth = np.partition(d32, k - 1, axis=1)[:, k - 1]
-            need = valid & (d32 <= (kth + 2.0 * tol)[:, None])
+            # per candidate, |float32 - exact| <= c (|x_i|^2 + |x_j|^2): a candidate whose lower bound exceeds
+            # the k-th smallest upper bound is farther (in exact arithmetic) than k others, never among the k
+            tol_c = c * (sqn[todo][:, None] + sqn[np.where(valid, cand, 0)])
+            kth_upper = np.partition(d32 + tol_c, k - 1, axis=1)[:, k - 1]
+            need = valid & (d32 - tol_c <= kth_upper[:, None])
         d64 = np.full(cand.shape, np.inf)
         r_idx, c_idx = np.nonzero(need)
         d64[r_idx, c_idx] = exact_sq_dists(data, todo[r_idx], cand[r_idx, c_idx])
