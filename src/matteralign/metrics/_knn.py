@@ -10,16 +10,20 @@ Backends (``backend="auto"`` picks the first that applies):
 Every backend returns candidates that are re-scored in float64 (inner products, or Euclidean distances
 recomputed from the coordinate differences, so there is no ``|x|^2 + |y|^2 - 2 x.y`` cancellation) and
 ordered best-first with **ties broken by the lower index**. The float32 backends search
-``k + 1 + margin`` candidates so that the float64 re-scoring can reorder float32 near-ties.
+``k + 1 + margin`` candidates so that the float64 re-scoring can reorder float32 near-ties. With FAISS the
+candidate set is *proven* complete: a row is settled when its last float32 candidate is worse than its
+k-th by more than twice the float32 error bound (``gamma_D |x_i| max_j |x_j|``, Higham Eq. 3.5), so no
+unseen point can enter; other rows are searched again with four times the margin, up to all points. Only
+candidates within the bound of the k-th are then re-scored beyond the first k.
 
 Self-exclusion is by index, not by value: a query never lists itself, and an exact duplicate of it is an
 ordinary (tied-best) neighbour. When the FAISS result for a query does not contain the query itself
 (more than ``k + margin`` duplicates), the last candidate is dropped instead.
 
-Tie rule. Among candidates with equal float64 scores the lower index comes first. With the numpy backend
-this is exact also at the k-th position (which of several tied points enters the list). With FAISS and
-torch the candidate set at the boundary is whatever the library's heap / ``topk`` returns; inside the set
-the lower-index rule holds.
+Tie rule. Among candidates with equal float64 scores the lower index comes first. With the numpy and FAISS
+backends this is exact also at the k-th position (which of several tied points enters the list: FAISS rows
+with ties at the boundary are searched again until the last candidate is provably worse). With torch (CUDA)
+the candidate set at the boundary is whatever ``topk`` returns; inside the set the lower-index rule holds.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from ._validate import check_array, check_k
 
 __all__ = ["knn_graph"]
 
-_MARGIN = 8  # extra float32 candidates re-scored in float64
+_MARGIN = 2  # extra float32 candidates searched first (grown for rows whose completeness is not proven)
+_TORCH_MARGIN = 8  # extra float32 candidates of the CUDA route, re-scored in float64
 _GATHER_ELEMS = 1 << 22  # float64 elements per re-scoring block (32 MiB)
 
 
@@ -124,7 +129,7 @@ def _float32_error_bound(X: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self: bool,
-              scores: np.ndarray | None = None):
+              scores: np.ndarray | None = None, rows: np.ndarray | None = None):
     """Drop self (or the last candidate), re-score in float64, sort best-first, keep k.
 
     With the float32 ``scores`` of the candidates (FAISS: inner products, or squared distances, best first),
@@ -132,9 +137,10 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
     of the ``k``-th (it then cannot belong to the top ``k``); other rows re-score every candidate.
     """
     n, c = cand.shape
+    query = np.arange(n) if rows is None else rows
     cand = cand.astype(np.int64, copy=False)
     if has_self:
-        is_self = cand == np.arange(n)[:, None]
+        is_self = cand == query[:, None]
         drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), c - 1)
         keep = np.ones((n, c), dtype=bool)
         keep[np.arange(n), drop] = False
@@ -142,7 +148,7 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
         if scores is not None:
             scores = scores[keep].reshape(n, c - 1)
     if scores is not None and cand.shape[1] > k:
-        bound = _float32_error_bound(X, metric)
+        bound = _float32_error_bound(X, metric)[query]
         s = scores.astype(np.float64)
         if metric == "ip":
             full = (s[:, k:] >= (s[:, k - 1] - 2.0 * bound)[:, None]).any(axis=1)
@@ -150,11 +156,11 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
             full = (s[:, k:] <= (s[:, k - 1] + 2.0 * bound)[:, None]).any(axis=1)
         idx = np.empty((n, k), dtype=np.int32)
         vals = np.empty((n, k), dtype=np.float64)
-        for rows, width in ((np.flatnonzero(~full), k), (np.flatnonzero(full), cand.shape[1])):
-            if rows.size:
-                idx[rows], vals[rows] = _order(X, rows, cand[rows, :width], k, metric)
+        for sel, width in ((np.flatnonzero(~full), k), (np.flatnonzero(full), cand.shape[1])):
+            if sel.size:
+                idx[sel], vals[sel] = _order(X, query[sel], cand[sel, :width], k, metric)
         return idx, vals
-    return _order(X, np.arange(n), cand, k, metric)
+    return _order(X, query, cand, k, metric)
 
 
 def _order(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, metric: str):
@@ -190,23 +196,57 @@ def _numpy_candidates(X: np.ndarray, k: int, metric: str, block_size: int) -> np
     return out
 
 
-def _faiss_candidates(X: np.ndarray, c: int, metric: str, block_size: int, n_threads: int | None):
+def _faiss_candidates(X: np.ndarray, c: int, metric: str, block_size: int, n_threads: int | None,
+                      rows: np.ndarray | None = None, index=None):
+    """FAISS flat search of ``c`` candidates for ``X[rows]`` (all rows by default): (ids, float32 scores, index)."""
     import faiss
 
     if n_threads is not None:
         faiss.omp_set_num_threads(int(n_threads))
     Xf = np.ascontiguousarray(X, dtype=np.float32)
-    index = faiss.IndexFlatIP(Xf.shape[1]) if metric == "ip" else faiss.IndexFlatL2(Xf.shape[1])
-    index.add(Xf)
-    out = np.empty((Xf.shape[0], c), dtype=np.int64)
-    scores = np.empty((Xf.shape[0], c), dtype=np.float32)
-    for s in range(0, Xf.shape[0], block_size):
-        dist, ind = index.search(Xf[s : s + block_size], c)
+    if index is None:
+        index = faiss.IndexFlatIP(Xf.shape[1]) if metric == "ip" else faiss.IndexFlatL2(Xf.shape[1])
+        index.add(Xf)
+    Q = Xf if rows is None else Xf[rows]
+    out = np.empty((Q.shape[0], c), dtype=np.int64)
+    scores = np.empty((Q.shape[0], c), dtype=np.float32)
+    for s in range(0, Q.shape[0], block_size):
+        dist, ind = index.search(Q[s : s + block_size], c)
         out[s : s + block_size] = ind
         scores[s : s + block_size] = dist
     if (out < 0).any():  # pragma: no cover - FAISS pads with -1 only when c > N
         raise InputError("FAISS returned fewer neighbours than requested")
-    return out, scores
+    return out, scores, index
+
+
+def _faiss_exact(X: np.ndarray, k: int, metric: str, block_size: int, n_threads: int | None):
+    """FAISS candidates, proven complete: a row is settled when its last float32 candidate is worse than its
+    k-th by more than twice the float32 error bound (no unseen point can then enter the k best); other rows
+    are searched again with four times the margin, up to all points."""
+    n = X.shape[0]
+    bound = _float32_error_bound(X, metric)
+    idx = np.empty((n, k), dtype=np.int32)
+    vals = np.empty((n, k), dtype=np.float64)
+    todo, margin, index = None, _MARGIN, None
+    while todo is None or todo.size:
+        c = min(n, k + 1 + margin)
+        cand, scores, index = _faiss_candidates(X, c, metric, block_size, n_threads, rows=todo, index=index)
+        rows = np.arange(n) if todo is None else todo
+        if c >= n:
+            proven = np.ones(rows.size, dtype=bool)
+        else:  # scores[:, k] (self may be among the first k + 1) is on the safe side of the k-th non-self score
+            s = scores.astype(np.float64)
+            if metric == "ip":
+                proven = s[:, -1] < s[:, k] - 2.0 * bound[rows]
+            else:
+                proven = s[:, -1] > s[:, k] + 2.0 * bound[rows]
+        done = rows[proven]
+        if done.size:
+            idx[done], vals[done] = _finalize(X, cand[proven], k, metric, has_self=True, scores=scores[proven],
+                                              rows=done)
+        todo = rows[~proven]
+        margin *= 4
+    return idx, vals
 
 
 def _torch_candidates(X: np.ndarray, c: int, metric: str, block_size: int) -> np.ndarray:
@@ -293,14 +333,12 @@ def knn_graph(
         bs = block_size or max(1, min(n, (1 << 24) // max(1, n)))
         cand = _numpy_candidates(X, k, metric, bs)
         return _finalize(X, cand, k, metric, has_self=False)
-    c = min(n, k + 1 + _MARGIN)
     if backend == "faiss":
         bs = block_size or (1 << 17)
         threads = n_threads if n_threads is not None else _env_threads()
-        cand, scores = _faiss_candidates(X, c, metric, bs, threads)
-        return _finalize(X, cand, k, metric, has_self=True, scores=scores)
+        return _faiss_exact(X, k, metric, bs, threads)
     bs = block_size or max(1, min(n, (1 << 26) // max(1, n)))
-    cand = _torch_candidates(X, min(n - 1, k + _MARGIN), metric, bs)
+    cand = _torch_candidates(X, min(n - 1, k + _TORCH_MARGIN), metric, bs)
     return _finalize(X, cand, k, metric, has_self=False)
 
 
