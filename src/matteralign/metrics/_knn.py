@@ -39,7 +39,7 @@ from ._validate import check_array, check_k
 
 __all__ = ["knn_graph"]
 
-_MARGIN = 2  # extra float32 candidates searched first (grown for rows whose completeness is not proven)
+_MARGIN = 8  # extra float32 candidates searched first (grown for rows whose completeness is not proven)
 _TORCH_MARGIN = 8  # extra float32 candidates of the CUDA route, re-scored in float64
 _GATHER_ELEMS = 1 << 22  # float64 elements per re-scoring block (32 MiB)
 
