@@ -129,7 +129,8 @@ def _float32_error_bound(X: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self: bool,
-              scores: np.ndarray | None = None, rows: np.ndarray | None = None):
+              scores: np.ndarray | None = None, rows: np.ndarray | None = None,
+              bound: np.ndarray | None = None):
     """Drop self (or the last candidate), re-score in float64, sort best-first, keep k.
 
     With the float32 ``scores`` of the candidates (FAISS: inner products, or squared distances, best first),
@@ -148,7 +149,7 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
         if scores is not None:
             scores = scores[keep].reshape(n, c - 1)
     if scores is not None and cand.shape[1] > k:
-        bound = _float32_error_bound(X, metric)[query]
+        bound = (_float32_error_bound(X, metric) if bound is None else bound)[query]
         s = scores.astype(np.float64)
         if metric == "ip":
             full = (s[:, k:] >= (s[:, k - 1] - 2.0 * bound)[:, None]).any(axis=1)
@@ -243,7 +244,7 @@ def _faiss_exact(X: np.ndarray, k: int, metric: str, block_size: int, n_threads:
         done = rows[proven]
         if done.size:
             idx[done], vals[done] = _finalize(X, cand[proven], k, metric, has_self=True, scores=scores[proven],
-                                              rows=done)
+                                              rows=done, bound=bound)
         todo = rows[~proven]
         margin *= 4
     return idx, vals

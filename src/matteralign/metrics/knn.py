@@ -211,8 +211,7 @@ def _pair_stats(gx: _Graph, gy: _Graph) -> tuple[float, float, int]:
     """``(HSIC_u(A, B), HSIC_u(B, A), number of shared pairs)`` of two graphs (compiled or numpy route)."""
     kernel = _pair_kernel(work=gx.n * gx.k * gy.k)
     if not kernel:
-        hxy, hyx = _cross_hsic_both(gx, gy)
-        return hxy, hyx, int(np.count_nonzero(_overlap(gx, gy)[0]))
+        return _cross_hsic_both(gx, gy)
     n = gx.n
     col_a, row_a, col_b, row_b = (np.zeros(n) for _ in range(4))
     t1, hits = kernel(gx.idx, gx.vals, gx.recip, gy.idx, gy.vals, gy.recip, col_a, row_a, col_b, row_b)
@@ -262,8 +261,9 @@ def _self_hsic(g: _Graph) -> float:
     return _hsic_terms(g.n, v.ravel(), v.ravel(), rows, g.idx.ravel(), t1)
 
 
-def _cross_hsic_both(gx: _Graph, gy: _Graph) -> tuple[float, float]:
-    """``HSIC_u(A, B)`` and ``HSIC_u(B, A)`` of the masked kernels, from one overlap of the two graphs.
+def _cross_hsic_both(gx: _Graph, gy: _Graph) -> tuple[float, float, int]:
+    """``HSIC_u(A, B)``, ``HSIC_u(B, A)`` of the masked kernels and the number of shared pairs, from one
+    overlap of the two graphs.
 
     The mask is the same in both orders; only ``1^T A B 1`` differs (``colsum(A) . rowsum(B)`` against
     ``colsum(B) . rowsum(A)``).
@@ -279,7 +279,7 @@ def _cross_hsic_both(gx: _Graph, gy: _Graph) -> tuple[float, float]:
     both = gx.recip[rows, colx] & gy.recip.ravel()[at_y]
     t1 = float(np.dot(a[both], b[both]))
     cols = gx.idx[rows, colx]
-    return _hsic_terms(gx.n, a, b, rows, cols, t1), _hsic_terms(gx.n, b, a, rows, cols, t1)
+    return _hsic_terms(gx.n, a, b, rows, cols, t1), _hsic_terms(gx.n, b, a, rows, cols, t1), int(rows.size)
 
 
 def _cross_hsic(gx: _Graph, gy: _Graph) -> float:
