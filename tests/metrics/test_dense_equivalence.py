@@ -180,16 +180,23 @@ def test_cknna_can_exceed_one_exactly_as_the_dense_reference():
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-def test_knn_compiled_rescoring_equals_numpy_route(monkeypatch, metric):
-    """float64 re-scoring: the compiled kernel and the numpy (gather + einsum) route agree."""
+@pytest.mark.parametrize("backend", ["faiss", "numpy"])
+def test_knn_compiled_selection_equals_numpy_route(monkeypatch, metric, backend):
+    """Self removal, float64 re-scoring and the (score, lower index) order: compiled kernel == numpy route,
+    also with exact duplicates (ties at every position) and rows of many duplicates (self not returned)."""
     import importlib
 
     knn_impl = importlib.import_module("matteralign.metrics._knn")
     X, _ = related(3, 600, l2=False)
-    X = X.astype(np.float32)
-    assert knn_impl._rescore_kernel(), "numba is part of the test environment"  # imports it: compiled route
-    idx, vals = knn_graph(X, k=9, metric=metric)
-    monkeypatch.setattr(knn_impl, "_rescore_kernel", lambda **_: False)
-    idx2, vals2 = knn_graph(X, k=9, metric=metric)
+    X[100:140] = X[7]  # 41 copies of one row: more than k + 1 + margin
+    X[300:303] = X[301]
+    X = X.astype(np.float32 if backend == "faiss" else np.float64)
+    assert knn_impl._select_kernel(), "numba is part of the test environment"  # imports it: compiled route
+    idx, vals = knn_graph(X, k=9, metric=metric, backend=backend)
+    monkeypatch.setattr(knn_impl, "_select_kernel", lambda **_: False)
+    idx2, vals2 = knn_graph(X, k=9, metric=metric, backend=backend)
     np.testing.assert_array_equal(idx, idx2)
-    np.testing.assert_allclose(vals, vals2, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(vals, vals2, rtol=1e-14, atol=1e-15)
+    if metric == "l2":  # the copies of row 7 tie at distance 0: lower indices first, self excluded
+        assert list(idx[120]) == [7] + list(range(100, 108))
+        assert list(idx[7]) == list(range(100, 109))

@@ -142,14 +142,20 @@ def test_prepare_records_and_memoises():
         prepare(np.ones((10, 3)))
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("cols,elems", [(4096, 1 << 23), (45, 700)])
-def test_stacked_linear_cka_equals_pair_route(monkeypatch, cols, elems):
-    """All-pairs linear CKA (stacked syrk, column groups, row blocks) equals the pair-by-pair route."""
+def test_stacked_linear_cka_equals_pair_route(monkeypatch, cols, elems, compiled):
+    """All-pairs linear CKA (stacked syrk, column groups, row blocks; compiled or numpy centring) equals the
+    pair-by-pair route."""
     import importlib
 
     from matteralign.metrics import unbiased_cka
 
     cka_module = importlib.import_module("matteralign.metrics.cka")
+    if compiled:
+        assert cka_module._centre_kernel(), "numba is part of the test environment"
+    else:
+        monkeypatch.setattr(cka_module, "_centre_kernel", lambda **_: False)
     monkeypatch.setattr(cka_module, "_STACK_COLS", cols)  # (45, 700): 3 groups, 31-row blocks
     monkeypatch.setattr(cka_module, "_STACK_ELEMS", elems)
     reps = _reps(n=257, m=4, seed=3)

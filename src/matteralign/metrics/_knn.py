@@ -56,32 +56,75 @@ def _cuda_available() -> bool:
 
 
 @kernel
-def _rescore_kernel(numba):
-    """Compiled float64 re-scoring: ``kernel(X, rows, cand, l2, out)``, rows in parallel, no gathered copies.
+def _select_kernel(numba):
+    """Compiled :func:`_finalize`: per query row, drop self, re-score in float64, keep the k best, sorted.
 
-    Each score is one float64 sum over the features in index order, so ``score(i, j) == score(j, i)``
-    bit for bit.
+    ``select(X, rows, cand, scores, bound, k, l2, has_self, use_scores, out_idx, out_vals)``; rows run in
+    parallel with no gathered copies. Each score is one float64 sum over the features whose vector lanes
+    follow the feature index only, so ``score(i, j) == score(j, i)`` bit for bit (the squared difference is
+    the same either way; float32 products are exact in float64, so fusing them into the sum changes nothing).
     """
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def rescore(X, rows, cand, l2, out):  # pragma: no cover - compiled
+    # reassoc lets the sums vectorise (lane order depends on the feature index alone); contract fuses the
+    # exact float32 products into their sums. One function: a jitted callee held in a closure would defeat
+    # numba's on-disk cache (closure variables are part of its key).
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    def select(X, rows, cand, scores, bound, k, l2, has_self, use_scores, out_idx, out_vals):  # pragma: no cover
+        n, c = cand.shape
         d = X.shape[1]
-        for r in numba.prange(cand.shape[0]):
-            i = rows[r]
-            for c in range(cand.shape[1]):
-                j = cand[r, c]
-                acc = 0.0
-                if l2:
-                    for q in range(d):
-                        z = np.float64(X[j, q]) - np.float64(X[i, q])
-                        acc += z * z
-                    out[r, c] = np.sqrt(acc)
-                else:
-                    for q in range(d):
-                        acc += np.float64(X[i, q]) * np.float64(X[j, q])
-                    out[r, c] = acc
+        chunk = 256
+        for b in numba.prange((n + chunk - 1) // chunk):
+            ids = np.empty(c, dtype=np.int64)
+            fs = np.empty(c, dtype=np.float64)
+            vs = np.empty(c, dtype=np.float64)
+            for r in range(b * chunk, min(n, (b + 1) * chunk)):
+                i = rows[r]
+                drop = -1
+                if has_self:
+                    drop = c - 1  # more duplicates than candidates: the last one goes instead of self
+                    for t in range(c):
+                        if cand[r, t] == i:
+                            drop = t
+                            break
+                m = 0
+                for t in range(c):
+                    if t != drop:
+                        ids[m] = cand[r, t]
+                        if use_scores:
+                            fs[m] = np.float64(scores[r, t])
+                        m += 1
+                width = m
+                if use_scores and m > k:  # a later float32 score near the k-th: re-score them all
+                    width = k
+                    for t in range(k, m):
+                        if (fs[t] <= fs[k - 1] + 2.0 * bound[r]) if l2 else (fs[t] >= fs[k - 1] - 2.0 * bound[r]):
+                            width = m
+                            break
+                for t in range(width):  # smaller is better: distance, or minus the inner product
+                    j = ids[t]
+                    acc = 0.0
+                    if l2:
+                        for q in range(d):
+                            z = np.float64(X[j, q]) - np.float64(X[i, q])
+                            acc += z * z
+                        vs[t] = np.sqrt(acc)
+                    else:
+                        for q in range(d):
+                            acc += np.float64(X[i, q]) * np.float64(X[j, q])
+                        vs[t] = -acc
+                for t in range(1, width):  # insertion sort by (score, index): the lower index wins ties
+                    v, j = vs[t], ids[t]
+                    u = t - 1
+                    while u >= 0 and (vs[u] > v or (vs[u] == v and ids[u] > j)):
+                        vs[u + 1] = vs[u]
+                        ids[u + 1] = ids[u]
+                        u -= 1
+                    vs[u + 1] = v
+                    ids[u + 1] = j
+                for t in range(k):
+                    out_idx[r, t] = ids[t]
+                    out_vals[r, t] = vs[t] if l2 else -vs[t]
 
-    return rescore
+    return select
 
 
 def _rescore(X: np.ndarray, cand: np.ndarray, metric: str, rows: np.ndarray | None = None) -> np.ndarray:
@@ -94,11 +137,6 @@ def _rescore(X: np.ndarray, cand: np.ndarray, metric: str, rows: np.ndarray | No
     if n == 0 or c == 0:
         return out
     rows = np.arange(n) if rows is None else rows
-    compiled = _rescore_kernel(work=n * c * X.shape[1])
-    if compiled:
-        compiled(X, np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cand, dtype=np.int64),
-                 metric == "l2", out)
-        return out
     block = max(1, _GATHER_ELEMS // max(1, c * X.shape[1]))
     for s in range(0, n, block):
         e = min(n, s + block)
@@ -139,6 +177,17 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
     """
     n, c = cand.shape
     query = np.arange(n) if rows is None else rows
+    compiled = _select_kernel(work=n * c * X.shape[1])
+    if compiled:
+        use = scores is not None
+        idx = np.empty((n, k), dtype=np.int32)
+        vals = np.empty((n, k), dtype=np.float64)
+        bd = ((_float32_error_bound(X, metric) if bound is None else bound)[query] if use else np.empty(0))
+        compiled(np.ascontiguousarray(X), np.ascontiguousarray(query, dtype=np.int64),
+                 np.ascontiguousarray(cand, dtype=np.int64),
+                 np.ascontiguousarray(scores, dtype=np.float32) if use else np.empty((0, 0), np.float32),
+                 np.ascontiguousarray(bd, dtype=np.float64), int(k), metric == "l2", bool(has_self), use, idx, vals)
+        return idx, vals
     cand = cand.astype(np.int64, copy=False)
     if has_self:
         is_self = cand == query[:, None]

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._cache import ModelCache
+from ._compiled import kernel
 from ._registry import MetricSpec, register
 from ._validate import check_pair
 
@@ -339,12 +340,29 @@ _STACK_COLS = 4096  # features per column group of the stacked product
 _STACK_ELEMS = 1 << 23  # float64 elements per row block of one group (64 MiB)
 
 
+@kernel
+def _centre_kernel(numba):
+    """Compiled ``out[r] = float64(F[s + r]) - mean`` over rows in parallel (the numpy ufunc runs on one core)."""
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def centre(F, mean, s, out):  # pragma: no cover - compiled
+        for r in numba.prange(out.shape[0]):
+            for q in range(out.shape[1]):
+                out[r, q] = np.float64(F[s + r, q]) - mean[q]
+
+    return centre
+
+
 def _centred_block(caches, s: int, e: int, buf: np.ndarray) -> np.ndarray:
     """Rows ``s:e`` of the side-by-side centred features of ``caches``, written into (a view of) ``buf``."""
     Z = buf[: e - s]
+    compiled = _centre_kernel(work=Z.size)
     o = 0
     for c in caches:
-        np.subtract(c.features[s:e], c.mean, out=Z[:, o : o + c.d], dtype=np.float64)
+        if compiled:
+            compiled(c.features, c.mean, s, Z[:, o : o + c.d])
+        else:
+            np.subtract(c.features[s:e], c.mean, out=Z[:, o : o + c.d], dtype=np.float64)
         o += c.d
     return Z
 
