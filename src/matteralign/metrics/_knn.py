@@ -14,7 +14,9 @@ ordered best-first with **ties broken by the lower index**. The float32 backends
 candidate set is *proven* complete: a row is settled when its last float32 candidate is worse than its
 k-th by more than twice the float32 error bound (``gamma_D |x_i| max_j |x_j|``, Higham Eq. 3.5), so no
 unseen point can enter; other rows are searched again with four times the margin, up to all points. Only
-candidates within the bound of the k-th are then re-scored beyond the first k.
+candidates within the bound of the k-th are then re-scored beyond the first k. With numba, self removal,
+re-scoring and ordering are one compiled pass over the rows (``_select_kernel``); the numpy route gives the
+same result and stays for installs without it.
 
 Self-exclusion is by index, not by value: a query never lists itself, and an exact duplicate of it is an
 ordinary (tied-best) neighbour. When the FAISS result for a query does not contain the query itself
@@ -34,12 +36,12 @@ import sys
 import numpy as np
 
 from ..errors import InputError
-from ._compiled import kernel
+from ._compiled import kernel, run_rows
 from ._validate import check_array, check_k
 
 __all__ = ["knn_graph"]
 
-_MARGIN = 8  # extra float32 candidates searched first (grown for rows whose completeness is not proven)
+_MARGIN = 4  # extra float32 candidates searched first (grown for rows whose completeness is not proven)
 _TORCH_MARGIN = 8  # extra float32 candidates of the CUDA route, re-scored in float64
 _GATHER_ELEMS = 1 << 22  # float64 elements per re-scoring block (32 MiB)
 
@@ -59,70 +61,70 @@ def _cuda_available() -> bool:
 def _select_kernel(numba):
     """Compiled :func:`_finalize`: per query row, drop self, re-score in float64, keep the k best, sorted.
 
-    ``select(X, rows, cand, scores, bound, k, l2, has_self, use_scores, out_idx, out_vals)``; rows run in
-    parallel with no gathered copies. Each score is one float64 sum over the features whose vector lanes
+    ``select(lo, hi, X, rows, cand, scores, bound, k, l2, has_self, use_scores, out_idx, out_vals)`` handles
+    rows ``lo:hi`` (:func:`~matteralign.metrics._compiled.run_rows` spreads them over threads), with no
+    gathered copies. Each score is one float64 sum over the features whose vector lanes
     follow the feature index only, so ``score(i, j) == score(j, i)`` bit for bit (the squared difference is
     the same either way; float32 products are exact in float64, so fusing them into the sum changes nothing).
     """
     # reassoc lets the sums vectorise (lane order depends on the feature index alone); contract fuses the
     # exact float32 products into their sums. One function: a jitted callee held in a closure would defeat
     # numba's on-disk cache (closure variables are part of its key).
-    @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-    def select(X, rows, cand, scores, bound, k, l2, has_self, use_scores, out_idx, out_vals):  # pragma: no cover
-        n, c = cand.shape
+    @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    def select(lo, hi, X, rows, cand, scores, bound, k, l2, has_self, use_scores,
+               out_idx, out_vals):  # pragma: no cover - compiled
+        c = cand.shape[1]
         d = X.shape[1]
-        chunk = 256
-        for b in numba.prange((n + chunk - 1) // chunk):
-            ids = np.empty(c, dtype=np.int64)
-            fs = np.empty(c, dtype=np.float64)
-            vs = np.empty(c, dtype=np.float64)
-            for r in range(b * chunk, min(n, (b + 1) * chunk)):
-                i = rows[r]
-                drop = -1
-                if has_self:
-                    drop = c - 1  # more duplicates than candidates: the last one goes instead of self
-                    for t in range(c):
-                        if cand[r, t] == i:
-                            drop = t
-                            break
-                m = 0
+        ids = np.empty(c, dtype=np.int64)
+        fs = np.empty(c, dtype=np.float64)
+        vs = np.empty(c, dtype=np.float64)
+        for r in range(lo, hi):
+            i = rows[r]
+            drop = -1
+            if has_self:
+                drop = c - 1  # more duplicates than candidates: the last one goes instead of self
                 for t in range(c):
-                    if t != drop:
-                        ids[m] = cand[r, t]
-                        if use_scores:
-                            fs[m] = np.float64(scores[r, t])
-                        m += 1
-                width = m
-                if use_scores and m > k:  # a later float32 score near the k-th: re-score them all
-                    width = k
-                    for t in range(k, m):
-                        if (fs[t] <= fs[k - 1] + 2.0 * bound[r]) if l2 else (fs[t] >= fs[k - 1] - 2.0 * bound[r]):
-                            width = m
-                            break
-                for t in range(width):  # smaller is better: distance, or minus the inner product
-                    j = ids[t]
-                    acc = 0.0
-                    if l2:
-                        for q in range(d):
-                            z = np.float64(X[j, q]) - np.float64(X[i, q])
-                            acc += z * z
-                        vs[t] = np.sqrt(acc)
-                    else:
-                        for q in range(d):
-                            acc += np.float64(X[i, q]) * np.float64(X[j, q])
-                        vs[t] = -acc
-                for t in range(1, width):  # insertion sort by (score, index): the lower index wins ties
-                    v, j = vs[t], ids[t]
-                    u = t - 1
-                    while u >= 0 and (vs[u] > v or (vs[u] == v and ids[u] > j)):
-                        vs[u + 1] = vs[u]
-                        ids[u + 1] = ids[u]
-                        u -= 1
-                    vs[u + 1] = v
-                    ids[u + 1] = j
-                for t in range(k):
-                    out_idx[r, t] = ids[t]
-                    out_vals[r, t] = vs[t] if l2 else -vs[t]
+                    if cand[r, t] == i:
+                        drop = t
+                        break
+            m = 0
+            for t in range(c):
+                if t != drop:
+                    ids[m] = cand[r, t]
+                    if use_scores:
+                        fs[m] = np.float64(scores[r, t])
+                    m += 1
+            width = m
+            if use_scores and m > k:  # a later float32 score near the k-th: re-score them all
+                width = k
+                for t in range(k, m):
+                    if (fs[t] <= fs[k - 1] + 2.0 * bound[r]) if l2 else (fs[t] >= fs[k - 1] - 2.0 * bound[r]):
+                        width = m
+                        break
+            for t in range(width):  # smaller is better: distance, or minus the inner product
+                j = ids[t]
+                acc = 0.0
+                if l2:
+                    for q in range(d):
+                        z = np.float64(X[j, q]) - np.float64(X[i, q])
+                        acc += z * z
+                    vs[t] = np.sqrt(acc)
+                else:
+                    for q in range(d):
+                        acc += np.float64(X[i, q]) * np.float64(X[j, q])
+                    vs[t] = -acc
+            for t in range(1, width):  # insertion sort by (score, index): the lower index wins ties
+                v, j = vs[t], ids[t]
+                u = t - 1
+                while u >= 0 and (vs[u] > v or (vs[u] == v and ids[u] > j)):
+                    vs[u + 1] = vs[u]
+                    ids[u + 1] = ids[u]
+                    u -= 1
+                vs[u + 1] = v
+                ids[u + 1] = j
+            for t in range(k):
+                out_idx[r, t] = ids[t]
+                out_vals[r, t] = vs[t] if l2 else -vs[t]
 
     return select
 
@@ -183,7 +185,7 @@ def _finalize(X: np.ndarray, cand: np.ndarray, k: int, metric: str, *, has_self:
         idx = np.empty((n, k), dtype=np.int32)
         vals = np.empty((n, k), dtype=np.float64)
         bd = ((_float32_error_bound(X, metric) if bound is None else bound)[query] if use else np.empty(0))
-        compiled(np.ascontiguousarray(X), np.ascontiguousarray(query, dtype=np.int64),
+        run_rows(compiled, n, np.ascontiguousarray(X), np.ascontiguousarray(query, dtype=np.int64),
                  np.ascontiguousarray(cand, dtype=np.int64),
                  np.ascontiguousarray(scores, dtype=np.float32) if use else np.empty((0, 0), np.float32),
                  np.ascontiguousarray(bd, dtype=np.float64), int(k), metric == "l2", bool(has_self), use, idx, vals)

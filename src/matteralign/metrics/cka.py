@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._cache import ModelCache
-from ._compiled import kernel
+from ._compiled import kernel, run_rows
 from ._registry import MetricSpec, register
 from ._validate import check_pair
 
@@ -342,27 +342,43 @@ _STACK_ELEMS = 1 << 23  # float64 elements per row block of one group (64 MiB)
 
 @kernel
 def _centre_kernel(numba):
-    """Compiled ``out[r] = float64(F[s + r]) - mean`` over rows in parallel (the numpy ufunc runs on one core)."""
+    """Compiled ``out[r] = float64(F[s + r]) - mean`` and ``sq[s + r] = |out[r]|^2`` for rows ``lo:hi``
+    (:func:`run_rows` runs them in parallel; the numpy ufuncs run on one core). ``sq`` of length 0 skips the
+    squared norms."""
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def centre(F, mean, s, out):  # pragma: no cover - compiled
-        for r in numba.prange(out.shape[0]):
+    @numba.njit(cache=True, nogil=True)
+    def centre(lo, hi, F, mean, s, out, sq):  # pragma: no cover - compiled
+        norms = sq.shape[0] > 0
+        for r in range(lo, hi):
+            acc = 0.0
             for q in range(out.shape[1]):
-                out[r, q] = np.float64(F[s + r, q]) - mean[q]
+                z = np.float64(F[s + r, q]) - mean[q]
+                out[r, q] = z
+                acc += z * z
+            if norms:
+                sq[s + r] = acc
 
     return centre
 
 
-def _centred_block(caches, s: int, e: int, buf: np.ndarray) -> np.ndarray:
-    """Rows ``s:e`` of the side-by-side centred features of ``caches``, written into (a view of) ``buf``."""
+def _centred_block(caches, s: int, e: int, buf: np.ndarray, sq: list[np.ndarray] | None = None) -> np.ndarray:
+    """Rows ``s:e`` of the side-by-side centred features of ``caches``, written into (a view of) ``buf``.
+
+    With ``sq`` (one length-N array per cache), also writes the squared norms of the centred rows into
+    ``sq[t][s:e]``.
+    """
     Z = buf[: e - s]
     compiled = _centre_kernel(work=Z.size)
     o = 0
-    for c in caches:
+    for t, c in enumerate(caches):
+        blk = Z[:, o : o + c.d]
         if compiled:
-            compiled(c.features, c.mean, s, Z[:, o : o + c.d])
+            norms = sq[t] if sq is not None else np.empty(0)
+            run_rows(compiled, e - s, c.features, c.mean, s, blk, norms, chunks_per_thread=1)
         else:
-            np.subtract(c.features[s:e], c.mean, out=Z[:, o : o + c.d], dtype=np.float64)
+            np.subtract(c.features[s:e], c.mean, out=blk, dtype=np.float64)
+            if sq is not None:
+                sq[t][s:e] = np.einsum("ij,ij->i", blk, blk)
         o += c.d
     return Z
 
@@ -370,9 +386,14 @@ def _centred_block(caches, s: int, e: int, buf: np.ndarray) -> np.ndarray:
 def _stacked_frobenius(caches: list[ModelCache]) -> np.ndarray:
     """``F[i, j] = ||X_ic^T X_jc||_F^2`` for all pairs, from blocks of the stacked product ``Z^T Z``.
 
-    Also memoises each cache's linear kernel statistics (diagonal = squared row norms of the centred
-    features, ``<K, K> = F[i, i]``) so that single-pair calls reuse them.
+    The product accumulates in place over row blocks of the centred features: BLAS ``dsyrk`` (upper
+    triangle) for a column group with itself, ``dgemm`` between groups, both with ``beta = 1`` into one
+    Fortran-ordered float64 matrix (no per-block temporaries). Also memoises each cache's linear kernel
+    statistics (diagonal = squared row norms of the centred features, written by the centring pass;
+    ``<K, K> = F[i, i]``) so that single-pair calls reuse them.
     """
+    from scipy.linalg.blas import dgemm, dsyrk
+
     n, m = caches[0].n, len(caches)
     groups: list[list[int]] = []
     width = 0
@@ -391,23 +412,28 @@ def _stacked_frobenius(caches: list[ModelCache]) -> np.ndarray:
             same = B is A
             wb = sum(caches[j].d for j in B)
             offb = np.cumsum([0] + [caches[j].d for j in B])
-            G = np.zeros((wa, wb))
+            G = np.zeros((wa, wb), order="F")
             rows = min(n, max(64, _STACK_ELEMS // max(wa, wb)))
             buf_a = np.empty((rows, wa))  # reused across row blocks (no fresh pages per block)
             buf_b = None if same else np.empty((rows, wb))
             for s in range(0, n, rows):
                 e = min(n, s + rows)
-                Za = _centred_block([caches[i] for i in A], s, e, buf_a)
+                Za = _centred_block([caches[i] for i in A], s, e, buf_a, [diag[i] for i in A] if same else None)
+                # Za is C-ordered, so Za.T is the Fortran-ordered (w, rows) operand BLAS takes without a copy
                 if same:
-                    G += Za.T @ Za  # symmetric: numpy calls syrk
-                    for t, i in enumerate(A):
-                        blk = Za[:, offa[t] : offa[t + 1]]
-                        diag[i][s:e] = np.einsum("ij,ij->i", blk, blk)
+                    G = dsyrk(1.0, Za.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)
                 else:
-                    G += Za.T @ _centred_block([caches[j] for j in B], s, e, buf_b)
+                    Zb = _centred_block([caches[j] for j in B], s, e, buf_b)
+                    G = dgemm(1.0, Za.T, Zb.T, beta=1.0, c=G, trans_b=1, overwrite_c=1)
             for t, i in enumerate(A):
                 for u, j in enumerate(B):
-                    F[i, j] = F[j, i] = float(np.sum(G[offa[t] : offa[t + 1], offb[u] : offb[u + 1]] ** 2))
+                    if same and u < t:
+                        continue  # the lower triangle of a dsyrk result is not written (zeros); mirrored below
+                    blk = G[offa[t] : offa[t + 1], offb[u] : offb[u + 1]]
+                    val = float(np.sum(blk**2))
+                    if same and u == t:  # upper triangle with the diagonal: count the strict part twice
+                        val = 2.0 * val - float(np.sum(np.diagonal(blk) ** 2))
+                    F[i, j] = F[j, i] = val
     for i, c in enumerate(caches):
         c.extras.setdefault(("cka", "linear_stats"), _KernelStats(diag[i], np.zeros(n), F[i, i]))
     return F

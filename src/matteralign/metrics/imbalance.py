@@ -32,7 +32,7 @@ from ._blocked import (
     row_blocks,
     sq_dist_block,
 )
-from ._compiled import kernel
+from ._compiled import kernel, run_rows
 from ._registry import MetricSpec, register
 from ._validate import check_array, check_k, check_pair, check_positive_int
 
@@ -81,7 +81,7 @@ class RankCounter:
                 lo32 = np.ascontiguousarray((thr - band).astype(D.numpy().dtype))
                 hi32 = np.ascontiguousarray((thr + band).astype(D.numpy().dtype))
                 nbr = np.ascontiguousarray(self.neighbours[n][i0:i1], dtype=np.int64)
-                _exact_kernel()(D.numpy(), lo32, hi32, nbr, ws.raw, i0, out)
+                run_rows(_exact_kernel(), D.shape[0], D.numpy(), lo32, hi32, nbr, ws.raw, i0, out)
                 continue
             lo = torch.from_numpy(thr - band).to(D.dtype)
             hi = torch.from_numpy(thr + band).to(D.dtype)
@@ -119,18 +119,18 @@ class RankCounter:
 def _exact_kernel(numba):
     """The fused exact counting kernel, compiled on first use (cached on disk); ``False`` without numba.
 
-    ``kernel(D, lo, hi, nbr, raw, i0, out)`` adds to ``out[r, t]`` the number of ``l`` with
-    ``d(i, l)^2 < d(i, nbr[r, t])^2`` in float64, ``i = i0 + r``: entries of the float32 block ``D`` below
+    ``kernel(lo_row, hi_row, D, lo, hi, nbr, raw, i0, out)`` adds to ``out[r, t]`` (rows ``lo_row:hi_row``)
+    the number of ``l`` with ``d(i, l)^2 < d(i, nbr[r, t])^2`` in float64, ``i = i0 + r``: entries of the float32 block ``D`` below
     ``lo`` count, entries above ``hi`` do not, and the few inside the rounding band ``[lo, hi]`` are
     decided by recomputing both squared distances in float64 from ``raw`` (difference formula). One pass
-    over ``D``, rows in parallel.
+    over ``D``; :func:`run_rows` runs the rows in parallel.
     """
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def exact_counts(D, lo, hi, nbr, raw, i0, out):  # pragma: no cover - compiled
+    @numba.njit(cache=True, nogil=True)
+    def exact_counts(lo_row, hi_row, D, lo, hi, nbr, raw, i0, out):  # pragma: no cover - compiled
         d = raw.shape[1]
         n_t = lo.shape[1]
-        for r in numba.prange(D.shape[0]):
+        for r in range(lo_row, hi_row):
             i = i0 + r
             thr = np.empty(n_t)
             for t in range(n_t):  # the thresholds, recomputed like the band entries below

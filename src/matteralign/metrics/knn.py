@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._cache import ModelCache
-from ._compiled import kernel
+from ._compiled import kernel, pool, run_rows
 from ._knn import knn_graph
 from ._registry import MetricSpec, register
 from ._validate import check_k, check_pair
@@ -54,12 +54,13 @@ _ROW_BLOCK = 4096  # rows per block of the (rows, k, k) neighbour comparisons
 
 @kernel
 def _recip_kernel(numba):
-    """Compiled reciprocity flags: ``kernel(idx, out)`` sets ``out[i, a] = i in idx[idx[i, a]]``."""
+    """Compiled reciprocity flags: ``kernel(lo, hi, idx, out)`` sets ``out[i, a] = i in idx[idx[i, a]]`` for
+    rows ``lo:hi``."""
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def recip(idx, out):  # pragma: no cover - compiled
-        n, k = idx.shape
-        for i in numba.prange(n):
+    @numba.njit(cache=True, nogil=True)
+    def recip(lo, hi, idx, out):  # pragma: no cover - compiled
+        k = idx.shape[1]
+        for i in range(lo, hi):
             for a in range(k):
                 j = idx[i, a]
                 hit = False
@@ -95,7 +96,7 @@ class _Graph:
             out = np.empty((self.n, self.k), dtype=bool)
             compiled = _recip_kernel(work=self.n * self.k * self.k)
             if compiled:
-                compiled(np.ascontiguousarray(self.idx), out)
+                run_rows(compiled, self.n, np.ascontiguousarray(self.idx), out)
             else:
                 rows = np.arange(self.n, dtype=self.idx.dtype)
                 for s in range(0, self.n, _ROW_BLOCK):
@@ -176,32 +177,38 @@ def _pair_kernel(numba):
     """Compiled one-pass overlap of two kNN graphs (numba; cached on disk), or ``False`` without numba.
 
     ``kernel(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b) -> (t1, hits)`` walks the shared pairs
-    ``(i, j)`` of the two graphs once (O(N k^2) comparisons, no temporaries): it accumulates the column and
+    ``(i, j)`` of the two graphs once (O(N k) steps: each row of the second graph is stamped into an N-long
+    scratch array, then the first graph's row looks its neighbours up there): it accumulates the column and
     row sums of ``A = mask * K`` and ``B = mask * L`` into the four zeroed arrays, ``t1 = sum A_ij B_ji``
-    (pairs reciprocal in both graphs) and the number of shared pairs.
+    (pairs reciprocal in both graphs) and the number of shared pairs. Pairs are visited in the first graph's
+    order, so every sum is taken in the order of the numpy route.
     """
 
     @numba.njit(cache=True, nogil=True)
     def pair_sums(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b):  # pragma: no cover - compiled
         n, kx = ix.shape
         ky = iy.shape[1]
+        stamp = np.full(n, -1, dtype=np.int64)  # stamp[j] == i: j is among row i's neighbours in the second graph
+        where = np.empty(n, dtype=np.int64)  # ... at position where[j]
         t1 = 0.0
         hits = 0
         for i in range(n):
+            for b in range(ky):
+                stamp[iy[i, b]] = i
+                where[iy[i, b]] = b
             for a in range(kx):
                 j = ix[i, a]
-                for b in range(ky):
-                    if iy[i, b] == j:
-                        ka = vx[i, a]
-                        lb = vy[i, b]
-                        hits += 1
-                        col_a[j] += ka
-                        row_a[i] += ka
-                        col_b[j] += lb
-                        row_b[i] += lb
-                        if rx[i, a] and ry[i, b]:
-                            t1 += ka * lb
-                        break
+                if stamp[j] == i:
+                    b = where[j]
+                    ka = vx[i, a]
+                    lb = vy[i, b]
+                    hits += 1
+                    col_a[j] += ka
+                    row_a[i] += ka
+                    col_b[j] += lb
+                    row_b[i] += lb
+                    if rx[i, a] and ry[i, b]:
+                        t1 += ka * lb
         return t1, hits
 
     return pair_sums
@@ -245,10 +252,8 @@ def _compute_pairs(graphs: list[_Graph]) -> dict[tuple[int, int], tuple[float, f
     for g in graphs:
         g.recip  # noqa: B018 - computed once, before the threads share the graphs
     if _pair_kernel(work=len(pairs) * graphs[0].n * graphs[0].k ** 2) and len(pairs) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=2) as pool:  # the kernel releases the GIL
-            stats = list(pool.map(lambda p: _pair_stats(graphs[p[0]], graphs[p[1]]), pairs))
+        # the kernel releases the GIL: pairs run side by side on the kernels' thread pool
+        stats = list(pool().map(lambda p: _pair_stats(graphs[p[0]], graphs[p[1]]), pairs))
         return dict(zip(pairs, stats, strict=True))
     return {p: _pair_stats(graphs[p[0]], graphs[p[1]]) for p in pairs}
 
