@@ -81,9 +81,19 @@ def test_streamed_median_is_exact(n, block, monkeypatch):
     assert _exact_median_sqdist(X, block) == np.median(D2)
 
 
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """The symmetric search cut into many tiles and panels (not multiples of its 128-entry chunks)."""
+    import importlib
+
+    knn_impl = importlib.import_module("matteralign.metrics._knn")
+    monkeypatch.setattr(knn_impl, "_TILE", 150)
+    monkeypatch.setattr(knn_impl, "_PANEL", 200)
+
+
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-@pytest.mark.parametrize("backend", ["numpy", "faiss"])
-def test_knn_graph_equals_dense(metric, backend):
+@pytest.mark.parametrize("backend", ["numpy", "faiss", "blas"])
+def test_knn_graph_equals_dense(metric, backend, small_tiles):
     X, _ = related(5, 700, l2=False)
     Xin = X if backend == "numpy" else X.astype(np.float32)
     idx, vals = knn_graph(Xin, k=12, metric=metric, backend=backend)
@@ -99,7 +109,8 @@ def test_knn_graph_equals_dense(metric, backend):
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-def test_knn_faiss_near_ties_below_float32_resolution(metric):
+@pytest.mark.parametrize("backend", ["faiss", "blas"])
+def test_knn_float32_near_ties_below_float32_resolution(metric, backend):
     """Candidates closer than float32 can tell apart: FAISS's order may be wrong, the float64 re-scoring
     (all candidates in those rows, only the first k elsewhere) must still give the exact graph."""
     rng = np.random.default_rng(7)
@@ -108,7 +119,7 @@ def test_knn_faiss_near_ties_below_float32_resolution(metric):
     direction = X[0] / np.linalg.norm(X[0])
     for t, j in enumerate(rng.permutation(np.arange(1, 13))):
         X[j] = X[0] * np.float32(0.9) + direction * np.float32(1e-7 * t)
-    idx, vals = knn_graph(X, k=6, metric=metric, backend="faiss")
+    idx, vals = knn_graph(X, k=6, metric=metric, backend=backend)
     ref = knn_dense(X.astype(np.float64), 6, metric)
     np.testing.assert_array_equal(idx, ref)
 
@@ -122,13 +133,13 @@ def test_knn_l2_distances_exact_for_near_duplicates():
     assert vals[0, 0] == pytest.approx(np.linalg.norm(X[0] - X[1]), rel=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "faiss"])
+@pytest.mark.parametrize("backend", ["numpy", "faiss", "blas"])
 def test_knn_tie_rule_lower_index_and_duplicates(backend):
     """Exact ties (integer coordinates, exact arithmetic): best first, ties by lower index; self never listed
     even among duplicates."""
     base = np.array([[1, 0], [0, 1], [1, 1], [2, 0]], dtype=np.float64)
     X = np.repeat(base, 6, axis=0)  # 4 groups of 6 identical rows
-    Xin = X.astype(np.float32) if backend == "faiss" else X
+    Xin = X if backend == "numpy" else X.astype(np.float32)
     idx, vals = knn_graph(Xin, k=8, metric="l2", backend=backend)
     n = X.shape[0]
     assert not (idx == np.arange(n)[:, None]).any()
@@ -180,7 +191,7 @@ def test_cknna_can_exceed_one_exactly_as_the_dense_reference():
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-@pytest.mark.parametrize("backend", ["faiss", "numpy"])
+@pytest.mark.parametrize("backend", ["faiss", "blas", "numpy"])
 def test_knn_compiled_selection_equals_numpy_route(monkeypatch, metric, backend):
     """Self removal, float64 re-scoring and the (score, lower index) order: compiled kernel == numpy route,
     also with exact duplicates (ties at every position) and rows of many duplicates (self not returned)."""
@@ -190,7 +201,7 @@ def test_knn_compiled_selection_equals_numpy_route(monkeypatch, metric, backend)
     X, _ = related(3, 600, l2=False)
     X[100:140] = X[7]  # 41 copies of one row: more than k + 1 + margin
     X[300:303] = X[301]
-    X = X.astype(np.float32 if backend == "faiss" else np.float64)
+    X = X.astype(np.float64 if backend == "numpy" else np.float32)
     assert knn_impl._select_kernel(), "numba is part of the test environment"  # imports it: compiled route
     idx, vals = knn_graph(X, k=9, metric=metric, backend=backend)
     monkeypatch.setattr(knn_impl, "_select_kernel", lambda **_: False)
