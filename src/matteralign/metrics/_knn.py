@@ -7,7 +7,8 @@ Backends (``backend="auto"`` picks the first that applies):
   pair of tiles is multiplied once (float32 BLAS), so each block serves the rows of both tiles: half the
   multiply-adds of a query-by-database search. Compiled kernels keep each row's best candidates, behind a
   vectorised float32 pre-filter (:func:`_blas_candidates`). About 1.4x faster than FAISS's flat search on
-  2 cores (``bench/README.md``); used when numba is loaded or the search is large enough to pay for it.
+  2 cores (``bench/README.md``); ``auto`` takes it when numba is loaded, or the search is large enough to
+  pay for loading it (:data:`_BLAS_WORTH`).
 * ``"faiss"`` -- CPU, float32 input: FAISS ``IndexFlatIP`` / ``IndexFlatL2`` (exact), queried in row blocks.
 * ``"numpy"`` -- CPU, any dtype (the path for float64 input): blocked matmul in the input dtype and an exact
   top-k selection with a deterministic tie rule.
@@ -328,11 +329,13 @@ def _blas_candidates(X: np.ndarray, c: int, metric: str, tile: int | None = None
     return ids, scores.astype(np.float32)
 
 
-def _rows_candidates(X: np.ndarray, rows: np.ndarray, c: int, metric: str, block: int = 1024):
+def _rows_candidates(X: np.ndarray, rows: np.ndarray, c: int, metric: str, block: int | None = None):
     """The ``c`` best float32 candidates of ``X[rows]`` against all rows (blocked float32 BLAS + partition):
-    ``(ids (len(rows), c) int64, scores float32)`` in the conventions of :func:`_blas_candidates`."""
+    ``(ids (len(rows), c) int64, scores float32)`` in the conventions of :func:`_blas_candidates`. Blocks of
+    ``block`` query rows (default: 32 MiB of float64 keys per block)."""
     Xf = np.ascontiguousarray(X, dtype=np.float32)
     n = Xf.shape[0]
+    block = block or max(16, _GATHER_ELEMS // n)
     l2 = metric == "l2"
     sq = np.einsum("ij,ij->i", Xf, Xf, dtype=np.float64) if l2 else None
     ids = np.empty((rows.size, c), dtype=np.int64)
@@ -644,7 +647,7 @@ def knn_graph(
         if _cuda_available():
             backend = "torch"
         elif X.dtype == np.float32:
-            backend = "blas" if _topc_rows_kernel(work=n * n * X.shape[1] / 2) else "faiss"
+            backend = "blas" if _blas_worth(n, X.shape[1]) else "faiss"
         else:
             backend = "numpy"
     if backend == "torch" and not _cuda_available():
@@ -663,6 +666,18 @@ def knn_graph(
         threads = n_threads if n_threads is not None else _env_threads()
         return _faiss_exact(X, k, metric, bs, threads)
     return _torch_exact(X, k, metric, block_size or max(1, min(n, (1 << 26) // max(1, n))))
+
+
+#: Multiply-adds (N^2 D) from which a search pays numba's import and start (about 0.5 s) when numba is not
+#: loaded yet: the symmetric search saves about a third of FAISS's time (~1e11 multiply-adds/s on 2 cores).
+_BLAS_WORTH = 2e11
+
+
+def _blas_worth(n: int, d: int) -> bool:
+    """Whether ``auto`` takes the symmetric search: numba present, and loaded already or the search is large."""
+    if "numba" not in sys.modules and float(n) * n * d < _BLAS_WORTH:
+        return False
+    return bool(_topc_rows_kernel())
 
 
 def _env_threads() -> int | None:
