@@ -98,7 +98,7 @@ def test_blas_equals_faiss_on_related_data():
 
 
 def test_blas_backend_without_numba_is_refused(monkeypatch):
-    monkeypatch.setattr(knn_impl, "_topc_rows_kernel", lambda **_: False)
+    monkeypatch.setattr(knn_impl, "_topc_kernel", lambda **_: False)
     with pytest.raises(InputError, match="numba"):
         knn_graph(data(0, 50, 4), k=3, backend="blas")
     idx, _ = knn_graph(data(0, 50, 4), k=3)  # auto falls back to FAISS

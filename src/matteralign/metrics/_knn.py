@@ -136,14 +136,16 @@ def _select_kernel(numba):
 
 
 @kernel
-def _topc_rows_kernel(numba):
-    """Compiled top-``c`` update of the symmetric search (:func:`_blas_candidates`) for the rows of a block.
+def _topc_kernel(numba):
+    """Compiled top-``c`` update of the symmetric search (:func:`_blas_candidates`) from one float32 block.
 
-    ``update(lo, hi, S, row_off, col_off, l2, sq, sq32, slack, keys, ids, worst, low, wpos)``: ``S`` holds the
-    float32 inner products ``x_{row_off + a} . x_{col_off + b}``; rows ``lo:hi`` are the owners, the columns
-    their candidates. A candidate's key is its inner product (ip) or ``2 x.y - |y|^2`` (l2: larger is nearer;
-    the owner's ``|x|^2`` is common to its row), in float64 from the float32 product. Each owner keeps its
-    ``c`` best keys unordered in ``keys``/``ids``, the worst one's key in ``worst`` and position in ``wpos``.
+    ``update(lo, hi, S, by_column, row_off, col_off, l2, sq, sq32, slack, keys, ids, worst, low, wpos)``:
+    ``S`` holds the float32 inner products ``x_{row_off + a} . x_{col_off + b}``. With ``by_column`` false the
+    owners are the rows ``lo:hi`` and their candidates the columns; with ``by_column`` true the owners are the
+    columns in chunks ``lo:hi`` of 128 and their candidates the rows. A candidate's key is its inner product
+    (ip) or ``2 x.y - |y|^2`` (l2: larger is nearer; the owner's ``|x|^2`` is common to its row), in float64
+    from the float32 product. Each owner keeps its ``c`` best keys unordered in ``keys``/``ids``, the worst
+    one's key in ``worst`` and position in ``wpos``.
 
     A vectorised float32 pre-filter scans 128 entries at a time against ``low = float32(worst) - slack``
     (``slack`` exceeds every float32 rounding of the filter, so it never drops a candidate that beats the
@@ -154,24 +156,33 @@ def _topc_rows_kernel(numba):
     # reassoc lets the chunk sums vectorise (a sum of d + |d| is positive exactly when some d > 0); LLVM
     # vectorises these loops only with a literal trip count (128).
     @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-    def update(lo, hi, S, row_off, col_off, l2, sq, sq32, slack, keys, ids, worst, low,
+    def update(lo, hi, S, by_column, row_off, col_off, l2, sq, sq32, slack, keys, ids, worst, low,
                wpos):  # pragma: no cover - compiled
-        nc = S.shape[1]
+        nr, nc = S.shape
         c = keys.shape[1]
         dbuf = np.empty(128, dtype=np.float32)
-        for a in range(lo, hi):
-            o = row_off + a
-            for b0 in range(0, nc, 128):
+        inner = nr if by_column else (nc + 127) // 128
+        for x in range(lo, hi):  # a row (by rows) or a chunk of 128 columns (by columns)
+            for y in range(inner):
+                a, b0 = (y, x * 128) if by_column else (x, y * 128)
                 w = min(128, nc - b0)
                 if w == 128:
-                    t = low[o]
                     acc = np.float32(0.0)
-                    if l2:
+                    if by_column:  # the 128 owners' thresholds side by side
+                        lw = low[col_off + b0 : col_off + b0 + 128]
+                        s2 = sq32[row_off + a] if l2 else np.float32(0.0)
+                        for b in range(128):
+                            d = (np.float32(2.0) * S[a, b0 + b] - s2 if l2 else S[a, b0 + b]) - lw[b]
+                            dbuf[b] = d
+                            acc += d + abs(d)
+                    elif l2:
+                        t = low[row_off + a]
                         for b in range(128):
                             d = np.float32(2.0) * S[a, b0 + b] - sq32[col_off + b0 + b] - t
                             dbuf[b] = d
                             acc += d + abs(d)
                     else:
+                        t = low[row_off + a]
                         for b in range(128):
                             d = S[a, b0 + b] - t
                             dbuf[b] = d
@@ -183,65 +194,10 @@ def _topc_rows_kernel(numba):
                 for b in range(w):
                     if not dbuf[b] > 0:
                         continue
-                    cand = col_off + b0 + b
-                    key = np.float64(S[a, b0 + b])
-                    if l2:
-                        key = 2.0 * key - sq[cand]
-                    if key > worst[o]:
-                        p = wpos[o]
-                        keys[o, p] = key
-                        ids[o, p] = cand
-                        lo_key, lo_pos = keys[o, 0], 0
-                        for u in range(1, c):
-                            if keys[o, u] < lo_key:
-                                lo_key, lo_pos = keys[o, u], u
-                        worst[o] = lo_key
-                        wpos[o] = lo_pos
-                        low[o] = np.float32(lo_key) - slack
-
-    return update
-
-
-@kernel
-def _topc_cols_kernel(numba):
-    """Compiled top-``c`` update of the symmetric search for the columns of a block: the transposed twin of
-    :func:`_topc_rows_kernel`, same arguments, with ``lo:hi`` counting chunks of 128 columns (the owners) and
-    the block's rows as their candidates. The pre-filter compares a row's 128 entries with the 128 owners'
-    thresholds at once."""
-
-    @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-    def update(lo, hi, S, row_off, col_off, l2, sq, sq32, slack, keys, ids, worst, low,
-               wpos):  # pragma: no cover - compiled
-        nr, nc = S.shape
-        c = keys.shape[1]
-        dbuf = np.empty(128, dtype=np.float32)
-        for ch in range(lo, hi):
-            b0 = ch * 128
-            w = min(128, nc - b0)
-            lw = low[col_off + b0 : col_off + b0 + w]  # a view: raised thresholds show at once
-            for a in range(nr):
-                cand = row_off + a
-                if w == 128:
-                    acc = np.float32(0.0)
-                    if l2:
-                        s2 = sq32[cand]
-                        for b in range(128):
-                            d = np.float32(2.0) * S[a, b0 + b] - s2 - lw[b]
-                            dbuf[b] = d
-                            acc += d + abs(d)
+                    if by_column:
+                        o, cand = col_off + b0 + b, row_off + a
                     else:
-                        for b in range(128):
-                            d = S[a, b0 + b] - lw[b]
-                            dbuf[b] = d
-                            acc += d + abs(d)
-                    if not acc > 0:
-                        continue
-                else:
-                    dbuf[:w] = 1.0
-                for b in range(w):
-                    if not dbuf[b] > 0:
-                        continue
-                    o = col_off + b0 + b
+                        o, cand = row_off + a, col_off + b0 + b
                     key = np.float64(S[a, b0 + b])
                     if l2:
                         key = 2.0 * key - sq[cand]
@@ -271,7 +227,7 @@ def _blas_candidates(X: np.ndarray, c: int, metric: str, tile: int | None = None
     ``tile`` candidates and a threshold near its final one. Then, from the last tile to the first, the tile
     is multiplied (float32 BLAS) with the rows after it, in column panels: every pair of rows is multiplied
     once, half the multiply-adds of a query-by-database search. A block updates the candidates of its rows
-    and, transposed, of its columns (:func:`_topc_rows_kernel`, :func:`_topc_cols_kernel`). Going from the
+    and, transposed, of its columns (:func:`_topc_kernel`). Going from the
     last tile up, a row sees the rows after it (its own tile's pass) before those before it (the column
     passes of earlier tiles), which keeps the costly replacements few.
 
@@ -279,7 +235,7 @@ def _blas_candidates(X: np.ndarray, c: int, metric: str, tile: int | None = None
     distances (l2), in FAISS's conventions and within its error bound (float32 products of ``D`` terms, then
     exact float64 additions).
     """
-    rows_k, cols_k = _topc_rows_kernel(), _topc_cols_kernel()
+    update = _topc_kernel()
     Xf = np.ascontiguousarray(X, dtype=np.float32)
     n = Xf.shape[0]
     tile, panel = tile or _TILE, panel or _PANEL
@@ -306,9 +262,9 @@ def _blas_candidates(X: np.ndarray, c: int, metric: str, tile: int | None = None
         # a copy of the right operand of X_I X_I^T: numpy would call syrk, which is slower here
         B = Xf[j0:j1].copy() if square else Xf[j0:j1]
         run_rows(product, j1 - j0, Xf[i0:i1], B, S, chunks_per_thread=1)
-        run_rows(rows_k, i1 - i0, S, i0, j0, *state, chunks_per_thread=2)
+        run_rows(update, i1 - i0, S, False, i0, j0, *state, chunks_per_thread=2)
         if not square:
-            run_rows(cols_k, -(-(j1 - j0) // 128), S, i0, j0, *state, chunks_per_thread=2)
+            run_rows(update, -(-(j1 - j0) // 128), S, True, i0, j0, *state, chunks_per_thread=2)
 
     # Every step runs on the kernels' thread pool, BLAS included (one thread per call): OpenBLAS's own
     # workers spin for a while after each call and would take the cores from the selection kernels.
@@ -652,7 +608,7 @@ def knn_graph(
             backend = "numpy"
     if backend == "torch" and not _cuda_available():
         raise InputError("knn backend 'torch' needs CUDA (torch.cuda.is_available() is False); use 'auto'.")
-    if backend == "blas" and not _topc_rows_kernel():
+    if backend == "blas" and not _topc_kernel():
         raise InputError("knn backend 'blas' needs numba (pip install numba, or the 'analysis' extra); "
                          "use 'auto' or 'faiss'.")
     if backend == "numpy":
@@ -677,7 +633,7 @@ def _blas_worth(n: int, d: int) -> bool:
     """Whether ``auto`` takes the symmetric search: numba present, and loaded already or the search is large."""
     if "numba" not in sys.modules and float(n) * n * d < _BLAS_WORTH:
         return False
-    return bool(_topc_rows_kernel())
+    return bool(_topc_kernel())
 
 
 def _env_threads() -> int | None:
