@@ -8,6 +8,7 @@ Ratios are taken between items of the same run (the machine's throughput drifts 
 
     python bench/metrics.py            # all items, writes bench/results/metrics.json
     python bench/metrics.py --quick    # small sizes, for a smoke test
+    python bench/metrics.py --paper    # adds the study's scale: pairwise over 24 models at N = 50,000 (~2 min)
 """
 
 from __future__ import annotations
@@ -184,6 +185,19 @@ def main(quick: bool = False) -> dict:
     return result
 
 
+def paper_scale(models: int = 24, n: int = 50_000) -> dict:
+    """``pairwise`` (cknna + mutual_knn + cka, k = 25) over ``models`` models at ``n`` samples, merged into
+    bench/results/metrics.json as ``runs["pairwise_paper"]`` (the other items stay as they are)."""
+    print("metrics benchmark, the study's scale")
+    res = measure("pairwise", n, 25, models)
+    path = HERE / "results" / "metrics.json"
+    result = json.loads(path.read_text()) if path.exists() else {"benchmark": "metrics", "runs": {}}
+    result["runs"]["pairwise_paper"] = {**res, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return res
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--item")
@@ -191,8 +205,11 @@ if __name__ == "__main__":
     ap.add_argument("--k", type=int, default=25)
     ap.add_argument("--models", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--paper", action="store_true")
     a = ap.parse_args()
-    if a.item:
+    if a.paper:
+        paper_scale()
+    elif a.item:
         print(json.dumps(run_item(a.item, a.n, a.k, a.models)))
     else:
         main(quick=a.quick)
