@@ -139,3 +139,22 @@ def test_torch_cuda_route_equals_dense_and_cpu(metric):
     cidx, cvals = knn_graph(X, k=12, metric=metric, backend="blas")
     np.testing.assert_array_equal(idx, cidx)
     np.testing.assert_array_equal(vals, cvals)
+
+
+@pytest.mark.parametrize("route", ["blas", "faiss"])
+def test_exact_knn_l2_routes_equal_dense(monkeypatch, route):
+    """The Euclidean search behind TwoNN, MLE, IdCor and information imbalance: both float32 candidate
+    routes give the exact neighbours and float64 distances, with duplicates and a large common offset."""
+    from matteralign.metrics._blocked import exact_knn_l2
+
+    if route == "faiss":
+        monkeypatch.setattr(knn_impl, "_blas_worth", lambda n, d: False)
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((800, 10)) + 50.0
+    X[200:215] = X[3]
+    X32 = X.astype(np.float32)
+    dist, idx = exact_knn_l2(X32, 6)
+    X64 = X32.astype(np.float64)
+    ref = knn_dense(X64, 6, "l2")
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_allclose(dist, np.sqrt(((X64[:, None, :] - X64[ref]) ** 2).sum(-1)), rtol=1e-12, atol=1e-12)

@@ -221,7 +221,9 @@ def distance_sums(
 def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact Euclidean k nearest neighbours (self excluded), distances recomputed in float64.
 
-    FAISS ``IndexFlatL2`` (float32) proposes ``k + margin`` candidates; their distances are recomputed
+    A float32 search of the centred points proposes ``k + margin`` candidates: the symmetric BLAS search of
+    :func:`~matteralign.metrics.knn_graph` (``backend="blas"``, when numba is loaded or the search pays for
+    loading it), else FAISS ``IndexFlatL2``. Their distances are recomputed
     in float64 by the difference formula and re-sorted (ties by index); only candidates whose float32
     distance comes within twice the error bound of the k-th smallest are recomputed (the others are provably
     farther than k candidates). The result is *proven* exact
@@ -234,7 +236,7 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
         Sorted Euclidean distances (not squared).
     idx : ndarray, shape (N, k), int64
     """
-    import faiss
+    from ._knn import _blas_candidates, _blas_worth, _rows_candidates
 
     if ws is not None:
         Xc, centred, sqn = ws.raw, ws.centred, ws.sqn
@@ -245,8 +247,20 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
     n, d = Xc.shape
     X32 = np.ascontiguousarray(centred, dtype=np.float32)
     del centred
-    index = faiss.IndexFlatL2(d)
-    index.add(X32)
+    if _blas_worth(n, d):  # squared float32 distances, self included, best first: FAISS's conventions
+
+        def search(rows, ks):
+            if rows.size == n:
+                return _blas_candidates(X32, ks, "l2")[::-1]
+            return _rows_candidates(X32, rows, ks, "l2")[::-1]
+    else:
+        import faiss
+
+        index = faiss.IndexFlatL2(d)
+        index.add(X32)
+
+        def search(rows, ks):
+            return index.search(X32[rows], ks)
     c = sq_dist_error_bound(d, "float32")
     maxsq = sqn.max()
     out_d = np.empty((n, k), dtype=np.float64)
@@ -257,7 +271,7 @@ def exact_knn_l2(X: np.ndarray, k: int, *, ws: Workspace | None = None) -> tuple
     data = X if (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.shape == Xc.shape) else Xc
     while len(todo):
         ks = min(n, k + 1 + margin)
-        D32, cand = index.search(X32[todo], ks)
+        D32, cand = search(todo, ks)
         valid = (cand >= 0) & (cand != todo[:, None])
         d32 = np.where(valid, D32.astype(np.float64), np.inf)
         tol = c * (sqn[todo] + maxsq)
