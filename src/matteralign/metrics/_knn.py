@@ -6,7 +6,7 @@ Backends (``backend="auto"`` picks the first that applies):
 * ``"blas"`` -- CPU, float32 input, with numba: a symmetric search. The rows are cut into tiles and every
   pair of tiles is multiplied once (float32 BLAS), so each block serves the rows of both tiles: half the
   multiply-adds of a query-by-database search. Compiled kernels keep each row's best candidates, behind a
-  vectorised float32 pre-filter (:func:`_blas_candidates`). About 1.4x faster than FAISS's flat search on
+  vectorised float32 pre-filter (:func:`_blas_candidates`). About 1.3x faster than FAISS's flat search on
   2 cores (``bench/README.md``); ``auto`` takes it when numba is loaded, or the search is large enough to
   pay for loading it (:data:`_BLAS_WORTH`).
 * ``"faiss"`` -- CPU, float32 input: FAISS ``IndexFlatIP`` / ``IndexFlatL2`` (exact), queried in row blocks.
