@@ -53,9 +53,9 @@ def test_blas_candidates_are_the_top_c(metric, n, tile, panel):
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-def test_blas_prefilter_keeps_candidates_at_the_threshold(metric):
-    """Many candidates within float32 rounding of a row's running threshold: the float32 pre-filter's slack
-    lets them through to the float64 check, so none is lost (the graph equals the dense one)."""
+def test_blas_exact_with_ties_and_near_ties_at_the_threshold(metric):
+    """Many exact ties and sub-float32 near-ties around rows' k-th neighbour, with small tiles: the whole blas
+    route (candidates, proof, float64 re-scoring) gives the dense graph and its tie rule."""
     rng = np.random.default_rng(3)
     X = rng.standard_normal((600, 16)).astype(np.float32)
     # 60 points at the same float32 inner product with row 0 and with each other's direction: many exact ties
@@ -63,6 +63,37 @@ def test_blas_prefilter_keeps_candidates_at_the_threshold(metric):
     X[61:121] = X[0] * np.float32(0.7) + np.float32(1e-7) * rng.standard_normal((60, 16)).astype(np.float32)
     idx, _ = knn_impl._blas_exact(X, 20, metric, 64)
     np.testing.assert_array_equal(idx, knn_dense(X.astype(np.float64), 20, metric))
+
+
+@pytest.mark.parametrize("by_column", [False, True])
+def test_topc_kernel_prefilter_keeps_keys_below_float32_resolution(by_column):
+    """The kernel on one crafted l2 block: keys ``2 x.y - |y|^2`` that differ by less than a float32 ulp of
+    ``|y|^2`` (large norms). The float32 pre-filter rounds them together; its slack must let every key that
+    beats an owner's worst reach the float64 check, so the kept keys equal a float64 top-c of the same
+    block (a slack of 0 or below loses some)."""
+    rng = np.random.default_rng(4)
+    nr, nc, c = 256, 640, 12
+    base = np.float32(1.5e7)  # 2 x.y near 3e7, where float32's grid is 2 apart
+    S = (base + rng.integers(-8, 8, size=(nr, nc))).astype(np.float32)  # exact float32 products
+    n = max(nr, nc)
+    sq = 2.0 * float(base) + rng.uniform(-16.0, 16.0, n)  # |y|^2 of the candidates, off float32's grid
+    if by_column:  # owners are the columns, candidates the rows
+        key = 2.0 * S.astype(np.float64).T - sq[:nr][None, :]
+        lo, hi = 0, -(-nc // 128)
+    else:
+        key = 2.0 * S.astype(np.float64) - sq[:nc][None, :]
+        lo, hi = 0, nr
+    ref = -np.sort(-key, axis=1)[:, :c]
+    keys = np.full((n, c), -np.inf)
+    ids = np.full((n, c), -1, dtype=np.int64)
+    worst = np.full(n, -np.inf)
+    low = np.full(n, -np.inf, dtype=np.float32)
+    wpos = np.zeros(n, dtype=np.int64)
+    update = knn_impl._topc_kernel()
+    update(lo, hi, S, by_column, 0, 0, True, sq, sq.astype(np.float32), knn_impl._prefilter_slack(sq), keys, ids,
+           worst, low, wpos)
+    got = -np.sort(-keys[: ref.shape[0]], axis=1)
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_proof_searches_again_until_complete(monkeypatch):

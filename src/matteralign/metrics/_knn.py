@@ -216,6 +216,13 @@ def _topc_kernel(numba):
     return update
 
 
+def _prefilter_slack(sq: np.ndarray) -> np.float32:
+    """Slack of the float32 pre-filter of :func:`_topc_kernel` for squared norms ``sq``: its roundings (of
+    ``2 x.y - |y|^2 - float32(worst)``, every term at most ``4 max |x|^2``) stay below ``8 u`` times that;
+    ``2^-20`` times it (``16 u``) is well above."""
+    return np.float32(2.0**-20 * 4.0 * float(sq.max()))
+
+
 _TILE = 2048  # rows per tile of the symmetric search
 _PANEL = 2048  # columns per block of a tile row (float32 block of _TILE x _PANEL: 16 MiB)
 
@@ -241,8 +248,7 @@ def _blas_candidates(X: np.ndarray, c: int, metric: str, tile: int | None = None
     tile, panel = tile or _TILE, panel or _PANEL
     l2 = metric == "l2"
     sq = np.einsum("ij,ij->i", Xf, Xf, dtype=np.float64)
-    # the pre-filter's float32 roundings stay below 8 u (4 max |x|^2); 2^-20 * that is well above
-    slack = np.float32(2.0**-20 * 4.0 * float(sq.max()))
+    slack = _prefilter_slack(sq)
     sq32 = sq.astype(np.float32)
     keys = np.full((n, c), -np.inf)
     ids = np.full((n, c), -1, dtype=np.int64)
@@ -575,7 +581,7 @@ def knn_graph(
         numba is loaded or the search is large enough to pay for its import, else FAISS; numpy for any other
         dtype (float64 input is searched in float64).
     block_size : int, optional
-        Query rows per block (memory O(block_size * n_samples) for numpy/torch).
+        Query rows per block (memory O(block_size * n_samples) for numpy/torch); rows per tile for blas.
     n_threads : int, optional
         FAISS OpenMP threads (``faiss.omp_set_num_threads``); default: FAISS's own. The ``"blas"`` search
         and the compiled kernels use ``MATTERALIGN_THREADS`` (default: the cores this process may use).

@@ -120,10 +120,11 @@ def _exact_kernel(numba):
     """The fused exact counting kernel, compiled on first use (cached on disk); ``False`` without numba.
 
     ``kernel(lo_row, hi_row, D, lo, hi, nbr, raw, i0, out)`` adds to ``out[r, t]`` (rows ``lo_row:hi_row``)
-    the number of ``l`` with ``d(i, l)^2 < d(i, nbr[r, t])^2`` in float64, ``i = i0 + r``: entries of the float32 block ``D`` below
-    ``lo`` count, entries above ``hi`` do not, and the few inside the rounding band ``[lo, hi]`` are
-    decided by recomputing both squared distances in float64 from ``raw`` (difference formula). One pass
-    over ``D``; :func:`run_rows` runs the rows in parallel.
+    the number of ``l`` with ``d(i, l)^2 < d(i, nbr[r, t])^2`` in float64, ``i = i0 + r``: entries of the
+    float32 block ``D`` below ``lo`` count, entries above ``hi`` do not, and the few inside the rounding band
+    ``[lo, hi]`` are decided by recomputing both squared distances in float64 from ``raw`` (difference
+    formula). One vectorised pass over a row (in cache) per threshold; :func:`run_rows` runs the rows in
+    parallel.
     """
 
     # Per threshold, two counts (entries below its band, entries up to its top) in vectorised passes over the
