@@ -19,6 +19,7 @@ __all__ = [
     "StoreError",
     "ModelError",
     "DatasetError",
+    "LockedError",
 ]
 
 
@@ -70,3 +71,7 @@ class ModelError(MatterAlignError):
 
 class DatasetError(MatterAlignError):
     """A dataset cannot be read or built, or is empty."""
+
+
+class LockedError(MatterAlignError):
+    """A folder (a study's output folder, a store while it commits) is held by another process."""
