@@ -9,8 +9,8 @@
 Bundled: ``molecules`` (NCI SMILES → 3D, GFN2-xTB labels), ``crystals`` (AFLOW prototypes + variants),
 and ASE's ``g2``, ``s22``, ``dcdft``. Readers (by extension): extxyz (``.xyz``, ``.extxyz``), ASE database
 (``.db``), ``.aselmdb`` (OMat24/OMol25/sAlex), QM9 SDF + CSV (``.sdf``), SMILES CSV (``.csv``, ``.smi``),
-FASTA (``.fasta``, ``.fa``, ``.faa``), gridded weather (ERA5-style ``.nc`` NetCDF or ``.zarr``; the bundled
-``weather`` grid is synthetic).
+FASTA (``.fasta``, ``.fa``, ``.faa``), PDB/mmCIF protein structures (``.pdb``, ``.cif``; bundled: ``proteins``),
+gridded weather (ERA5-style ``.nc`` NetCDF or ``.zarr``; the bundled ``weather`` grid is synthetic).
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ def _bundled(name: str) -> Callable[..., Dataset]:
             from .weather import load_weather
 
             return load_weather(**options)
+        if name == "proteins":
+            from .protein import load_proteins
+
+            return load_proteins(**options)
         return builtin.load_ase_collection(name, **options)
 
     return loader
@@ -98,6 +102,10 @@ BUNDLED: dict[str, DatasetInfo] = {
         "SYNTHETIC ERA5-style grid (not real data): 32×64 cells, 4 pressure levels, 10 times 6 h apart, seeded "
         "simple physics (scripts/build_weather.py); a sample is a (time, 4×4-cell patch); view grid",
         _bundled("weather")),
+    "proteins": DatasetInfo(
+        "proteins", "bundled", "27", ("n_residues", "n_atoms", "radius_of_gyration_a", "resolution_a"),
+        "REAL RCSB structures 2GTL + 7OK9 (mmCIF shipped in the tmtools wheel), one sample per protein chain "
+        "(≥ 20 residues; scripts/build_proteins.py); views sequence, atoms (heavy atoms)", _bundled("proteins")),
     "g2": DatasetInfo("g2", "bundled", "162", ("n_atoms",), "ase.collections.g2: G2 molecules (1–14 atoms)",
                       _bundled("g2")),
     "s22": DatasetInfo("s22", "bundled", "22", ("interaction_energy_ev", "n_atoms"),
@@ -123,6 +131,10 @@ READERS: dict[str, DatasetInfo] = {
     "smiles_csv": DatasetInfo("smiles_csv", "reader", ".csv .tsv", ("numeric columns",),
                               "CSV with a SMILES column; 3D conformers optional (ETKDGv3)",
                               _reader("smiles_csv", "read_smiles_csv"), (".csv", ".tsv")),
+    "structure": DatasetInfo("structure", "reader", ".pdb .ent .cif .mmcif",
+                             ("n_residues, n_atoms, radius_of_gyration_a, resolution_a",),
+                             "PDB/mmCIF protein structures via gemmi; a sample per chain (or per file)",
+                             _reader("protein", "read_structure"), (".pdb", ".ent", ".cif", ".mmcif")),
     "fasta": DatasetInfo("fasta", "reader", ".fasta .fa .faa", ("length",), "FASTA sequences",
                          _reader("fasta", "read_fasta"), (".fasta", ".fa", ".faa", ".fas")),
     "era5": DatasetInfo("era5", "reader", ".nc .zarr",
