@@ -93,7 +93,7 @@ def run_item(item: str, n: int) -> dict:
         if item == "dcor_dense":
             out["value"] = dense_dcor2(X, Y)
         else:
-            out["value"] = distance_correlation(X, Y, squared=True, precision=item.split("_")[1])
+            out["value"] = distance_correlation(X, Y, squared=True, precision=item.split("_")[1], normalize=None)
     elif item == "floor_knn3":
         X = make_id_data(n)
         t = time.perf_counter()
@@ -101,7 +101,7 @@ def run_item(item: str, n: int) -> dict:
     elif item == "twonn":
         X = make_id_data(n)
         t = time.perf_counter()
-        out["value"] = intrinsic_dimension(X)
+        out["value"] = intrinsic_dimension(X, normalize=None)
     elif item == "twonn_skdim":
         import skdim
 
@@ -115,7 +115,7 @@ def run_item(item: str, n: int) -> dict:
     elif item == "ii":
         X, Y = make_pair(n)
         t = time.perf_counter()
-        out["value"] = information_imbalance(X, Y, k=1)
+        out["value"] = information_imbalance(X, Y, k=1, normalize=None)
     elif item == "passes8":
         reps = make_models(n, 8)
         t = time.perf_counter()
@@ -123,7 +123,7 @@ def run_item(item: str, n: int) -> dict:
     elif item == "geometry8":
         reps = make_models(n, 8)
         t = time.perf_counter()
-        res = pairwise_geometry(reps, k=1, precision="float64")
+        res = pairwise_geometry(reps, k=1, precision="float64", normalize=None)
         out["value"] = {"dcor2_01": float(res["dcor2"][0, 1]),
                         "ii_01": float(res["information_imbalance"][0, 1])}
     else:

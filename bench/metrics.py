@@ -92,7 +92,7 @@ def run_item(item: str, n: int, k: int, models: int) -> dict:
     t0 = time.perf_counter()
     value = None
     if item == "cknna":
-        value = cknna(X, Y, k=k)
+        value = cknna(X, Y, k=k, normalize=None)
     elif item == "dense_cknna":
         value = dense_cknna(X, Y, k)
     elif item == "faiss2":

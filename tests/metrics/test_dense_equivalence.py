@@ -34,17 +34,17 @@ def related(seed: int, n: int, dx: int = 24, dy: int = 16, l2: bool = True):
 @pytest.mark.parametrize("seed,n,k", [(0, 300, 5), (1, 300, 17), (2, 600, 25), (3, 1500, 10), (4, 200, 199)])
 def test_knn_metrics_equal_dense(seed, n, k):
     X, Y = related(seed, n, l2=seed % 2 == 0)  # raw (unnormalised) inputs too
-    assert cknna(X, Y, k=k) == pytest.approx(cknna_dense(X, Y, k), abs=1e-9)
-    assert cknna(Y, X, k=k) == pytest.approx(cknna_dense(Y, X, k), abs=1e-9)
-    assert mutual_knn(X, Y, k=k) == pytest.approx(mutual_knn_dense(X, Y, k), abs=1e-12)
-    assert cycle_knn(X, Y, k=k) == pytest.approx(cycle_knn_dense(X, Y, k), abs=1e-12)
-    assert cycle_knn(Y, X, k=k) == pytest.approx(cycle_knn_dense(Y, X, k), abs=1e-12)
+    assert cknna(X, Y, k=k, normalize=None) == pytest.approx(cknna_dense(X, Y, k), abs=1e-9)
+    assert cknna(Y, X, k=k, normalize=None) == pytest.approx(cknna_dense(Y, X, k), abs=1e-9)
+    assert mutual_knn(X, Y, k=k, normalize=None) == pytest.approx(mutual_knn_dense(X, Y, k), abs=1e-12)
+    assert cycle_knn(X, Y, k=k, normalize=None) == pytest.approx(cycle_knn_dense(X, Y, k), abs=1e-12)
+    assert cycle_knn(Y, X, k=k, normalize=None) == pytest.approx(cycle_knn_dense(Y, X, k), abs=1e-12)
 
 
 def test_cknna_is_asymmetric_like_the_reference():
     X, Y = related(0, 300)
     assert abs(cknna_dense(X, Y, 10) - cknna_dense(Y, X, 10)) > 1e-7
-    assert cknna(X, Y, k=10) - cknna(Y, X, k=10) == pytest.approx(
+    assert cknna(X, Y, k=10, normalize=None) - cknna(Y, X, k=10, normalize=None) == pytest.approx(
         cknna_dense(X, Y, 10) - cknna_dense(Y, X, 10), abs=1e-12
     )
 
@@ -57,11 +57,11 @@ def test_cka_equals_dense(seed, n):
             ref = cka_dense(gram_linear(X - X.mean(0)), gram_linear(Y - Y.mean(0)), debiased, eps)
             if eps and not debiased:
                 continue  # eps acts on different (unnormalised) scales in the two forms
-            assert cka(X, Y, debiased=debiased, eps=eps) == pytest.approx(ref, abs=1e-9)
+            assert cka(X, Y, debiased=debiased, eps=eps, normalize=None) == pytest.approx(ref, abs=1e-9)
         for thr in (0.5, 1.0, 2.0):
             ref = cka_dense(gram_rbf(X, thr), gram_rbf(Y, thr), debiased)
-            assert cka(X, Y, kernel="rbf", threshold=thr, debiased=debiased) == pytest.approx(ref, abs=1e-9)
-            assert cka(X, Y, kernel="rbf", threshold=thr, debiased=debiased, block_size=37) == pytest.approx(
+            assert cka(X, Y, kernel="rbf", threshold=thr, debiased=debiased, normalize=None) == pytest.approx(ref, abs=1e-9)
+            assert cka(X, Y, kernel="rbf", threshold=thr, debiased=debiased, block_size=37, normalize=None) == pytest.approx(
                 ref, abs=1e-9
             )
 
@@ -158,14 +158,14 @@ def test_all_duplicates_do_not_crash():
     for Xin in (X, X.astype(np.float32)):
         idx, _ = knn_graph(Xin, k=20)
         assert not (idx == np.arange(30)[:, None]).any()
-        assert np.isfinite(cknna(Xin, Xin[::-1].copy(), k=5))
+        assert np.isfinite(cknna(Xin, Xin[::-1].copy(), k=5, normalize=None))
 
 
 def test_cache_path_equals_function_and_slicing():
     X, Y = related(7, 500)
     cx, cy = prepare(X, k_max=30, normalize=None), prepare(Y, k_max=30, normalize=None)
     for k in (3, 10, 30):
-        assert cknna_from_cache(cx, cy, k=k) == pytest.approx(cknna(X, Y, k=k), abs=1e-14)
+        assert cknna_from_cache(cx, cy, k=k) == pytest.approx(cknna(X, Y, k=k, normalize=None), abs=1e-14)
     # extending beyond k_max searches again
     assert cknna_from_cache(cx, cy, k=40) == pytest.approx(cknna_dense(X, Y, 40), abs=1e-9)
 
@@ -185,9 +185,9 @@ def test_cknna_can_exceed_one_exactly_as_the_dense_reference():
 
     z = np.load(Path(__file__).parent.parent / "data" / "g2_composition_chgnet.npz")
     X, Y = z["composition"], z["chgnet"].astype(np.float64)
-    assert cknna(X, Y, k=25) == pytest.approx(1.1614885, abs=1e-6)
+    assert cknna(X, Y, k=25, normalize=None) == pytest.approx(1.1614885, abs=1e-6)
     for k in (5, 10, 25):
-        assert cknna(X, Y, k=k) == pytest.approx(cknna_dense(X, Y, k), abs=1e-9)
+        assert cknna(X, Y, k=k, normalize=None) == pytest.approx(cknna_dense(X, Y, k), abs=1e-9)
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])

@@ -37,17 +37,17 @@ REF = {  # pair: (X->Y k=1, Y->X k=1, X->Y k=5, Y->X k=5), DADApy subset=N
 def test_paper_reference_table(abc, pair):
     X, Y = abc[pair[0]], abc[pair[1]]
     ref = REF[pair]
-    assert information_imbalance(X, Y, k=1) == pytest.approx(ref[0], abs=1e-6)
-    assert information_imbalance(Y, X, k=1) == pytest.approx(ref[1], abs=1e-6)
-    assert information_imbalance(X, Y, k=5) == pytest.approx(ref[2], abs=1e-6)
-    assert information_imbalance(Y, X, k=5) == pytest.approx(ref[3], abs=1e-6)
+    assert information_imbalance(X, Y, k=1, normalize=None) == pytest.approx(ref[0], abs=1e-6)
+    assert information_imbalance(Y, X, k=1, normalize=None) == pytest.approx(ref[1], abs=1e-6)
+    assert information_imbalance(X, Y, k=5, normalize=None) == pytest.approx(ref[2], abs=1e-6)
+    assert information_imbalance(Y, X, k=5, normalize=None) == pytest.approx(ref[3], abs=1e-6)
 
 
 def test_matrix_one_pass_equals_pairs(abc):
-    mat = information_imbalance_matrix(list(abc), k=1)
+    mat = information_imbalance_matrix(list(abc), k=1, normalize=None)
     for a in range(3):
         for b in range(3):
-            assert mat[a, b] == pytest.approx(information_imbalance(abc[a], abc[b]), abs=1e-15)
+            assert mat[a, b] == pytest.approx(information_imbalance(abc[a], abc[b], normalize=None), abs=1e-15)
     np.testing.assert_allclose(np.diag(mat), 2 / 500)
 
 
@@ -58,8 +58,8 @@ def test_dense_reference_with_ties(k):
     Y = np.round(3 * (rng.standard_normal((150, 2)) + X[:, :2]))  # integers: many exact distance ties
     Y[10] = Y[11]  # a duplicate
     ref = dense_ii(X, Y, k)
-    assert information_imbalance(X, Y, k=k) == pytest.approx(ref, abs=1e-15)
-    assert information_imbalance(X, Y, k=k, precision="float64", block_rows=7) == pytest.approx(ref, abs=1e-15)
+    assert information_imbalance(X, Y, k=k, normalize=None) == pytest.approx(ref, abs=1e-15)
+    assert information_imbalance(X, Y, k=k, precision="float64", block_rows=7, normalize=None) == pytest.approx(ref, abs=1e-15)
 
 
 def test_near_ties_decided_in_float64():
@@ -67,59 +67,59 @@ def test_near_ties_decided_in_float64():
     base = rng.standard_normal((300, 16)) * 100.0
     Y = base + 1e-5 * rng.standard_normal(base.shape)  # large norms, tiny differences: float32 cannot decide
     X = rng.standard_normal((300, 3))
-    assert information_imbalance(X, Y, k=2) == pytest.approx(dense_ii(X, Y, 2), abs=1e-15)
+    assert information_imbalance(X, Y, k=2, normalize=None) == pytest.approx(dense_ii(X, Y, 2), abs=1e-15)
 
 
 def test_properties(abc):
     A, B, _ = abc
     rng = np.random.default_rng(0)
     for k in (1, 4):
-        assert information_imbalance(A, A, k=k) == pytest.approx((k + 1) / 500, abs=1e-15)
+        assert information_imbalance(A, A, k=k, normalize=None) == pytest.approx((k + 1) / 500, abs=1e-15)
     Q, _ = np.linalg.qr(rng.standard_normal((32, 32)))
-    ref = information_imbalance(A, B)
-    assert information_imbalance(0.3 * A + 7.0, 5.0 * B @ Q - 2.0) == pytest.approx(ref, abs=1e-15)
+    ref = information_imbalance(A, B, normalize=None)
+    assert information_imbalance(0.3 * A + 7.0, 5.0 * B @ Q - 2.0, normalize=None) == pytest.approx(ref, abs=1e-15)
     perm = rng.permutation(500)
-    assert information_imbalance(A[perm], B[perm]) == pytest.approx(ref, abs=1e-15)
+    assert information_imbalance(A[perm], B[perm], normalize=None) == pytest.approx(ref, abs=1e-15)
 
 
 def test_subsets():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((1000, 3))
     Y = X[:, :1] + 0.1 * rng.standard_normal((1000, 1))
-    est = information_imbalance_subsets(X, Y, subset_size=250, seed=0)
+    est = information_imbalance_subsets(X, Y, subset_size=250, seed=0, normalize=None)
     assert est.n_subsets == 4 and est.subset_size == 250 and est.sem > 0
     perm = np.random.default_rng(0).permutation(1000)
-    vals = [information_imbalance(X[perm[s * 250:(s + 1) * 250]], Y[perm[s * 250:(s + 1) * 250]]) for s in range(4)]
+    vals = [information_imbalance(X[perm[s * 250:(s + 1) * 250]], Y[perm[s * 250:(s + 1) * 250]], normalize=None) for s in range(4)]
     assert est.value == pytest.approx(np.mean(vals), abs=1e-15)
     assert est.sem == pytest.approx(np.std(vals, ddof=1) / 2, abs=1e-15)
-    full = information_imbalance_subsets(X, Y, subset_size=5000)
-    assert full.n_subsets == 1 and full.value == pytest.approx(information_imbalance(X, Y)) and full.sem == 0
+    full = information_imbalance_subsets(X, Y, subset_size=5000, normalize=None)
+    assert full.n_subsets == 1 and full.value == pytest.approx(information_imbalance(X, Y, normalize=None)) and full.sem == 0
 
 
 def test_bad_input():
     X = np.random.default_rng(0).standard_normal((10, 3))
     with pytest.raises(InputError, match="k=10"):
-        information_imbalance(X, X, k=10)
+        information_imbalance(X, X, k=10, normalize=None)
     with pytest.raises(InputError, match="rows"):
-        information_imbalance(X, X[:8])
+        information_imbalance(X, X[:8], normalize=None)
     with pytest.raises(InputError, match="identical"):
-        information_imbalance(X, np.zeros((10, 2)))
+        information_imbalance(X, np.zeros((10, 2)), normalize=None)
     with pytest.raises(InputError, match="subset_size"):
-        information_imbalance_subsets(X, X, subset_size=0)
+        information_imbalance_subsets(X, X, subset_size=0, normalize=None)
 
 
 def test_pairwise_geometry_equals_single_pairs(abc):
     from matteralign.metrics import distance_correlation, pairwise_geometry
 
-    out = pairwise_geometry({"A": abc[0], "B": abc[1], "C": abc[2]}, k=5, block_rows=64)
+    out = pairwise_geometry({"A": abc[0], "B": abc[1], "C": abc[2]}, k=5, block_rows=64, normalize=None)
     assert out["names"] == ["A", "B", "C"]
     for a in range(3):
         for b in range(3):
             assert out["information_imbalance"][a, b] == pytest.approx(
-                information_imbalance(abc[a], abc[b], k=5), abs=1e-15)
-            assert out["dcor2"][a, b] == pytest.approx(distance_correlation(abc[a], abc[b], squared=True), abs=1e-12)
+                information_imbalance(abc[a], abc[b], k=5, normalize=None), abs=1e-15)
+            assert out["dcor2"][a, b] == pytest.approx(distance_correlation(abc[a], abc[b], squared=True, normalize=None), abs=1e-12)
             assert out["dcor2_unbiased"][a, b] == pytest.approx(
-                distance_correlation(abc[a], abc[b], squared=True, unbiased=True), abs=1e-12)
+                distance_correlation(abc[a], abc[b], squared=True, unbiased=True, normalize=None), abs=1e-12)
     assert out["dcor"][0, 1] == pytest.approx(0.947654, abs=1e-6)
 
 
@@ -147,10 +147,10 @@ def test_fused_exact_counting_equals_two_pass_route(monkeypatch, precision):
     rng = np.random.default_rng(4)
     X = rng.integers(0, 4, size=(180, 3)).astype(np.float64)
     Y = X[:, :2] + rng.integers(0, 2, size=(180, 2))
-    fused = mod.information_imbalance_matrix([X, Y], k=3, precision=precision, block_rows=41)
+    fused = mod.information_imbalance_matrix([X, Y], k=3, precision=precision, block_rows=41, normalize=None)
     assert mod._exact_kernel(), "numba is part of the test environment"
     monkeypatch.setattr(mod, "_exact_kernel", lambda **_: False)
-    plain = mod.information_imbalance_matrix([X, Y], k=3, precision=precision, block_rows=41)
+    plain = mod.information_imbalance_matrix([X, Y], k=3, precision=precision, block_rows=41, normalize=None)
     np.testing.assert_array_equal(fused, plain)
     # and both equal ranks counted directly from float64 distances (ties share the smallest rank)
     dx, dy = cdist(X, X), cdist(Y, Y)

@@ -22,12 +22,12 @@ def test_platonic_rep_table(abc_l2, pair):
     X, Y = data[pair[0]], data[pair[1]]
     ref = PRH[pair]
     tol = 5e-7 + 1e-12  # the table is rounded to 6 decimals
-    assert mutual_knn(X, Y, k=10) == pytest.approx(ref["mutual_knn"], abs=tol)
-    assert cknna(X, Y, k=10) == pytest.approx(ref["cknna10"], abs=tol)
-    assert cknna(X, Y, k=25) == pytest.approx(ref["cknna25"], abs=tol)
-    assert cka(X, Y) == pytest.approx(ref["cka"], abs=tol)
-    assert unbiased_cka(X, Y) == pytest.approx(ref["ucka"], abs=tol)
-    assert cycle_knn(X, Y, k=10) == pytest.approx(ref["cycle"], abs=tol)
+    assert mutual_knn(X, Y, k=10, normalize=None) == pytest.approx(ref["mutual_knn"], abs=tol)
+    assert cknna(X, Y, k=10, normalize=None) == pytest.approx(ref["cknna10"], abs=tol)
+    assert cknna(X, Y, k=25, normalize=None) == pytest.approx(ref["cknna25"], abs=tol)
+    assert cka(X, Y, normalize=None) == pytest.approx(ref["cka"], abs=tol)
+    assert unbiased_cka(X, Y, normalize=None) == pytest.approx(ref["ucka"], abs=tol)
+    assert cycle_knn(X, Y, k=10, normalize=None) == pytest.approx(ref["cycle"], abs=tol)
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +40,21 @@ def gr_data():
 
 def test_google_research_demo_values(gr_data):
     X, Y = gr_data
-    assert cka(X, Y) == pytest.approx(0.55761, abs=1e-5)
-    assert cka(X, Y, kernel="rbf", threshold=0.5) == pytest.approx(0.65483, abs=1e-5)
-    assert cka(X, Y, debiased=True) == pytest.approx(0.51346, abs=1e-5)
+    assert cka(X, Y, normalize=None) == pytest.approx(0.55761, abs=1e-5)
+    assert cka(X, Y, kernel="rbf", threshold=0.5, normalize=None) == pytest.approx(0.65483, abs=1e-5)
+    assert cka(X, Y, debiased=True, normalize=None) == pytest.approx(0.51346, abs=1e-5)
     # the streamed RBF route (forced with block_size) gives the same number
-    assert cka(X, Y, kernel="rbf", threshold=0.5, block_size=17) == pytest.approx(
-        cka(X, Y, kernel="rbf", threshold=0.5), abs=1e-12
+    assert cka(X, Y, kernel="rbf", threshold=0.5, block_size=17, normalize=None) == pytest.approx(
+        cka(X, Y, kernel="rbf", threshold=0.5, normalize=None), abs=1e-12
     )
 
 
 def test_cknna_full_k_is_unbiased_cka(gr_data):
     X, Y = gr_data
-    assert cknna(X, Y, k=X.shape[0] - 1) == pytest.approx(unbiased_cka(X, Y), abs=1e-12)
-    assert unbiased_cka(X, Y) == pytest.approx(0.5134565, abs=1e-7)
+    assert cknna(X, Y, k=X.shape[0] - 1, normalize=None) == pytest.approx(unbiased_cka(X, Y, normalize=None), abs=1e-12)
+    assert unbiased_cka(X, Y, normalize=None) == pytest.approx(0.5134565, abs=1e-7)
     # platonic-rep's +1e-6: unbiased_cka differs from the exact debiased CKA only at the 1e-6 level
-    assert abs(unbiased_cka(X, Y) - cka(X, Y, debiased=True)) < 1e-6
+    assert abs(unbiased_cka(X, Y, normalize=None) - cka(X, Y, debiased=True, normalize=None)) < 1e-6
 
 
 def test_gram_route_equals_feature_route(gr_data):
@@ -62,17 +62,17 @@ def test_gram_route_equals_feature_route(gr_data):
     wide_X = np.hstack([X, np.zeros((100, 120))])  # N <= D: Gram route; zero columns change nothing
     wide_Y = np.hstack([Y, np.zeros((100, 95))])
     for debiased in (False, True):
-        assert cka(wide_X, wide_Y, debiased=debiased) == pytest.approx(cka(X, Y, debiased=debiased), abs=1e-12)
+        assert cka(wide_X, wide_Y, debiased=debiased, normalize=None) == pytest.approx(cka(X, Y, debiased=debiased, normalize=None), abs=1e-12)
 
 
 def test_cka_invariance_examples(gr_data):
     X, Y = gr_data
     Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((10, 10)))
     T = np.random.default_rng(1).standard_normal((10, 10))
-    base = cka(X, Y)
-    assert cka(X @ Q, Y) == pytest.approx(base, abs=1e-12)
-    assert cka(1.337 * X, Y) == pytest.approx(base, abs=1e-12)
-    assert abs(cka(X @ T, Y) - base) > 1e-3  # not invariant to a general linear map
+    base = cka(X, Y, normalize=None)
+    assert cka(X @ Q, Y, normalize=None) == pytest.approx(base, abs=1e-12)
+    assert cka(1.337 * X, Y, normalize=None) == pytest.approx(base, abs=1e-12)
+    assert abs(cka(X @ T, Y, normalize=None) - base) > 1e-3  # not invariant to a general linear map
 
 
 def test_null_behaviour_independent_data():
@@ -86,9 +86,9 @@ def test_null_behaviour_independent_data():
         Y = rng.standard_normal((n, 32))
         X /= np.linalg.norm(X, axis=1, keepdims=True)
         Y /= np.linalg.norm(Y, axis=1, keepdims=True)
-        mk.append(mutual_knn(X, Y, k=k))
-        ck.append(cknna(X, Y, k=k))
-        uc.append(unbiased_cka(X, Y))
+        mk.append(mutual_knn(X, Y, k=k, normalize=None))
+        ck.append(cknna(X, Y, k=k, normalize=None))
+        uc.append(unbiased_cka(X, Y, normalize=None))
     mk, ck, uc = map(np.asarray, (mk, ck, uc))
     # per-row overlap ~ hypergeometric(k draws, k successes, N-1): sd of the mean ~ sqrt(k/(N-1))/ (k sqrt(N))
     se = np.sqrt(k / (n - 1)) / k / np.sqrt(n) / np.sqrt(len(mk))
@@ -103,7 +103,7 @@ def test_debiased_vs_biased_under_independence_wide():
     for seed in range(3):
         rng = np.random.default_rng(seed)
         X, Y = rng.standard_normal((200, 1000)), rng.standard_normal((200, 1000))
-        vals_b.append(cka(X, Y))
-        vals_u.append(cka(X, Y, debiased=True))
+        vals_b.append(cka(X, Y, normalize=None))
+        vals_u.append(cka(X, Y, debiased=True, normalize=None))
     assert np.mean(vals_b) == pytest.approx(0.833, abs=0.03)
     assert abs(np.mean(vals_u)) < 0.01

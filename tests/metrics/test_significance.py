@@ -25,7 +25,7 @@ PAIR_METRICS = sorted(n for n, s in METRICS.items() if s.arity == 2)
 @pytest.mark.parametrize("metric", PAIR_METRICS)
 def test_identical_data_is_significant(metric):
     X, _ = _pair(0, n=120)
-    res = permutation_test(X, X.copy(), metric=metric, n_permutations=39, seed=1)
+    res = permutation_test(X, X.copy(), metric=metric, n_permutations=39, seed=1, normalize=None)
     assert res.p_value <= 0.05
     assert res.calibrated > 0.5
     assert 0 < res.p_value <= 1 and 0 <= res.calibrated <= 1
@@ -36,7 +36,7 @@ def test_independent_data_p_values_not_small():
     ps = []
     for seed in range(12):
         X, Y = _pair(seed, n=150, related=False)
-        ps.append(permutation_test(X, Y, metric="cknna", k=10, n_permutations=49, seed=seed).p_value)
+        ps.append(permutation_test(X, Y, metric="cknna", k=10, n_permutations=49, seed=seed, normalize=None).p_value)
     ps = np.asarray(ps)
     # under H0 p ~ U(0, 1): the rejection rate at 0.05 stays small and the mean near 1/2
     assert np.mean(ps <= 0.05) <= 0.25
@@ -45,13 +45,13 @@ def test_independent_data_p_values_not_small():
 
 def test_seeded_reproducibility():
     X, Y = _pair(3)
-    a = permutation_test(X, Y, metric="mutual_knn", n_permutations=20, seed=7)
-    b = permutation_test(X, Y, metric="mutual_knn", n_permutations=20, seed=7)
-    c = permutation_test(X, Y, metric="mutual_knn", n_permutations=20, seed=8)
+    a = permutation_test(X, Y, metric="mutual_knn", n_permutations=20, seed=7, normalize=None)
+    b = permutation_test(X, Y, metric="mutual_knn", n_permutations=20, seed=7, normalize=None)
+    c = permutation_test(X, Y, metric="mutual_knn", n_permutations=20, seed=8, normalize=None)
     np.testing.assert_array_equal(a.null, b.null)
     assert not np.array_equal(a.null, c.null)
-    s1 = subsample_ci(X, Y, metric="cka", n_subsamples=10, seed=2)
-    s2 = subsample_ci(X, Y, metric="cka", n_subsamples=10, seed=2)
+    s1 = subsample_ci(X, Y, metric="cka", n_subsamples=10, seed=2, normalize=None)
+    s2 = subsample_ci(X, Y, metric="cka", n_subsamples=10, seed=2, normalize=None)
     np.testing.assert_array_equal(s1.samples, s2.samples)
 
 
@@ -76,7 +76,7 @@ def test_null_by_relabelling_equals_recomputation(metric):
 
 def test_p_value_formula_and_direction():
     X, Y = _pair(5)
-    res = permutation_test(X, Y, metric="cka", n_permutations=19, seed=0)
+    res = permutation_test(X, Y, metric="cka", n_permutations=19, seed=0, normalize=None)
     expect = (1 + np.count_nonzero(res.null >= res.value)) / 20
     assert res.p_value == expect
     pool = np.sort(np.append(res.null, res.value))
@@ -86,7 +86,7 @@ def test_p_value_formula_and_direction():
 
 def test_subsample_ci_no_duplicates_and_covers_value():
     X, Y = _pair(6, n=300)
-    res = subsample_ci(X, Y, metric="cknna", k=10, n_subsamples=30, fraction=0.5, seed=0)
+    res = subsample_ci(X, Y, metric="cknna", k=10, n_subsamples=30, fraction=0.5, seed=0, normalize=None)
     assert res.low <= res.high
     assert res.samples.shape == (30,)
     assert res.low - 0.1 < res.value < res.high + 0.1
@@ -95,10 +95,10 @@ def test_subsample_ci_no_duplicates_and_covers_value():
 def test_significance_bad_input():
     X, Y = _pair(7, n=50)
     with pytest.raises(InputError, match="n_permutations"):
-        permutation_test(X, Y, metric="cka", n_permutations=0)
+        permutation_test(X, Y, metric="cka", n_permutations=0, normalize=None)
     with pytest.raises(InputError, match="fraction"):
-        subsample_ci(X, Y, metric="cka", fraction=1.5)
+        subsample_ci(X, Y, metric="cka", fraction=1.5, normalize=None)
     with pytest.raises(InputError, match="k=30"):
-        subsample_ci(X, Y, metric="cknna", k=30, fraction=0.5)
+        subsample_ci(X, Y, metric="cknna", k=30, fraction=0.5, normalize=None)
     with pytest.raises(InputError, match="no parameter"):
-        permutation_test(X, Y, metric="cka", k=3)
+        permutation_test(X, Y, metric="cka", k=3, normalize=None)

@@ -1,8 +1,10 @@
 """Alignment metrics: pure functions of arrays, a registry of their properties, and engines.
 
 Every public function takes arrays of shape ``(n_samples, n_features)`` and keyword-only
-options, and computes on the arrays **as given**; normalisation is applied by the
-pipeline (:func:`normalize`) and recorded with each number.
+options. One normalisation rule holds everywhere: the functions, :func:`prepare`, :func:`pairwise`,
+``matteralign compare`` and the study L2-normalise the rows first (``normalize="l2"``, recorded with each
+number); ``normalize=None`` computes on the arrays as given. A registered ``MetricSpec.function`` is
+the as-given form (the pipeline normalises once per model before calling it).
 """
 
 from __future__ import annotations

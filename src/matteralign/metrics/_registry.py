@@ -43,7 +43,8 @@ class MetricSpec:
     function : callable
         ``function(X, Y, **params) -> float`` for pair metrics (``arity=2``) or
         ``function(X, **params) -> float`` for single-representation measures (``arity=1``).
-        Computes on the arrays as given (no normalisation).
+        Computes on the arrays as given (no normalisation): for a public function ``f`` with a
+        ``normalize`` parameter it is ``f`` with ``normalize=None`` bound (``normalize.as_given``).
     symmetric : bool
         ``function(X, Y) == function(Y, X)``.
     bounds : (float, float)

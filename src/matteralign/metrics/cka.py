@@ -45,6 +45,8 @@ from ._cache import ModelCache
 from ._compiled import kernel, run_rows
 from ._registry import MetricSpec, register
 from ._validate import check_pair
+from .normalize import as_given
+from .normalize import rows as _rows
 
 __all__ = ["cka", "unbiased_cka"]
 
@@ -237,6 +239,7 @@ def cka(
     threshold: float = 1.0,
     eps: float = 0.0,
     block_size: int | None = None,
+    normalize: str | None = "l2",
 ) -> float:
     """Centered kernel alignment of two representations of the same samples.
 
@@ -248,7 +251,7 @@ def cka(
     Parameters
     ----------
     X, Y : array_like, shape (n_samples, d_x), (n_samples, d_y)
-        Two representations of the same samples, compared as given.
+        Two representations of the same samples.
     kernel : {"linear", "rbf"}
         Linear (inner product) or Gaussian kernel with ``sigma^2 = threshold^2 * median squared distance``
         (the median over all N^2 pairs, zero diagonal included, as the google-research demo computes it).
@@ -264,6 +267,10 @@ def cka(
     block_size : int, optional
         RBF only: rows per block of the streamed computation (forces the blocked route; default: dense up to
         N = 2048, blocks of 1024 beyond).
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -278,6 +285,7 @@ def cka(
     median, one per pair). Invariant to rotations, translations, feature and joint sample permutations and
     (for ``eps=0``) isotropic scaling. Reference: Kornblith et al. 2019, arXiv:1905.00414.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     _check_kernel_args(kernel, threshold, eps)
     Xa, Ya = check_pair(X, Y, dtype=np.float64)
     n = Xa.shape[0]
@@ -295,7 +303,7 @@ def cka(
     )
 
 
-def unbiased_cka(X, Y, *, eps: float = 1e-6) -> float:
+def unbiased_cka(X, Y, *, eps: float = 1e-6, normalize: str | None = "l2") -> float:
     """Debiased linear CKA exactly as platonic-rep's ``unbiased_cka`` (``+1e-6`` in the denominator).
 
     .. math::
@@ -308,6 +316,10 @@ def unbiased_cka(X, Y, *, eps: float = 1e-6) -> float:
     X, Y : array_like, shape (n_samples, d_x), (n_samples, d_y)
     eps : float
         Denominator constant (platonic-rep: 1e-6; 0 gives the google-research debiased CKA).
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -319,7 +331,8 @@ def unbiased_cka(X, Y, *, eps: float = 1e-6) -> float:
     Same as ``cka(X, Y, debiased=True, eps=eps)`` and ``cknna(X, Y, k=N-1)``. Reference: Song et al. 2012;
     Huh et al. 2024, arXiv:2405.07987.
     """
-    return cka(X, Y, kernel="linear", debiased=True, eps=eps)
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
+    return cka(X, Y, kernel="linear", debiased=True, eps=eps, normalize=None)
 
 
 # ------------------------------------------------------------------------------------------ from cache
@@ -506,11 +519,11 @@ def cka_rbf_from_cache(
 
 
 def _cka_rbf(X, Y, *, threshold: float = 1.0) -> float:
-    return cka(X, Y, kernel="rbf", threshold=threshold)
+    return cka(X, Y, kernel="rbf", threshold=threshold, normalize=None)
 
 
 def _cka_linear(X, Y) -> float:
-    return cka(X, Y)
+    return cka(X, Y, normalize=None)
 
 
 _REF = "Kornblith et al. 2019, arXiv:1905.00414 (google-research representation_similarity)"
@@ -536,7 +549,7 @@ register(
 register(
     MetricSpec(
         name="unbiased_cka",
-        function=unbiased_cka,
+        function=as_given(unbiased_cka),
         symmetric=True,
         bounds=(-1.0, 1.0),
         higher_is_better=True,

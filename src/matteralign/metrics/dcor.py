@@ -24,6 +24,8 @@ from ..errors import InputError
 from ._blocked import check_precision, distance_sums, prepare_workspace
 from ._registry import MetricSpec, register
 from ._validate import check_pair
+from .normalize import rows as _rows
+from .normalize import rows_many as _rows_many
 
 __all__ = ["distance_correlation", "distance_correlation_matrix"]
 
@@ -55,6 +57,7 @@ def distance_correlation(
     unbiased: bool = False,
     precision: str = "float64",
     block_rows: int | None = None,
+    normalize: str | None = "l2",
 ) -> float:
     """Distance correlation of two representations of the same samples.
 
@@ -71,7 +74,7 @@ def distance_correlation(
     ----------
     X : array_like, shape (n_samples, n_features_x)
     Y : array_like, shape (n_samples, n_features_y)
-        Rows are the same samples in the same order. Distances are Euclidean on the arrays as given.
+        Rows are the same samples in the same order. Distances are Euclidean on the normalised rows.
     squared : bool
         Return dCor² (the quantity of arXiv 2512.03750 Eq. A18) instead of dCor.
     unbiased : bool
@@ -83,6 +86,10 @@ def distance_correlation(
         about 1e-8 (per-entry rounding ``~ sqrt(D) 2**-24 |x|^2``, see :mod:`matteralign.metrics._blocked`).
     block_rows : int, optional
         Rows per block (memory ``O(block_rows * N)``); chosen automatically by default.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -101,6 +108,7 @@ def distance_correlation(
     Székely, Rizzo & Bakirov (2007), Ann. Statist. 35(6), doi:10.1214/009053607000000505;
     Székely & Rizzo (2014), Ann. Statist. 42(6), doi:10.1214/14-AOS1255.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     check_precision(precision)
     if unbiased and not squared:
         _finish(np.zeros((1, 1)), squared=False, unbiased=True)
@@ -120,13 +128,16 @@ def distance_correlation_matrix(
     unbiased: bool = False,
     precision: str = "float64",
     block_rows: int | None = None,
+    normalize: str | None = "l2",
 ) -> np.ndarray:
     """Distance correlation of every pair of ``M`` representations, ``(M, M)``, in one streamed pass.
 
     Costs about ``M`` single-model distance passes (one GEMM per model per block, plus one ``M x M``
     GEMM of the stacked blocks), not ``M^2`` pair passes. Same parameters as
-    :func:`distance_correlation`; entry ``[m, n]`` equals ``distance_correlation(reps[m], reps[n])``.
+    :func:`distance_correlation` (rows normalised by ``normalize``, default ``"l2"``; ``None`` = as given);
+    entry ``[m, n]`` equals ``distance_correlation(reps[m], reps[n])``.
     """
+    reps = _rows_many(reps, normalize)
     check_precision(precision)
     if unbiased and not squared:
         _finish(np.zeros((1, 1)), squared=False, unbiased=True)
@@ -167,15 +178,15 @@ def _from_caches_all(*, squared: bool, unbiased: bool):
 
 
 def _dcor(X, Y, *, precision: str = "float64") -> float:
-    return distance_correlation(X, Y, precision=precision)
+    return distance_correlation(X, Y, precision=precision, normalize=None)
 
 
 def _dcor2(X, Y, *, precision: str = "float64") -> float:
-    return distance_correlation(X, Y, squared=True, precision=precision)
+    return distance_correlation(X, Y, squared=True, precision=precision, normalize=None)
 
 
 def _dcor2_u(X, Y, *, precision: str = "float64") -> float:
-    return distance_correlation(X, Y, squared=True, unbiased=True, precision=precision)
+    return distance_correlation(X, Y, squared=True, unbiased=True, precision=precision, normalize=None)
 
 
 _REF = "Székely, Rizzo & Bakirov 2007, doi:10.1214/009053607000000505; R energy / dcor (vnmabus)"

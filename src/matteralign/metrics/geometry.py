@@ -10,6 +10,7 @@ from ._blocked import check_precision, distance_sums, exact_knn_l2, prepare_work
 from ._validate import check_k
 from .dcor import _check_many, _ratio
 from .imbalance import imbalance_counter, imbalance_from_counter
+from .normalize import rows_many as _rows_many
 
 __all__ = ["pairwise_geometry"]
 
@@ -20,6 +21,7 @@ def pairwise_geometry(
     k: int = 1,
     precision: str = "float64",
     block_rows: int | None = None,
+    normalize: str | None = "l2",
 ) -> dict[str, np.ndarray]:
     """dCor, dCor², bias-corrected dCor² and information imbalance for all ``M x M`` pairs, one pass.
 
@@ -31,13 +33,17 @@ def pairwise_geometry(
     Parameters
     ----------
     reps : mapping of name -> array (n_samples, d_m), or a sequence of arrays
-        Representations of the same samples (same row order), used as given (normalise beforehand).
+        Representations of the same samples (same row order), normalised by ``normalize``.
     k : int
         Neighbours for the information imbalance.
     precision : {"float64", "float32"}
         Precision of the distance GEMMs (sums are float64; imbalance ranks are exact either way).
     block_rows : int, optional
         Rows per block.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to each representation first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -46,6 +52,7 @@ def pairwise_geometry(
         and ``"information_imbalance"`` (``[m, n] = Δ(m → n)``), each equal to the single-pair
         functions of :mod:`matteralign.metrics`.
     """
+    reps = _rows_many(reps, normalize)
     check_precision(precision)
     if isinstance(reps, Mapping):
         names = [str(n) for n in reps]

@@ -10,6 +10,7 @@ from ._blocked import exact_knn_l2
 from ._registry import MetricSpec, register
 from ._validate import check_pair, check_positive_int
 from .intrinsic_dim import twonn_from_distances
+from .normalize import rows as _rows
 
 __all__ = ["id_correlation", "IdCorResult"]
 
@@ -52,7 +53,7 @@ def _twonn(X: np.ndarray, name: str) -> float:
     return twonn_from_distances(dist[:, 0], dist[:, 1], name=name)
 
 
-def id_correlation(X, Y, *, n_permutations: int = 100, seed: int = 0) -> IdCorResult:
+def id_correlation(X, Y, *, n_permutations: int = 100, seed: int = 0, normalize: str | None = "l2") -> IdCorResult:
     """IdCor: how much the joint representation ``[X | Y]`` is lower-dimensional than ``X`` and ``Y`` apart.
 
     .. math::
@@ -72,6 +73,10 @@ def id_correlation(X, Y, *, n_permutations: int = 100, seed: int = 0) -> IdCorRe
         Shuffles of the rows of ``Y`` for the permutation test (0 to skip it).
     seed : int
         Seed of ``numpy.random.default_rng`` for the shuffles.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -92,6 +97,7 @@ def id_correlation(X, Y, *, n_permutations: int = 100, seed: int = 0) -> IdCorRe
     ----------
     Basile, Acevedo, Bortolussi, Anselmi & Rodriguez (2025), arXiv 2406.15812.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     n_permutations = check_positive_int(n_permutations, "n_permutations", minimum=0)
     Xa, Ya = check_pair(X, Y, min_samples=4)
     Xn = _l2_rows(Xa.astype(np.float64), "X")
@@ -113,7 +119,7 @@ def id_correlation(X, Y, *, n_permutations: int = 100, seed: int = 0) -> IdCorRe
 
 
 def _idcor_value(X, Y) -> float:
-    return id_correlation(X, Y, n_permutations=0).value
+    return id_correlation(X, Y, n_permutations=0, normalize=None).value
 
 
 register(

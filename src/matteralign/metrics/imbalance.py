@@ -35,6 +35,9 @@ from ._blocked import (
 from ._compiled import kernel, run_rows
 from ._registry import MetricSpec, register
 from ._validate import check_array, check_k, check_pair, check_positive_int
+from .normalize import as_given
+from .normalize import rows as _rows
+from .normalize import rows_many as _rows_many
 
 __all__ = [
     "information_imbalance",
@@ -207,7 +210,8 @@ def _stream(workspaces: Sequence[Workspace], counter, *, block_rows=None) -> Non
 
 
 def information_imbalance(
-    X, Y, *, k: int = 1, precision: str = "float32", block_rows: int | None = None
+    X, Y, *, k: int = 1, precision: str = "float32", block_rows: int | None = None,
+    normalize: str | None = "l2",
 ) -> float:
     """Information imbalance Δ(X → Y): how well neighbourhoods in ``X`` predict those in ``Y``.
 
@@ -228,6 +232,10 @@ def information_imbalance(
         the float32 error band are re-decided in float64.
     block_rows : int, optional
         Rows per block; chosen automatically.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -247,11 +255,12 @@ def information_imbalance(
     ----------
     Glielmo, Zeni, Cheng, Tamás & Laio (2022), PNAS Nexus 1(2), pgac039, doi:10.1093/pnasnexus/pgac039.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     check_precision(precision)
     Xa, Ya = check_pair(X, Y, min_samples=4)
     k = check_k(k, Xa.shape[0])
     return float(information_imbalance_matrix([Xa, Ya], k=k, precision=precision, block_rows=block_rows,
-                                              pairs=[(0, 1)])[0, 1])
+                                              pairs=[(0, 1)], normalize=None)[0, 1])
 
 
 def information_imbalance_matrix(
@@ -262,14 +271,18 @@ def information_imbalance_matrix(
     block_rows: int | None = None,
     pairs: Sequence[tuple[int, int]] | None = None,
     knn: Sequence[np.ndarray] | None = None,
+    normalize: str | None = "l2",
 ) -> np.ndarray:
     """Δ(reps[m] → reps[n]) for every ordered pair, ``(M, M)``, in one blocked pass.
 
     Each block of rows produces every model's squared-distance block once and counts the ranks for
     every ordered pair, so ``M`` models cost about ``M`` distance passes plus one kNN search each.
     ``pairs`` restricts the computation to some ordered pairs (others are NaN); ``knn`` passes
-    precomputed exact Euclidean neighbour indices ``(N, >= k)`` per model (self excluded).
+    precomputed exact Euclidean neighbour indices ``(N, >= k)`` per model (self excluded) of the
+    normalised rows. Rows are normalised by ``normalize`` first (default ``"l2"``, the rule of every metric
+    function; ``None`` = as given).
     """
+    reps = _rows_many(reps, normalize)
     check_precision(precision)
     arrays = [check_array(r, f"reps[{i}]", min_samples=4) for i, r in enumerate(reps)]
     n = arrays[0].shape[0]
@@ -339,7 +352,8 @@ class ImbalanceEstimate:
 
 
 def information_imbalance_subsets(
-    X, Y, *, k: int = 1, subset_size: int = 2000, seed: int = 0
+    X, Y, *, k: int = 1, subset_size: int = 2000, seed: int = 0,
+    normalize: str | None = "l2",
 ) -> ImbalanceEstimate:
     """DADApy-style Δ(X → Y): exact Δ on disjoint random subsets, mean ± standard error.
 
@@ -350,6 +364,10 @@ def information_imbalance_subsets(
     :func:`information_imbalance` (one subset). This is the protocol of DADApy's
     ``return_information_imbalace(coords, k, subset_size)``; its values differ from ours only by the
     random subsets drawn.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -357,6 +375,7 @@ def information_imbalance_subsets(
         ``value`` (lower is better, as :func:`information_imbalance`), ``sem``, ``n_subsets``,
         ``subset_size``.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     Xa, Ya = check_pair(X, Y, min_samples=4)
     n = Xa.shape[0]
     subset_size = check_positive_int(subset_size, "subset_size", minimum=2)
@@ -368,7 +387,7 @@ def information_imbalance_subsets(
     vals = []
     for s in range(n_sub):
         idx = perm[s * subset_size : (s + 1) * subset_size]
-        vals.append(information_imbalance(Xa[idx], Ya[idx], k=k))
+        vals.append(information_imbalance(Xa[idx], Ya[idx], k=k, normalize=None))
     vals = np.asarray(vals)
     sem = float(vals.std(ddof=1) / np.sqrt(n_sub)) if n_sub > 1 else 0.0
     return ImbalanceEstimate(float(vals.mean()), sem, n_sub, subset_size)
@@ -376,13 +395,13 @@ def information_imbalance_subsets(
 
 def _from_caches_all(caches, *, k: int = 1, precision: str = "float32") -> np.ndarray:
     """All ordered pairs from :class:`~matteralign.metrics.ModelCache` objects, one blocked pass."""
-    return information_imbalance_matrix([c.features for c in caches], k=k, precision=precision)
+    return information_imbalance_matrix([c.features for c in caches], k=k, precision=precision, normalize=None)
 
 
 register(
     MetricSpec(
         name="information_imbalance",
-        function=information_imbalance,
+        function=as_given(information_imbalance),
         symmetric=False,
         bounds=(0.0, 2.0),
         higher_is_better=False,

@@ -17,6 +17,8 @@ from ..errors import InputError
 from ._blocked import exact_knn_l2
 from ._registry import MetricSpec, register
 from ._validate import check_array, check_k
+from .normalize import as_given
+from .normalize import rows as _rows
 
 __all__ = ["intrinsic_dimension", "twonn_from_distances", "mle_from_distances"]
 
@@ -100,7 +102,8 @@ def mle_from_distances(dist: np.ndarray, *, name: str = "X") -> float:
 
 
 def intrinsic_dimension(
-    X, *, method: str = "twonn", k: int = 50, discard_fraction: float = 0.1
+    X, *, method: str = "twonn", k: int = 50, discard_fraction: float = 0.1,
+    normalize: str | None = "l2",
 ) -> float:
     """Intrinsic dimension of a point cloud.
 
@@ -111,7 +114,7 @@ def intrinsic_dimension(
     Parameters
     ----------
     X : array_like, shape (n_samples, n_features)
-        Euclidean distances on the array as given.
+        Euclidean distances on the normalised rows.
     method : {"twonn", "twonn-ml", "mle"}
         ``"twonn"``: linear fit through the origin after discarding the largest ``discard_fraction`` of
         the ratios (Facco et al. 2017; equals DADApy ``compute_id_2NN`` and scikit-dimension
@@ -121,6 +124,10 @@ def intrinsic_dimension(
         Neighbours for ``"mle"``, ``2 <= k <= N - 1`` (validated but unused by TwoNN).
     discard_fraction : float
         Fraction of largest ratios ``mu`` dropped by ``"twonn"``, in [0, 1).
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -139,6 +146,7 @@ def intrinsic_dimension(
     Facco, d'Errico, Rodriguez & Laio (2017), Sci. Rep. 7, 12140, doi:10.1038/s41598-017-11873-y;
     Levina & Bickel (2004), NeurIPS 17.
     """
+    X = _rows(X, normalize, "X")
     if method not in _METHODS:
         raise InputError(f"method must be one of {_METHODS}; got {method!r}.")
     discard_fraction = _check_fraction(discard_fraction)
@@ -156,13 +164,13 @@ def intrinsic_dimension(
 
 def _from_cache(cache, **params) -> float:
     key = ("intrinsic_dim", tuple(sorted(params.items())))
-    return cache.memo(key, lambda: intrinsic_dimension(cache.features, **params))
+    return cache.memo(key, lambda: intrinsic_dimension(cache.features, **params, normalize=None))
 
 
 register(
     MetricSpec(
         name="intrinsic_dimension",
-        function=intrinsic_dimension,
+        function=as_given(intrinsic_dimension),
         symmetric=True,
         bounds=(0.0, float("inf")),
         higher_is_better=None,

@@ -1,8 +1,8 @@
 """Neighbourhood alignment: mutual kNN, cycle kNN and CKNNA, with platonic-rep semantics, in O(N k).
 
 Neighbours are found by **inner product** with self excluded (platonic-rep's
-``compute_nearest_neighbors``), so the metrics are computed on the arrays as given; L2-normalise
-first for cosine neighbours (the pipeline does). All three are computed from two cached kNN graphs
+``compute_nearest_neighbors``) on the rows after the normalisation rule (``normalize="l2"`` by
+default, so cosine neighbours; ``normalize=None`` = the arrays as given). All three are computed from two cached kNN graphs
 (:class:`~matteralign.metrics.ModelCache`) by row-wise comparison of the neighbour lists (O(N k^2)
 comparisons): no N x N matrix.
 
@@ -38,6 +38,8 @@ from ._compiled import kernel, pool, run_rows
 from ._knn import knn_graph
 from ._registry import MetricSpec, register
 from ._validate import check_k, check_pair
+from .normalize import as_given
+from .normalize import rows as _rows
 
 __all__ = ["mutual_knn", "cycle_knn", "cknna", "CKNNA_EPS"]
 
@@ -326,7 +328,7 @@ def _check(X, Y, k):
     return Xa, Ya, check_k(k, Xa.shape[0])
 
 
-def mutual_knn(X, Y, *, k: int = 10) -> float:
+def mutual_knn(X, Y, *, k: int = 10, normalize: str | None = "l2") -> float:
     """Mutual k-nearest-neighbour overlap (platonic-rep ``mutual_knn``).
 
     .. math::
@@ -337,9 +339,13 @@ def mutual_knn(X, Y, *, k: int = 10) -> float:
     ----------
     X : array_like, shape (n_samples, d_x)
     Y : array_like, shape (n_samples, d_y)
-        Two representations of the same samples, compared as given (L2-normalise for cosine neighbours).
+        Two representations of the same samples (inner-product neighbours: cosine after ``"l2"``).
     k : int
         Neighbours per sample (inner product, self excluded), ``1 <= k < n_samples``.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -352,11 +358,12 @@ def mutual_knn(X, Y, *, k: int = 10) -> float:
     feature and joint sample permutations; not to translation (inner-product neighbours).
     Reference: Huh et al. 2024, arXiv:2405.07987.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     Xa, Ya, k = _check(X, Y, k)
     return _mutual_from_graphs(_graph_from_array(Xa, k), _graph_from_array(Ya, k))
 
 
-def cycle_knn(X, Y, *, k: int = 10) -> float:
+def cycle_knn(X, Y, *, k: int = 10, normalize: str | None = "l2") -> float:
     """Cycle kNN: fraction of samples that come back to themselves via Y's then X's neighbours.
 
     .. math::
@@ -367,9 +374,13 @@ def cycle_knn(X, Y, *, k: int = 10) -> float:
     Parameters
     ----------
     X, Y : array_like, shape (n_samples, d_x), (n_samples, d_y)
-        Two representations of the same samples, compared as given.
+        Two representations of the same samples.
     k : int
         Neighbours per sample (inner product, self excluded).
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -381,11 +392,12 @@ def cycle_knn(X, Y, *, k: int = 10) -> float:
     -----
     Cost: two kNN searches plus O(N k log(N k)). Reference: Huh et al. 2024, arXiv:2405.07987.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     Xa, Ya, k = _check(X, Y, k)
     return _cycle_from_graphs(_graph_from_array(Xa, k), _graph_from_array(Ya, k))
 
 
-def cknna(X, Y, *, k: int = 25) -> float:
+def cknna(X, Y, *, k: int = 25, normalize: str | None = "l2") -> float:
     """Centered kernel nearest-neighbour alignment (CKNNA), exactly as platonic-rep computes it.
 
     .. math::
@@ -400,9 +412,13 @@ def cknna(X, Y, *, k: int = 25) -> float:
     Parameters
     ----------
     X, Y : array_like, shape (n_samples, d_x), (n_samples, d_y)
-        Two representations of the same samples, compared as given (the paper L2-normalises first).
+        Two representations of the same samples (the paper L2-normalises first, as the default does).
     k : int
         Neighbours per sample (the paper uses 25 at N = 50,000), ``1 <= k < n_samples``.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
 
     Returns
     -------
@@ -417,6 +433,7 @@ def cknna(X, Y, *, k: int = 25) -> float:
     The ``+1e-6`` makes the score depend (slightly) on the overall scale of the inputs. Reference:
     Huh et al. 2024, arXiv:2405.07987 (Eqs. 16-18); Song et al. 2012, JMLR 13:1393.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     Xa, Ya, k = _check(X, Y, k)
     gx, gy = _graph_from_array(Xa, k), _graph_from_array(Ya, k)
     return _cknna_from_graphs(gx, gy, _self_hsic(gx), _self_hsic(gy))
@@ -500,7 +517,7 @@ def cycle_knn_null(cx: ModelCache, cy: ModelCache, perm: np.ndarray, *, k: int =
 register(
     MetricSpec(
         name="cknna",
-        function=cknna,
+        function=as_given(cknna),
         symmetric=False,
         # Unbounded: the cross term uses mask_K * mask_L, the self terms mask_K and mask_L alone, so no
         # Cauchy-Schwarz bound holds. Values are usually in [0, 1]; they exceed 1 when the two masks differ
@@ -521,7 +538,7 @@ register(
 register(
     MetricSpec(
         name="mutual_knn",
-        function=mutual_knn,
+        function=as_given(mutual_knn),
         symmetric=True,
         bounds=(0.0, 1.0),
         higher_is_better=True,
@@ -539,7 +556,7 @@ register(
 register(
     MetricSpec(
         name="cycle_knn",
-        function=cycle_knn,
+        function=as_given(cycle_knn),
         symmetric=False,
         bounds=(0.0, 1.0),
         higher_is_better=True,

@@ -1,7 +1,10 @@
 """Row normalisation of representations before they are compared.
 
-The metric functions compute on arrays as given; the pipeline (``prepare``/``pairwise``) applies one of
-these and records its name with every number.
+One rule everywhere: every public metric function, :func:`~matteralign.metrics.prepare`,
+:func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study normalise the rows first with
+:data:`DEFAULT` (``"l2"``, as platonic-rep's pipeline does) and record the method with every number;
+``normalize=None`` computes on the arrays as given. The registry's ``MetricSpec.function`` is the metric on
+the arrays as given (the pipeline normalises once per model, then calls it).
 """
 
 from __future__ import annotations
@@ -11,10 +14,49 @@ import numpy as np
 from ..errors import InputError
 from ._validate import check_array
 
-__all__ = ["normalize", "NORMALIZATIONS"]
+__all__ = ["normalize", "NORMALIZATIONS", "DEFAULT"]
 
 #: Accepted values of ``method`` (``None`` and ``"none"`` leave the array unchanged).
 NORMALIZATIONS = ("l2", "max", "clamp95", "none")
+
+#: The normalisation every route applies unless told otherwise.
+DEFAULT = "l2"
+
+
+def check_method(method) -> str:
+    """``method`` as a key of :data:`NORMALIZATIONS` (``None`` -> ``"none"``); InputError otherwise."""
+    key = "none" if method is None else method
+    if key not in NORMALIZATIONS:
+        raise InputError(f"normalize must be one of {list(NORMALIZATIONS)} or None; got {method!r}.")
+    return key
+
+
+def rows(X, method, name: str = "X"):
+    """``X`` normalised by ``method``, or ``X`` itself (not even copied) when ``method`` is None/"none".
+
+    The first step of every public metric function.
+    """
+    if check_method(method) == "none":
+        return X
+    return normalize(X, method=method, name=name)
+
+
+def rows_many(reps, method):
+    """:func:`rows` over a sequence (a list back) or a mapping (a dict back) of representations."""
+    from collections.abc import Mapping
+
+    if isinstance(reps, Mapping):
+        return {key: rows(R, method, f"reps[{key!r}]") for key, R in reps.items()}
+    return [rows(R, method, f"reps[{i}]") for i, R in enumerate(reps)]
+
+
+def as_given(function):
+    """``function`` with ``normalize=None`` bound: the registry's as-given form of a public metric."""
+    import functools
+
+    bound = functools.partial(function, normalize=None)
+    functools.update_wrapper(bound, function)
+    return bound
 
 
 def _zero_rows_error(X: np.ndarray, method: str, name: str) -> None:
@@ -71,9 +113,7 @@ def normalize(X, *, method: str | None = "l2", name: str = "X") -> np.ndarray:
     number for the whole array. Reference: Huh et al., arXiv 2405.07987 (platonic-rep
     ``measure_alignment.prepare_features``).
     """
-    key = "none" if method is None else method
-    if key not in NORMALIZATIONS:
-        raise InputError(f"normalize method must be one of {list(NORMALIZATIONS)} or None; got {method!r}.")
+    key = check_method(method)
     arr = check_array(X, name, min_samples=1, allow_constant=True)
     if key == "none":
         return arr.copy()

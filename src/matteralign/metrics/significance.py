@@ -17,6 +17,7 @@ from ..errors import InputError
 from ._cache import prepare
 from ._registry import MetricSpec, get_metric
 from ._validate import check_pair, check_positive_int
+from .normalize import rows as _rows
 
 __all__ = ["PermutationResult", "SubsampleResult", "permutation_test", "subsample_ci"]
 
@@ -94,6 +95,7 @@ def permutation_test(
     n_permutations: int = 200,
     seed: int = 0,
     alpha: float = 0.05,
+    normalize: str | None = "l2",
     **params,
 ) -> PermutationResult:
     """Permutation test and calibrated score of one alignment value.
@@ -106,7 +108,7 @@ def permutation_test(
     Parameters
     ----------
     X, Y : array_like, shape (n_samples, d_x), (n_samples, d_y)
-        Two representations of the same samples, compared as given (no normalisation).
+        Two representations of the same samples.
     metric : str
         A registered pair metric.
     n_permutations : int
@@ -115,6 +117,10 @@ def permutation_test(
         Seed of ``numpy.random.default_rng``; the same seed gives the same null.
     alpha : float
         Calibration level: ``tau`` is the ``ceil((1 - alpha)(K + 1))``-th smallest of ``{s} U null``.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
     **params
         Metric parameters (e.g. ``k=25``); unspecified ones take the registry defaults.
 
@@ -130,6 +136,7 @@ def permutation_test(
     relabelled). Other metrics: one full evaluation per permutation. References: Gröger et al.,
     "Aristotelian view" (calibrated-similarity); Phipson & Smyth 2010 (add-one p-values).
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     spec, full = _spec_params(metric, params)
     K = check_positive_int(n_permutations, "n_permutations", minimum=1)
     alpha = _check_alpha(alpha)
@@ -172,6 +179,7 @@ def subsample_ci(
     fraction: float = 0.5,
     confidence: float = 0.95,
     seed: int = 0,
+    normalize: str | None = "l2",
     **params,
 ) -> SubsampleResult:
     """Percentile interval of a score over m-out-of-n subsamples drawn **without** replacement.
@@ -195,6 +203,10 @@ def subsample_ci(
         Interval level ``c``.
     seed : int
         Seed of ``numpy.random.default_rng``.
+    normalize : {"l2", "max", "clamp95", "none"} or None
+        Row normalisation applied to ``X`` and ``Y`` first. Default ``"l2"``, the one rule of every metric
+        function, :func:`~matteralign.metrics.pairwise`, ``matteralign compare`` and the study (see
+        :func:`~matteralign.metrics.normalize`); ``None`` computes on the arrays as given.
     **params
         Metric parameters; ``k`` must stay below the subsample size.
 
@@ -208,6 +220,7 @@ def subsample_ci(
     Scores of sample-size-dependent metrics (kNN metrics at fixed k, biased CKA) shift with m; the interval
     describes the m-sample statistic. Cost: B evaluations at size m.
     """
+    X, Y = _rows(X, normalize, "X"), _rows(Y, normalize, "Y")
     spec, full = _spec_params(metric, params)
     B = check_positive_int(n_subsamples, "n_subsamples", minimum=1)
     if not (isinstance(fraction, int | float) and 0 < fraction <= 1):
