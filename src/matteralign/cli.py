@@ -108,6 +108,9 @@ def run(
     n: int = typer.Option(None, "--n", help="Samples per dataset (overrides the study)."),
     seed: int = typer.Option(None, "--seed", help="Seed for subsampling and random controls."),
     out: str = typer.Option(None, "--out", help="Output folder (store, results, report)."),
+    executor: str = typer.Option(None, "--executor", help="Where units run: local (default), ray or inline."),
+    address: str = typer.Option(None, "--address", help="Ray cluster: auto or HOST:PORT (default: a local Ray)."),
+    workers: int = typer.Option(None, "--workers", help="Units at a time (default: every core)."),
     print_default: bool = typer.Option(False, "--print-default", help="Print the default study and exit."),
 ):
     """Run a study: extract -> measure -> analyse -> report. Ends with the report's path."""
@@ -116,7 +119,8 @@ def run(
     if print_default:
         typer.echo(default_study_text(), nl=False)
         return
-    s = Study.from_toml(study).override(datasets=dataset, models=model, n=n, seed=seed, out=out)
+    execution = {"executor": executor, "address": address, "workers": workers}
+    s = Study.from_toml(study).override(datasets=dataset, models=model, n=n, seed=seed, out=out, execution=execution)
     results = s.run(progress=True)
     typer.echo(str(results.report.resolve()) if results.report else str(s.out.resolve()))
 
@@ -180,7 +184,9 @@ def extract(
     shard_size: int = typer.Option(256, "--shard-size", help="Samples per atomically committed shard."),
     batch_size: int = typer.Option(None, "--batch-size", help="Structures per forward pass."),
     pooling: list[str] = typer.Option(["mean"], "--pooling", help="Pooled arrays to store: mean, sum, max."),
-    threads: int = typer.Option(None, "--threads", help="torch threads while embedding."),
+    threads: int = typer.Option(None, "--threads", help="Threads per worker (default: cores / workers)."),
+    workers: int = typer.Option(None, "--workers", help="Worker processes (default: every core)."),
+    executor: str = typer.Option(None, "--executor", help="Where shards run: local (default), ray or inline."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace stored embeddings of this layer."),
     checkpoint: list[str] = typer.Option(None, "--checkpoint", help="Local checkpoint: PATH or NAME=PATH."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
@@ -188,13 +194,13 @@ def extract(
 ):
     """Embed a dataset with one model into the store (resumes an interrupted run).
 
-    Models of another environment (``matteralign env list``) run in a subprocess of that
-    environment's Python and write into the same store.
+    The shards run in worker processes (the model's own environment when it has one:
+    ``matteralign env list``); the driver commits each shard to the store as it lands.
     """
-    from . import datasets, envs, models
-    from .store import Store
+    from . import datasets, models
+    from .execute import extract as run_extraction
 
-    spec = models.get_spec(model)  # an unknown name fails before any loading
+    models.get_spec(model)  # an unknown name fails before any loading
     ds = datasets.load(dataset, n=n, seed=seed)
     options = {"seed": seed}
     ckpt = _checkpoint_for(model, checkpoint or [])
@@ -202,16 +208,9 @@ def extract(
         options["checkpoint"] = ckpt
     if trust_checkpoint:
         options["trust_checkpoint"] = True
-    if spec.env and envs.current_family() != spec.env:
-        summary = envs.extract_in_env(store, ds, model, layer=layer, options=options, shard_size=shard_size,
-                                      batch_size=batch_size, poolings=pooling, overwrite=overwrite,
-                                      threads=threads, progress=True)
-    else:
-        if threads is not None:
-            options["num_threads"] = threads
-        extractor = models.load(model, **options)
-        summary = Store(store).extract(ds, extractor, layer=layer, shard_size=shard_size, batch_size=batch_size,
-                                       poolings=pooling, progress=True, overwrite=overwrite)
+    summary = run_extraction(store, ds, model, layer=layer, options=options, shard_size=shard_size,
+                             batch_size=batch_size, poolings=pooling, overwrite=overwrite, progress=True,
+                             executor=executor, workers=workers, threads=threads)
     _console().print(
         f"{summary['dataset']} · {summary['model']} · {summary['layer']}: {summary['n']} samples embedded "
         f"(d = {summary['dim']}), {summary['n_skipped']} skipped, {summary['computed_shards']} shard(s) computed "

@@ -4,8 +4,9 @@ Some model families pin incompatible versions of the same package (``mace-torch`
 ``e3nn==0.4.4``, ``fairchem-core`` 2.x installs ``e3nn`` 0.6, and a MACE ``.model`` pickle loads
 only under the e3nn that saved it). Each family therefore gets its own virtualenv holding
 ``torch``, the family's pinned packages, matteralign's own runtime dependencies and matteralign
-itself (editable, ``--no-deps``). Extraction for a model of such a family runs in a subprocess of
-that environment's Python (:mod:`matteralign._worker`) and writes into the same store.
+itself (editable, ``--no-deps``). This module builds and describes them; where a model runs is
+decided by :mod:`matteralign.execute.placement`, whose executors start their workers
+(:mod:`matteralign.execute.worker`) in the environment's Python.
 
 Every environment installs ``torch==2.13.0`` (the CPU wheel on disk) first, with a constraints
 file that keeps every later install on it. That includes ``eqv2`` (EquiformerV2, which exists only
@@ -33,7 +34,6 @@ end, under a file lock, so a half-built environment is never used.
 
 >>> from matteralign import envs
 >>> envs.create("mace")                                      # doctest: +SKIP
->>> envs.extract_in_env("runs/store", ds, "mace-mp", checkpoint="mace.model")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, MatterAlignError, ModelError, UnknownNameError
+from .errors import ConfigError, ModelError, UnknownNameError
 
 __all__ = [
     "EnvSpec",
@@ -68,8 +68,6 @@ __all__ = [
     "list_envs",
     "python_of",
     "current_family",
-    "require_env",
-    "extract_in_env",
     "run_in_env",
 ]
 
@@ -237,31 +235,6 @@ def exists(family: str) -> bool:
 def current_family() -> str | None:
     """The family of the environment this Python runs in (``None`` for the main environment)."""
     return os.environ.get("MATTERALIGN_ENV") or None
-
-
-def require_env(family: str, model: str) -> None:
-    """Raise a clear :class:`MissingDependencyError`-style error when ``model`` runs outside its env.
-
-    Parameters
-    ----------
-    family : str
-        The environment the model needs.
-    model : str
-        The model name (for the message).
-
-    Raises
-    ------
-    ModelError
-        This Python is not in environment ``family``; the message names ``matteralign env create``.
-    """
-    here = current_family()
-    if here == family:
-        return
-    where = "the main environment" if here is None else repr(here)
-    how = (f"run it there with `matteralign extract --model {model} ...` or matteralign.envs.extract_in_env(...)")
-    if not exists(family):
-        how = f"create it with `matteralign env create {family}`, then " + how
-    raise ModelError(f"model {model!r} runs in the {family!r} model environment (this Python is {where}); {how}")
 
 
 # ---------------------------------------------------------------------- building
@@ -503,200 +476,3 @@ def run_in_env(family: str, args: Sequence[str], *, check: bool = True, timeout:
         tail = (proc.stderr or "")[-3000:] if capture else ""
         raise ModelError(f"command in the {family!r} environment failed (exit {proc.returncode}): {tail}")
     return proc
-
-
-def _rebuild_error(payload: dict[str, str]) -> MatterAlignError:
-    """The worker's error as the same :class:`MatterAlignError` subclass, with the same message."""
-    from . import errors
-
-    cls = getattr(errors, payload.get("type", ""), None)
-    if not (isinstance(cls, type) and issubclass(cls, MatterAlignError)):
-        cls = ModelError
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, payload["message"])
-    return exc
-
-
-def _write_dataset(dataset, path: Path) -> None:
-    """The atoms and grid views of ``dataset`` as an npz file the worker reads (no pickles across environments).
-
-    Kept per sample: id, atomic numbers, positions, cell, pbc and the scalar entries of
-    ``atoms.info`` (e.g. ``charge`` and ``spin``, read by fairchem's OMol task); the dataset's name
-    and meta (so the store's fingerprint and provenance are those of the caller's dataset).
-    """
-    import numpy as np
-
-    from .store import _jsonable
-
-    ids, numbers, positions, counts, cells, pbc, has, infos = [], [], [], [], [], [], [], []
-    for s in dataset:
-        ids.append(s.id)
-        a = s.atoms
-        infos.append(json.dumps({k: v for k, v in (a.info.items() if a is not None else ())
-                                 if isinstance(v, (bool, int, float, str))}))
-        if a is None:
-            has.append(False)
-            counts.append(0)
-            cells.append(np.zeros((3, 3)))
-            pbc.append([False] * 3)
-            continue
-        has.append(True)
-        numbers.append(np.asarray(a.get_atomic_numbers(), dtype=np.int64))
-        positions.append(np.asarray(a.get_positions(), dtype=np.float64))
-        counts.append(len(a))
-        cells.append(np.asarray(a.cell[:], dtype=np.float64))
-        pbc.append([bool(x) for x in a.get_pbc()])
-    meta = json.dumps({"name": dataset.name, "meta": _jsonable(dataset.meta)})
-    from .datasets.weather import pack_grids
-
-    grids = pack_grids(dataset)  # gridded (weather) views: each full grid once, plus each sample's patch
-    np.savez(path, **grids, ids=np.array(ids, dtype=str), has_atoms=np.array(has, bool), counts=np.array(counts, np.int64),
-             numbers=np.concatenate(numbers) if numbers else np.zeros(0, np.int64),
-             positions=np.concatenate(positions) if positions else np.zeros((0, 3)),
-             cells=np.array(cells, np.float64).reshape(-1, 3, 3), pbc=np.array(pbc, bool).reshape(-1, 3),
-             info=np.array(infos, dtype=str), meta=np.array(meta))
-
-
-def read_dataset(path: str | os.PathLike):
-    """Read a dataset written by :func:`_write_dataset` (used by the worker)."""
-    import numpy as np
-    from ase import Atoms
-
-    from .samples import Dataset, Sample
-
-    z = np.load(path, allow_pickle=False)
-    meta = json.loads(str(z["meta"]))
-    offs = np.concatenate([[0], np.cumsum(z["counts"])])
-    samples = []
-    for i, sid in enumerate(z["ids"].tolist()):
-        atoms = None
-        if z["has_atoms"][i]:
-            sl = slice(offs[i], offs[i + 1])
-            atoms = Atoms(numbers=z["numbers"][sl], positions=z["positions"][sl], cell=z["cells"][i], pbc=z["pbc"][i],
-                          info=json.loads(str(z["info"][i])) if "info" in z else None)
-        samples.append(Sample(id=str(sid), atoms=atoms))
-    from .datasets.weather import unpack_grids
-
-    grids = unpack_grids(z)
-    if grids is not None:
-        for s, g in zip(samples, grids, strict=True):
-            s.grid = g
-    return Dataset(meta["name"], samples, meta["meta"])
-
-
-def model_env(model: str) -> str | None:
-    """The environment a registered model runs in (``None``: the main environment)."""
-    from .models import get_spec
-
-    return getattr(get_spec(model), "env", None) or None
-
-
-def extract_in_env(store_path: str | os.PathLike, dataset, model: str, *, layer: str | None = None,
-                   options: dict[str, Any] | None = None, shard_size: int = 256, batch_size: int | None = None,
-                   poolings: Sequence[str] = ("mean",), save_atoms: bool = True, overwrite: bool = False,
-                   threads: int | None = None,
-                   progress: bool | Callable[[int, int], None] = False) -> dict[str, Any]:
-    """Embed ``dataset`` with ``model`` inside the model's environment, into the store at ``store_path``.
-
-    The samples' atoms are written to a temporary ``.npz`` file; ``<env>/bin/python -m
-    matteralign._worker`` reads it, builds the adapter with ``options`` (``checkpoint=``,
-    ``trust_checkpoint=``, ``seed=``...) and calls :meth:`matteralign.store.Store.extract` on the same
-    store, so sharding, resuming and provenance are exactly those of an in-process extraction.
-    A model registered without an environment is extracted in-process.
-
-    Parameters
-    ----------
-    store_path : path
-        The embedding store folder.
-    dataset : Dataset
-        Samples (only the ``atoms`` view travels to the worker; ids, name and meta are kept).
-    model : str
-        Registered model name.
-    layer : str, optional
-        Layer (the model's default when ``None``).
-    options : dict, optional
-        Keyword options of the adapter (JSON-serialisable).
-    shard_size, batch_size, poolings, save_atoms, overwrite
-        As for :meth:`~matteralign.store.Store.extract`.
-    threads : int, optional
-        torch threads in the worker.
-    progress : bool or callable
-        Rich bar (True) or ``progress(done, total)`` callback.
-
-    Returns
-    -------
-    dict
-        The store's summary (``dataset``, ``model``, ``layer``, ``n``, ``n_skipped``, ``dim``,
-        ``computed_shards``, ``seconds``, ``path``) plus ``env`` and ``worker_seconds``.
-
-    Raises
-    ------
-    ModelError
-        The environment does not exist (the message names ``matteralign env create``), the
-        checkpoint is missing or corrupt, or the worker failed.
-    """
-    from .models import get_spec
-    from .store import _jsonable, _progress
-
-    spec = get_spec(model)
-    family = getattr(spec, "env", None)
-    options = dict(options or {})
-    if threads is not None:
-        options.setdefault("num_threads", int(threads))
-    if not family or current_family() == family:
-        from .models import load
-        from .store import Store
-
-        ex = load(model, **options)
-        return Store(store_path).extract(dataset, ex, layer=layer, shard_size=shard_size, batch_size=batch_size,
-                                         poolings=list(poolings), save_atoms=save_atoms, progress=progress,
-                                         overwrite=overwrite)
-    py = _check_env(family, model)
-    with tempfile.TemporaryDirectory(prefix="matteralign-worker-") as td:
-        dpath = Path(td) / "dataset.npz"
-        _write_dataset(dataset, dpath)
-        request = {"store": str(Path(store_path).resolve()), "dataset": str(dpath), "model": model, "layer": layer,
-                   "options": _jsonable(options), "shard_size": shard_size, "batch_size": batch_size,
-                   "poolings": list(poolings), "save_atoms": bool(save_atoms), "overwrite": bool(overwrite)}
-        rpath = Path(td) / "request.json"
-        rpath.write_text(json.dumps(request))
-        report, finish = _progress(progress, len(dataset), f"{dataset.name} · {model} [{family} env]")
-        t0 = time.perf_counter()
-        errf = open(Path(td) / "stderr.txt", "w+")  # a file, not a pipe: a chatty child never blocks on it
-        proc = subprocess.Popen([str(py), "-m", "matteralign._worker", str(rpath)], env=_child_env(family, threads),
-                                stdout=subprocess.PIPE, stderr=errf, text=True)
-        result, error, last = None, None, 0
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("MATTERALIGN_PROGRESS "):
-                    done = int(line.split()[1])
-                    report(done - last)
-                    last = done
-                elif line.startswith("MATTERALIGN_RESULT "):
-                    result = json.loads(line[len("MATTERALIGN_RESULT "):])
-                elif line.startswith("MATTERALIGN_ERROR "):
-                    error = json.loads(line[len("MATTERALIGN_ERROR "):])
-            rc = proc.wait()
-            errf.seek(0)
-            stderr = errf.read()
-        finally:
-            finish()
-            if proc.poll() is None:
-                proc.kill()
-            errf.close()
-    if error is not None:
-        raise _rebuild_error(error)
-    if rc != 0 or result is None:
-        raise ModelError(f"extraction of {model!r} in the {family!r} environment failed (exit {rc}): "
-                         f"{stderr[-3000:]}")
-    result["env"] = family
-    result["worker_seconds"] = time.perf_counter() - t0
-    return result
-
-
-def raise_from_worker(exc: BaseException) -> dict[str, str]:
-    """The JSON payload the worker prints for an exception (MatterAlignError keeps its class)."""
-    if isinstance(exc, MatterAlignError):
-        return {"type": type(exc).__name__, "message": str(exc)}
-    return {"type": "ModelError", "message": f"{type(exc).__name__}: {exc}"}

@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -355,64 +355,42 @@ class Store:
         os.rename(tmp, final)  # the commit
         return final
 
-    def extract(self, dataset, extractor, *, layer: str | None = None, shard_size: int = 256,
-                batch_size: int | None = None, poolings: Sequence[str] = ("mean",), save_atoms: bool = True,
-                progress: bool | Callable[[int, int], None] = True, overwrite: bool = False) -> dict[str, Any]:
-        """Embed ``dataset`` with ``extractor`` into the store, resuming an interrupted run.
+    def begin(self, dataset: str, model: str, layer: str, *, plan: dict[str, Any], blocks: Sequence[Sequence[str]],
+              dataset_meta: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+        """Open (or resume) the group of one extraction and say which shards are still to compute.
 
         Parameters
         ----------
-        dataset : Dataset
-            Samples with stable ids (:class:`matteralign.samples.Dataset`).
-        extractor : Extractor
-            A model adapter (:func:`matteralign.models.load`).
-        layer : str, optional
-            The extractor's default layer when ``None``.
-        shard_size : int
-            Samples per shard (the unit of atomic commit and of resumption).
-        batch_size : int, optional
-            Inputs per forward pass (the extractor's default when ``None``).
-        poolings : sequence of {"mean", "sum", "max"}
-            Pooled arrays to store; ``mean`` is always stored.
-        save_atoms : bool
-            Store the per-atom features too.
-        progress : bool or callable
-            Show a Rich progress bar, or call ``progress(done, total)`` after each shard.
+        dataset, model, layer : str
+        plan : dict
+            What the embeddings are made of (dataset fingerprint, sample count, shard size, poolings,
+            ``save_atoms``); a stored group made with another plan is refused unless ``overwrite``.
+        blocks : sequence of sequence of str
+            The sample ids of each shard, in order (a committed shard must cover the same ids).
+        dataset_meta : dict, optional
+            The dataset's meta (kept in the group's attrs).
         overwrite : bool
-            Discard stored embeddings of this (dataset, model, layer) first; required when the
-            stored ones come from a different dataset (fingerprint) or plan.
+            Discard stored embeddings of this (dataset, model, layer) first.
 
         Returns
         -------
         dict
-            ``dataset``, ``model``, ``layer``, ``n`` (embedded), ``n_skipped``, ``dim``,
-            ``computed_shards`` (shards computed by this call), ``seconds``, ``path``.
-        """
-        from .samples import Dataset
+            ``complete`` (bool: nothing to do), ``done`` (committed shard indices), ``todo`` (the others),
+            ``path``.
 
+        Raises
+        ------
+        StoreError
+            The store is read-only, the stored plan differs, or a committed shard covers other samples.
+        """
         if self.mode == "r":
             raise StoreError(f"store {str(self.path)!r} is open read-only")
-        if not isinstance(dataset, Dataset):
-            raise InputError(f"extract expects a matteralign Dataset; got {type(dataset).__name__}")
-        if len(dataset) == 0:
-            raise InputError(f"dataset {dataset.name!r} is empty; nothing to extract")
-        if isinstance(shard_size, bool) or not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
-            raise InputError(f"shard_size must be a positive integer; got {shard_size!r}")
-        poolings = list(dict.fromkeys(["mean", *poolings]))
-        for p in poolings:
-            if p not in _POOLINGS:
-                raise UnknownNameError("pooling", str(p), _POOLINGS)
-        layer = extractor.resolve_layer(layer)
-        model = extractor.name
-        gp = self._group_path(dataset.name, model, layer)
-        t0 = time.perf_counter()
-        plan = {"dataset_fingerprint": dataset.fingerprint(), "n_samples": len(dataset),
-                "shard_size": int(shard_size), "poolings": poolings, "save_atoms": bool(save_atoms)}
-
+        gp = self._group_path(dataset, model, layer)
         if overwrite and gp.exists():
             shutil.rmtree(gp)
-        g = self._ensure_groups(dataset.name, model, layer)
+        g = self._ensure_groups(dataset, model, layer)
         attrs = dict(g.attrs)
+        plan = _jsonable(plan)
         if attrs.get("plan") is not None and attrs["plan"] != plan:
             old = attrs["plan"]
             diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
@@ -420,37 +398,48 @@ class Store:
                              "pass overwrite=True (CLI: --overwrite) to replace them")
         if attrs.get("complete"):
             self._cleanup_shards(gp)
-            return self._summary(dataset.name, model, layer, 0, time.perf_counter() - t0)
+            return {"complete": True, "done": list(range(len(blocks))), "todo": [], "path": str(gp)}
         if attrs.get("plan") is None:
-            g.attrs.update(_jsonable({
-                "dataset": dataset.name, "model": model, "layer": layer, "plan": plan, "complete": False,
-                "provenance": extractor.provenance() | {"layer": layer},
-                "dataset_meta": dataset.meta, "versions": _versions(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }))
-        blocks = [(k, dataset.samples[s:s + shard_size]) for k, s in enumerate(range(0, len(dataset), shard_size))]
+            g.attrs.update(_jsonable({"dataset": dataset, "model": model, "layer": layer, "plan": plan,
+                                      "complete": False, "dataset_meta": dataset_meta or {},
+                                      "versions": _versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         done = set(self._committed_shards(gp))
-        todo = [(k, b) for k, b in blocks if k not in done]
-        for k, b in blocks:  # a committed shard must cover the same samples
+        for k, ids in enumerate(blocks):  # a committed shard must cover the same samples
             if k in done:
                 sha = _zarr().open_group(str(gp / "shards" / f"{k:06d}"), mode="r").attrs.get("block_ids_sha")
-                if sha != _sha([s.id for s in b]):
+                if sha != _sha(list(ids)):
                     raise StoreError(f"shard {k} of {str(gp)!r} covers other samples than this dataset's block {k}; "
                                      "pass overwrite=True to start again")
+        return {"complete": False, "done": sorted(done), "todo": [k for k in range(len(blocks)) if k not in done],
+                "path": str(gp)}
 
-        n_total = len(dataset)
-        report, finish = _progress(progress, n_total, f"{dataset.name} · {model} · {layer}")
-        try:
-            report(sum(len(b) for k, b in blocks if k in done))
-            for k, b in todo:
-                ids, arrays, skipped = extractor.embed_samples(b, layer=layer, batch_size=batch_size)
-                self.write_shard(dataset.name, model, layer, k, ids=ids, arrays=arrays, skipped=skipped,
-                                 block_ids=[s.id for s in b], poolings=poolings, save_atoms=save_atoms)
-                report(len(b))
-        finally:
-            finish()
-        self._consolidate(gp, len(blocks), poolings, save_atoms)
-        return self._summary(dataset.name, model, layer, len(todo), time.perf_counter() - t0)
+    def shard_dim(self, dataset: str, model: str, layer: str, index: int) -> int | None:
+        """Feature width of committed shard ``index`` (``None`` when it is not committed)."""
+        sp = self._group_path(dataset, model, layer) / "shards" / f"{int(index):06d}"
+        if not sp.is_dir():
+            return None
+        return int(_zarr().open_group(str(sp), mode="r").attrs["dim"])
+
+    def set_provenance(self, dataset: str, model: str, layer: str, provenance: dict[str, Any]) -> None:
+        """Record what produced a group's embeddings (kept from the first committed shard on)."""
+        g = self._ensure_groups(dataset, model, layer)
+        if "provenance" not in g.attrs:
+            g.attrs["provenance"] = _jsonable(provenance)
+
+    def finish(self, dataset: str, model: str, layer: str, *, n_shards: int, poolings: Sequence[str] = ("mean",),
+               save_atoms: bool = True, computed: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+        """Concatenate the committed shards into the group's arrays and mark it complete.
+
+        Returns
+        -------
+        dict
+            ``dataset``, ``model``, ``layer``, ``n`` (embedded), ``n_skipped``, ``dim``, ``computed_shards``,
+            ``seconds``, ``path``.
+        """
+        gp = self._group_path(dataset, model, layer)
+        if not self.has(dataset, model, layer):
+            self._consolidate(gp, n_shards, list(dict.fromkeys(["mean", *poolings])), save_atoms)
+        return self._summary(dataset, model, layer, computed, seconds)
 
     def _consolidate(self, gp: Path, n_shards: int, poolings: Sequence[str], save_atoms: bool) -> None:
         zarr = _zarr()
@@ -540,29 +529,98 @@ def _pool_segments(feats: np.ndarray, offsets: np.ndarray, how: str) -> np.ndarr
     return s.astype(np.float32)
 
 
-def _progress(progress, total: int, label: str):
-    """(report(n_new), finish()) for a bool (Rich bar) or a callable progress option."""
-    if callable(progress):
-        done = [0]
+#: Consolidated arrays with one row per embedded sample (their shard ranges are the shards' rows).
+_ROW_ARRAYS = ("sample_ids", "pooled", "pooled_sum", "pooled_max")
 
-        def report(n):
-            done[0] += n
-            progress(done[0], total)
 
-        return report, lambda: None
-    if not progress:
-        return (lambda n: None), (lambda: None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _digest_algo() -> str:
+    """The digest written by this process: xxh3-128 when xxhash is installed, else SHA-256."""
+    try:
+        import xxhash  # noqa: F401
+    except ImportError:  # a model environment without xxhash
+        return "sha256"
+    return "xxh3_128"
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), transient=False)
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return (lambda n: bar.advance(task, n)), bar.stop
+
+def _new_hash(algo: str):
+    if algo == "xxh3_128":
+        import xxhash
+
+        return xxhash.xxh3_128()
+    if algo == "sha256":
+        import hashlib
+
+        return hashlib.sha256()
+    raise StoreError(f"unknown content digest {algo!r} in the store (written by a newer matteralign?)")
+
+
+def _is_str(data: np.ndarray) -> bool:
+    return data.dtype.kind in ("U", "O", "T", "S")
+
+
+def _dtype_tag(data: np.ndarray) -> str:
+    """A dtype name that is the same whichever numpy wrote or reads the array (strings: "str")."""
+    return "str" if _is_str(data) else np.dtype(data.dtype).newbyteorder("<").str
+
+
+def _digest(data: np.ndarray, algo: str) -> str:
+    """Content digest of an array (rows of strings, or the little-endian bytes of numbers)."""
+    h = _new_hash(algo)
+    h.update(_dtype_tag(data).encode() + b"|" + repr(tuple(data.shape[1:])).encode() + b"|")
+    if _is_str(data):
+        h.update("\0".join(str(x) for x in data.tolist()).encode("utf-8", "surrogatepass"))
+    else:
+        h.update(np.ascontiguousarray(data, dtype=np.dtype(data.dtype).newbyteorder("<")))
+    return h.hexdigest()
+
+
+def _shard_ranges(n_rows: Sequence[int], n_atoms: Sequence[int], n_skipped: Sequence[int]) -> list[dict[str, list[int]]]:
+    """Row ranges of each extraction shard in the consolidated arrays."""
+    out, r, a, s = [], 0, 0, 0
+    for nr, na, ns in zip(n_rows, n_atoms, n_skipped, strict=True):
+        out.append({"rows": [r, r + nr], "atoms": [a, a + na], "skipped": [s, s + ns]})
+        r, a, s = r + nr, a + na, s + ns
+    return out
+
+
+def _range_of(name: str, shard: dict[str, list[int]]) -> tuple[int, int]:
+    if name in _ROW_ARRAYS:
+        return tuple(shard["rows"])
+    if name == "atom_offsets":
+        return shard["rows"][0], shard["rows"][1] + 1
+    if name == "atom_features":
+        return tuple(shard["atoms"])
+    if name in ("skipped_ids", "skipped_reasons"):
+        return tuple(shard["skipped"])
+    raise StoreError(f"no shard ranges are defined for the stored array {name!r}")
+
+
+def _manifest(arrays: dict[str, np.ndarray], shards: list[dict[str, list[int]]], algo: str) -> dict[str, Any]:
+    """The integrity record of a consolidated layer: per array, its shape, dtype and one digest per shard."""
+    out = {"algo": algo, "shards": shards, "arrays": {}}
+    for name, data in arrays.items():
+        digests = []
+        for sh in shards:
+            lo, hi = _range_of(name, sh)
+            digests.append(_digest(data[lo:hi], algo))
+        out["arrays"][name] = {"shape": list(data.shape), "dtype": _dtype_tag(data), "digests": digests}
+    return out
+
+
+def _fingerprint(folder: Path) -> tuple:
+    """Names, sizes and modification times of every file under ``folder`` (changes when a chunk does)."""
+    out = []
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            st = os.stat(os.path.join(root, f))
+            out.append((os.path.relpath(os.path.join(root, f), folder), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(out))
+
+
+class _Damage(StoreError):
+    """A StoreError that knows which group, shard and array are damaged (for verify/repair)."""
+
+    def __init__(self, message: str, *, group: Path, shards: Sequence[int] | None = None, array: str | None = None,
+                 in_progress: bool = False):
+        super().__init__(message)
+        self.group, self.shards, self.array, self.in_progress = group, list(shards or []), array, in_progress

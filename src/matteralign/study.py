@@ -67,6 +67,24 @@ class DatasetEntry(_Strict):
     seed: int | None = Field(default=None, description="subsampling seed (default: the study seed)")
 
 
+class ExecutionConfig(_Strict):
+    """Where the units of work run (``[execution]``); it never changes a result, so it is not in the digest."""
+
+    executor: str = Field(default="local", description="local | ray | inline")
+    workers: int | None = Field(default=None, ge=1, description="units at a time (default: every core)")
+    threads: int | None = Field(default=None, ge=1, description="threads per worker (default: cores / workers)")
+    address: str | None = Field(default=None, description="Ray: auto, HOST:PORT, or none for a local Ray")
+    gpus: bool = Field(default=False, description="give a GPU to each unit of a model that can use one")
+    pair_block: int | None = Field(default=24, ge=1, description="models per tile of the pair blocks")
+
+    @field_validator("executor")
+    @classmethod
+    def _check_executor(cls, v: str) -> str:
+        if v not in ("local", "ray", "inline"):
+            raise ValueError(f"must be one of local, ray, inline; got {v!r}")
+        return v
+
+
 class StudyConfig(_Strict):
     """The validated content of a study TOML file."""
 
@@ -89,6 +107,7 @@ class StudyConfig(_Strict):
     shard_size: int = Field(default=256, ge=1)
     energy_samples: int = Field(default=200, ge=0, description="samples per dataset whose energies are predicted")
     save_atoms: bool = Field(default=True, description="keep per-atom features in the store (pooled are always kept)")
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     @field_validator("normalize")
     @classmethod
@@ -118,7 +137,7 @@ class StudyConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of everything that changes results (not the output location)."""
-        payload = self.model_dump(exclude={"out", "store", "name"})
+        payload = self.model_dump(exclude={"out", "store", "name", "execution"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -222,9 +241,13 @@ class Study:
         n: int | None = None,
         seed: int | None = None,
         out: str | None = None,
+        execution: dict[str, Any] | None = None,
     ) -> Study:
-        """A copy with command-line overrides applied (``--dataset``, ``--model``, ``--n``, ``--seed``, ``--out``)."""
+        """A copy with command-line overrides applied (``--dataset``, ``--model``, ``--n``, ``--seed``, ``--out``,
+        and ``--executor``/``--address``/``--workers`` as ``execution``)."""
         data = self.config.model_dump()
+        if execution:
+            data["execution"] = {**data["execution"], **{k: v for k, v in execution.items() if v is not None}}
         if datasets:
             known = {d["name"]: d for d in data["datasets"]}
             data["datasets"] = [known.get(name, {"name": name, "n": None, "seed": None}) for name in datasets]
@@ -252,9 +275,9 @@ class Study:
         cfg = self.config
         for name in cfg.models:
             spec = model_registry.get_spec(name)
-            reason = spec.unavailable_reason()
-            if reason and name in cfg.checkpoints and "checkpoint" in reason:
-                reason = None  # the study gives the checkpoint
+            from .execute.placement import unavailable_reason
+
+            reason = unavailable_reason(spec.name, checkpoint_given=name in cfg.checkpoints)
             if reason:
                 raise ConfigError(f"model {name!r} cannot run here: {reason}")
         for name, path in cfg.checkpoints.items():
@@ -285,11 +308,22 @@ class Study:
             get_analysis(name)
 
     # ------------------------------------------------------------------ running
-    def run(self, *, progress: bool = True, report: bool = True) -> StudyResults:
-        """Run extract → measure → analyse → report; return the result tables."""
+    def run(self, *, progress: bool = True, report: bool = True, executor=None) -> StudyResults:
+        """Run extract → energies → measure → analyse → report; return the result tables.
+
+        Parameters
+        ----------
+        progress : bool
+            Rich progress per stage.
+        report : bool
+            Run the analyses and write the report (else stop after the metric tables).
+        executor : Executor or str, optional
+            An open executor (:func:`matteralign.execute.get_executor`; left open) or its name; default:
+            the study's ``[execution]`` table (local worker processes on every core).
+        """
         from .study_runner import run_study
 
-        return run_study(self, progress=progress, report=report)
+        return run_study(self, progress=progress, report=report, executor=executor)
 
     @property
     def out(self) -> Path:

@@ -1,9 +1,13 @@
-"""The stages of a study run: extract → measure → analyse → report.
+"""The stages of a study run: extract → energies → measure → analyse → report.
 
-Kept apart from :mod:`matteralign.study` (configuration) so that reading a study file
-imports nothing heavy. Every stage skips work whose result is already on disk, and every
-result file is written atomically, so an interrupted run resumes where it stopped and
-ends with the same numbers as an uninterrupted one.
+:func:`run_study` reads top to bottom: each stage is **planned** as units of work
+(:mod:`matteralign.execute.units`), the units **run** on one executor (local worker processes by
+default, a Ray cluster with ``--executor ray``), and the driver **commits** each result as it lands
+(:mod:`matteralign.execute.commit`: embeddings to the store, energies and metric tables to the
+results folder). Kept apart from :mod:`matteralign.study` (configuration) so that reading a study
+file imports nothing heavy. Every stage skips work whose result is already on disk and keeps its
+progress per unit, so an interrupted run resumes where it stopped and ends with the same numbers as
+an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -29,10 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Models below it (e.g. ANI-1x on molecules with elements beyond H, C, N, O) are compared with
 #: each other model on the intersection of their own ids, and the row's ``n`` says so.
 CORE_COVERAGE = 0.9
-#: Per-atom features wider than this are not stored (only the pooled vectors): SOAP at N = 50,000 molecules
-#: would need about 20 GB.
-MAX_ATOM_FEATURES = 1024
-
 PAIR_COLUMNS = [
     "dataset", "model_a", "model_b", "layer_a", "layer_b", "metric", "params", "n", "value",
     "p_value", "ci_low", "ci_high", "normalize", "note", "seed", "study",
@@ -67,15 +67,6 @@ class _Stage:
         return False
 
 
-def _progress_bar(progress: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        disable=not progress, transient=False,
-    )
-
-
 def _guard_out_dir(study: Study, out: Path) -> None:
     """Refuse an output folder that holds a different study's results (nothing is overwritten)."""
     marker = out / "study.toml"
@@ -105,104 +96,104 @@ def _load_datasets(study: Study) -> dict[str, Any]:
     return out
 
 
-#: Model family -> (kind, embedding type of the default layer).
-_FAMILY_KIND = {
-    "chgnet": ("mlip", "invariant"),
-    "sevennet": ("mlip", "invariant"),
-    "ani": ("mlip", "invariant"),
-    "descriptor": ("descriptor", "descriptor"),
-    "cheminformatics": ("descriptor", "descriptor"),
-    "lm": ("language", "text"),
-    "control": ("control", "random"),
-    "mace": ("mlip", "invariant"),
-    "fairchem": ("mlip", "invariant"),
-    "equiformer_v2": ("mlip", "invariant"),
-    "aurora": ("weather", "grid"),
-    "mattergen": ("generative", "generative"),
-    "orb": ("mlip", "vanilla"),
-}
-
-
 def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """Metadata the analyses group by: family, kind, embedding type, parameter count, control flag."""
+    """Metadata the analyses group by: family, kind, embedding type, parameter count, control flag.
+
+    Every fact comes from the model's :class:`~matteralign.models.ModelSpec`.
+    """
     from . import models as model_registry
 
     spec = model_registry.get_spec(name)
-    kind, emb_type = _FAMILY_KIND.get(spec.family, ("mlip", "vanilla"))
-    control = spec.family == "control" or name.endswith("-random")
-    if control:
-        kind, emb_type = "control", "random"
-    elif "equivariant" in layer or layer in ("node_embedding",):
-        emb_type = "equivariant"
-    elif name.startswith("orb-v3-conservative"):
-        emb_type = "equivariant"  # equigrad: the study's Table 1 labels conservative Orb v3 "Equivariant"
     return {
-        "family": "control" if control else spec.family,
+        "family": "control" if spec.control else spec.family,
         "modality": spec.modality,
-        "embedding_type": emb_type,
-        "kind": kind,
+        "embedding_type": spec.embedding_type_of(layer),
+        "kind": "control" if spec.control else (spec.kind or "mlip"),
         "n_params": provenance.get("provenance", provenance).get("n_parameters"),
-        "control": control,
+        "control": spec.control,
         "layer": layer,
     }
 
 
-#: Models that read no view of a sample, only its id (they run on every dataset).
-_VIEWLESS = frozenset({"random"})
+def _reads(spec, ds) -> bool:
+    """Whether the model of ``spec`` reads some sample of ``ds``: a model skips a dataset that lacks its
+    view (a weather model on crystals, an interatomic potential on weather patches)."""
+    views = spec.reads()
+    return not views or any(s.has(v) for s in ds for v in views)
 
 
-def _reads(model_name: str, spec, ds) -> bool:
-    """Whether ``model_name`` reads some sample of ``ds``: a model skips a dataset that lacks its view
-    (a weather model on crystals, an interatomic potential on weather patches)."""
-    return model_name in _VIEWLESS or any(s.has(spec.modality) for s in ds)
+def _study_layers(cfg, spec) -> tuple[str, ...]:
+    """The layers a study extracts for a model (its default layer unless ``[layers]`` says otherwise)."""
+    value = cfg.layers.get(spec.name)
+    if value is None:
+        return (spec.default_layer,)
+    if value == "all" or isinstance(value, (list, tuple)):
+        from .models import expand_layers
+
+        lays = tuple(expand_layers(spec, value))
+    else:
+        lays = (value,)
+    for lay in lays:
+        if lay not in spec.layers:
+            raise ConfigError(f"layers.{spec.name} = {lay!r} is not a layer of that model; layers: {list(spec.layers)}")
+    return lays
 
 
-def _extract(study: Study, store, datasets: dict, progress: bool) -> dict[tuple[str, str], str]:
-    """Embed every dataset with every model that reads it (skipping what the store holds); return the layers used."""
-    from . import envs
+def _measured_layer(spec, lays: tuple[str, ...]) -> str:
+    """The layer the pair metrics use when a study extracts several: the default layer, else the first."""
+    return spec.default_layer if spec.default_layer in lays else lays[0]
+
+
+def _options(cfg, model: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"seed": cfg.seed}
+    if model in cfg.checkpoints:
+        options["checkpoint"] = cfg.checkpoints[model]
+        if cfg.trust_checkpoint:
+            options["trust_checkpoint"] = True
+    return options
+
+
+# ---------------------------------------------------------------------- stage: extract
+def _extract(study: Study, store, datasets: dict, executor, committer, subsets: dict, progress: bool):
+    """Plan every (dataset, model) extraction the store lacks, run the units, commit each shard.
+
+    Returns ``{(dataset, model): layers extracted}`` for every model that reads the dataset.
+    """
     from . import models as model_registry
+    from .execute import placement, plan_extraction, resources_for
 
     cfg = study.config
-    layers: dict[tuple[str, str], str] = {}
+    layers: dict[tuple[str, str], tuple[str, ...]] = {}
+    units, total = [], 0
     for model_name in cfg.models:
         spec = model_registry.get_spec(model_name)
-        options: dict[str, Any] = {}
-        if model_name in cfg.checkpoints:
-            options["checkpoint"] = cfg.checkpoints[model_name]
-            if cfg.trust_checkpoint:
-                options["trust_checkpoint"] = True
-        if spec.env and envs.current_family() != spec.env:
-            # the model lives in its own environment: a worker process of that environment's Python
-            # extracts into the same store
-            layer = cfg.layers.get(model_name, spec.default_layer)
-            if layer not in spec.layers:
-                raise ConfigError(f"layers.{model_name} = {layer!r} is not a layer of that model; layers: {list(spec.layers)}")
-            for ds_name, ds in datasets.items():
-                if not _reads(model_name, spec, ds):
-                    continue
-                envs.extract_in_env(store.path, ds, model_name, layer=layer, options={"seed": cfg.seed, **options},
-                                    shard_size=cfg.shard_size, batch_size=cfg.batch_size,
-                                    save_atoms=cfg.save_atoms, progress=progress)
-                layers[(ds_name, model_name)] = layer
-            continue
-        extractor = None
+        lays = _study_layers(cfg, spec)
+        env = placement.env_of(model_name)
         for ds_name, ds in datasets.items():
-            if not _reads(model_name, spec, ds):
+            if not _reads(spec, ds):
                 continue
-            if extractor is None:
-                extractor = model_registry.load(model_name, **options)
-            layer = cfg.layers.get(model_name, extractor.default_layer)
-            if layer not in extractor.layers():
-                raise ConfigError(f"layers.{model_name} = {layer!r} is not a layer of that model; layers: {extractor.layers()}")
-            layers[(ds_name, model_name)] = layer
-            # very wide per-atom descriptors (SOAP: 3,384 per atom) are kept pooled only
-            wide = int(getattr(extractor, "n_features", 0) or 0) > MAX_ATOM_FEATURES
-            store.extract(ds, extractor, layer=layer, shard_size=cfg.shard_size, batch_size=cfg.batch_size,
-                          progress=progress, save_atoms=cfg.save_atoms and not wide)
-        del extractor
+            layers[(ds_name, model_name)] = lays
+            with_energy = spec.energy_in_forward and "energy" in spec.properties and bool(subsets.get(ds_name))
+            job, todo = plan_extraction(
+                store, ds, model_name, layers=lays, options=_options(cfg, model_name), shard_size=cfg.shard_size,
+                batch_size=cfg.batch_size, save_atoms=cfg.save_atoms, env=env,
+                resources=resources_for(spec, use_gpu=cfg.execution.gpus), with_energy=with_energy)
+            committer.jobs[(ds_name, model_name)] = job
+            if not todo:
+                if not job.summaries and all(store.has(ds_name, model_name, lay) for lay in lays):
+                    continue
+                committer.finish(job)  # every shard committed by an interrupted run: consolidate
+            units.extend(todo)
+            total += sum(len(u.samples) for u in todo)
+    if units:
+        from .execute.progress import unit_progress
+
+        with unit_progress(progress, total, f"extract · {len(units)} shards") as advance:
+            executor.run(units, committer, progress=lambda u: advance(len(u.samples)))
     return layers
 
 
+# ---------------------------------------------------------------------- stage: energies
 def _energy_subset(study: Study, ds):
     """The samples whose energies are predicted: up to ``energy_samples`` with a reference energy label.
 
@@ -222,89 +213,189 @@ def _energy_subset(study: Study, ds):
     return ok
 
 
-def _energies(study: Study, store_root: Path, datasets: dict, progress: bool) -> dict[str, dict[str, tuple[list[str], np.ndarray]]]:
-    """Predicted energies (eV per structure) of every model that predicts them; cached per (dataset, model)."""
+def _energies(study: Study, datasets: dict, subsets: dict, layers: dict, executor, committer, progress: bool):
+    """Predicted energies (eV per structure) of every model that predicts them, in its environment or not.
+
+    Taken from the extraction's own forward pass where the model gives both (``energy_in_forward``),
+    otherwise computed by energy units; kept per (dataset, model, subset) in ``results/energies``.
+    """
     from . import models as model_registry
+    from .execute import EnergyUnit, placement, resources_for
     from .samples import Dataset
 
-    out: dict[str, dict[str, tuple[list[str], np.ndarray]]] = {}
-    subsets = {name: _energy_subset(study, ds) for name, ds in datasets.items()}
-    for model_name in study.config.models:
-        if model_registry.get_spec(model_name).env:
-            continue  # predict_energy is not available across environments
-        extractor = None
+    cfg = study.config
+    units = []
+    for model_name in cfg.models:
+        spec = model_registry.get_spec(model_name)
+        if "energy" not in spec.properties:
+            continue
         for ds_name, subset in subsets.items():
-            if not subset:
+            if not subset or (ds_name, model_name) not in layers:
                 continue
             key = Dataset(ds_name, subset).fingerprint()
-            path = store_root / "energies" / ds_name / f"{model_name}-{key}.npz"
+            committer.energy_keys[(ds_name, model_name)] = key
+            path = committer.energy_path(ds_name, model_name, key)
             if path.exists():
                 z = np.load(path, allow_pickle=False)
-                out.setdefault(ds_name, {})[model_name] = (list(z["ids"]), z["energy"])
+                committer.energies.setdefault(ds_name, {})[model_name] = ([str(i) for i in z["ids"]], z["energy"])
                 continue
-            if extractor is None:
-                extractor = model_registry.load(model_name)
-            if not hasattr(extractor, "predict_energy"):
-                break
-            ok = [s for s in subset if extractor.supports(s)]
-            if not ok:
+            job = committer.jobs.get((ds_name, model_name))
+            got = committer.shard_energies(ds_name, model_name, job.n_shards) if job and job.with_energy else None
+            if got is not None:
+                ids, energy = got
+                pos = {i: k for k, i in enumerate(ids)}
+                keep = [s.id for s in subset if s.id in pos]
+                committer(EnergyUnit(ds_name, model_name, []), {"ids": keep, "energy": energy[[pos[i] for i in keep]]})
                 continue
-            energy = np.asarray(extractor.predict_energy([s.atoms for s in ok]), dtype=float)
-            ids = [s.id for s in ok]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(tmp, ids=np.array(ids), energy=energy)
-            os.replace(tmp, path)
-            out.setdefault(ds_name, {})[model_name] = (ids, energy)
+            units.append(EnergyUnit(ds_name, model_name, list(subset), options=_options(cfg, model_name),
+                                    env=placement.env_of(model_name),
+                                    resources=resources_for(spec, use_gpu=cfg.execution.gpus)))
+    if units:
+        from .execute.progress import unit_progress
+
+        with unit_progress(progress, len(units), f"energies · {len(units)} subsets") as advance:
+            executor.run(units, committer, progress=lambda u: advance(1))
+    return committer.energies
+
+
+# ---------------------------------------------------------------------- stage: measure
+def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir: Path, progress: bool):
+    """Pair and single-model metrics of every dataset, as units; each unit's table is kept as it lands,
+    so an interrupted stage resumes per unit. Returns ``{dataset: (pairs, per_model)}``."""
+    import pandas as pd
+
+    from .execute import CallUnit, Ref
+
+    cfg = study.config
+    metric_list = [(name, dict(params)) for name, params in cfg.metrics.items()]
+    k_max = max((int(p["k"]) for _, p in metric_list if "k" in p), default=0) or None
+    mod = "matteralign.execute.measure"
+    units, parts_of, done = [], {}, {}
+    for ds_name, embs in embeddings.items():
+        key = _hash(cfg.digest(), ds_name, {m: (e.layer, e.ids) for m, e in embs.items()})
+        part_dir = results_dir / "cache" / f"{ds_name}-{key}"
+        final = (part_dir.with_suffix(".pairs.parquet"), part_dir.with_suffix(".models.parquet"))
+        if final[0].exists() and final[1].exists():
+            done[ds_name] = (pd.read_parquet(final[0]), pd.read_parquet(final[1]))
+            continue
+        parts_of[ds_name] = (part_dir, final, [])
+        n_total = max(len(e.ids) for e in embs.values())
+        core = [m for m, e in embs.items() if len(e.ids) >= CORE_COVERAGE * n_total]
+        partial = [m for m in embs if m not in core]
+        common = set.intersection(*(set(embs[m].ids) for m in core)) if core else set()
+        common_ids = [i for i in embs[core[0]].ids if i in common] if core else []
+        ds_units = []
+        if len(core) >= 2:
+            tl = measure_tiles(core, cfg.execution.pair_block)
+            for i, rows in enumerate(tl):
+                for cols in tl[i:]:
+                    names = list(dict.fromkeys([*rows, *cols]))
+                    ds_units.append(CallUnit(
+                        key=("pairs", ds_name, names[0], names[-1], len(rows), len(cols)), fn=f"{mod}:measure_block",
+                        args=(rows, cols, metric_list, *[Ref(("cache", ds_name, m)) for m in names]),
+                        label=f"{ds_name} · pairs {rows[0]}..{cols[-1]}"))
+            needed = {m for u in ds_units if not _part(part_dir, u).exists()
+                      for m in [a.key[2] for a in u.args if isinstance(a, Ref)]}
+            for m in core:
+                if m in needed:
+                    units.append(CallUnit(key=("cache", ds_name, m), fn=f"{mod}:prepare_cache", share=True,
+                                          args=(embs[m].aligned(common_ids), cfg.normalize, k_max, m),
+                                          label=f"{ds_name} · {m} cache"))
+        self_done: set[str] = set()
+        for a in partial:  # partial-coverage models: each pair on the intersection of its own two id sets
+            for b in embs:
+                if b == a or (b in partial and partial.index(b) < partial.index(a)):
+                    continue
+                ids = [i for i in embs[a].ids if i in set(embs[b].ids)]
+                if len(ids) < 10:
+                    continue
+                ds_units.append(CallUnit(
+                    key=("pair-group", ds_name, a, b), fn=f"{mod}:measure_pair_group",
+                    args=(a, b, embs[a].aligned(ids), embs[b].aligned(ids), cfg.normalize, k_max, metric_list,
+                          a not in self_done), label=f"{ds_name} · {a} × {b}"))
+                self_done.add(a)
+        for m, e in embs.items():
+            if cfg.model_metrics:
+                ds_units.append(CallUnit(key=("model", ds_name, m), fn=f"{mod}:measure_models",
+                                         args=(m, e.X, cfg.normalize, dict(cfg.model_metrics)),
+                                         label=f"{ds_name} · {m} measures"))
+        for u in ds_units:
+            parts_of[ds_name][2].append(u)
+            if not _part(part_dir, u).exists():
+                units.append(u)
+
+    def commit(unit, result):
+        if unit.key[0] == "cache":
+            return
+        ds_name = unit.key[1]
+        _write_parquet(result, _part(parts_of[ds_name][0], unit))
+
+    if units:
+        from .execute.progress import unit_progress
+
+        with unit_progress(progress, len(units), f"measure · {len(units)} units") as advance:
+            executor.run(units, commit, progress=lambda u: advance(1))
+    out = dict(done)
+    for ds_name, (part_dir, final, ds_units) in parts_of.items():
+        pair_parts = [pd.read_parquet(_part(part_dir, u)) for u in ds_units if u.key[0] != "model"]
+        model_parts = [pd.read_parquet(_part(part_dir, u)) for u in ds_units if u.key[0] == "model"]
+        pairs, per_model = _assemble(study, ds_name, pair_parts, model_parts, embeddings[ds_name], layers)
+        _write_parquet(pairs, final[0])
+        _write_parquet(per_model, final[1])
+        out[ds_name] = (pairs, per_model)
     return out
 
 
-def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict, progress: bool):
-    """Pair and single-model metrics of one dataset → two tidy DataFrames."""
-    import pandas as pd
+def _read_embeddings(study: Study, store, datasets: dict, extracted: dict) -> dict[str, dict[str, Any]]:
+    """The pooled embeddings the measure stage uses: per dataset and model, its measured layer."""
+    from . import models as model_registry
+    from .analysis import Embedding
 
-    from .metrics import get_metric, normalize, prepare
+    embeddings: dict[str, dict[str, Embedding]] = {}
+    for ds_name in datasets:
+        embeddings[ds_name] = {}
+        wanted = set(datasets[ds_name].ids)
+        for m in study.config.models:
+            if (ds_name, m) not in extracted:  # the model does not read this dataset's samples
+                continue
+            layer = _measured_layer(model_registry.get_spec(m), extracted[(ds_name, m)])
+            ids, X = store.read(ds_name, m, layer)
+            keep = [i for i, s in enumerate(ids) if s in wanted]
+            if not keep:
+                continue
+            embeddings[ds_name][m] = Embedding(ids=[ids[i] for i in keep], X=np.asarray(X)[keep], layer=layer,
+                                               provenance=store.provenance(ds_name, m, layer))
+    return embeddings
+
+
+def measure_tiles(names: list[str], size: int | None) -> list[list[str]]:
+    from .execute.measure import tiles
+
+    return tiles(names, size)
+
+
+def _part(part_dir: Path, unit) -> Path:
+    return part_dir / (_hash(*unit.key) + ".parquet")
+
+
+def _assemble(study: Study, ds_name: str, pair_parts: list, model_parts: list, embs: dict, layers: dict):
+    """The dataset's tidy tables from its units' parts, in a canonical row order."""
+    import pandas as pd
 
     cfg = study.config
     digest = cfg.digest()
-    n_total = max(len(e.ids) for e in embeddings.values())
-    core = [m for m, e in embeddings.items() if len(e.ids) >= CORE_COVERAGE * n_total]
-    partial = [m for m in embeddings if m not in core]
-    common = set.intersection(*(set(embeddings[m].ids) for m in core)) if core else set()
-    common_ids = [i for i in embeddings[core[0]].ids if i in common] if core else []
-
-    def prep(X):
-        return X if cfg.normalize == "none" else normalize(X, method=cfg.normalize)
-
-    metric_list = [(name, dict(params)) for name, params in cfg.metrics.items()]
-    k_max = max((int(p["k"]) for _, p in metric_list if "k" in p), default=0) or None
-    frames = []
-    if len(core) >= 2:
-        caches = {m: prepare(prep(embeddings[m].aligned(common_ids)), k_max=k_max, normalize=None, name=m)
-                  for m in core}
-        for name, params in metric_list:
-            frames.append(_pairwise_recording_errors(caches, name, params))
-    # partial-coverage models: each pair on the intersection of its own two id sets
-    self_done: set[str] = set()
-    for a in partial:
-        for b in embeddings:
-            if b == a or (b in partial and partial.index(b) < partial.index(a)):
-                continue
-            ids = [i for i in embeddings[a].ids if i in set(embeddings[b].ids)]
-            if len(ids) < 10:
-                continue
-            caches = {m: prepare(prep(embeddings[m].aligned(ids)), k_max=k_max, normalize=None, name=m) for m in (a, b)}
-            for name, params in metric_list:
-                df = _pairwise_recording_errors(caches, name, params)
-                keep = df["model_a"] != df["model_b"]
-                if a not in self_done:  # the self pair of a partial model, once
-                    keep |= (df["model_a"] == a) & (df["model_b"] == a)
-                frames.append(df[keep])
-            self_done.add(a)
-    pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
+    order_m = {m: i for i, m in enumerate(cfg.models)}
+    order_k = {name: i for i, name in enumerate(cfg.metrics)}
+    pairs = pd.concat(pair_parts, ignore_index=True) if pair_parts else pd.DataFrame(columns=PAIR_COLUMNS)
+    if len(pairs):
+        pairs = pairs.drop_duplicates(subset=["model_a", "model_b", "metric", "params"])
+        pairs = pairs.assign(_k=pairs["metric"].map(order_k), _a=pairs["model_a"].map(order_m),
+                             _b=pairs["model_b"].map(order_m))
+        pairs = pairs.sort_values(["_k", "params", "_a", "_b"], kind="mergesort").drop(columns=["_k", "_a", "_b"])
+        pairs = pairs.reset_index(drop=True)
     pairs["dataset"] = ds_name
-    pairs["layer_a"] = [layers[(ds_name, m)] for m in pairs["model_a"]]
-    pairs["layer_b"] = [layers[(ds_name, m)] for m in pairs["model_b"]]
+    pairs["layer_a"] = [embs[m].layer for m in pairs["model_a"]]
+    pairs["layer_b"] = [embs[m].layer for m in pairs["model_b"]]
     for col in ("p_value", "ci_low", "ci_high"):
         if col not in pairs:
             pairs[col] = np.nan
@@ -313,69 +404,29 @@ def _measure_dataset(study: Study, ds_name: str, embeddings: dict, layers: dict,
     pairs["study"] = digest
     pairs = pairs[[c for c in PAIR_COLUMNS if c in pairs] + [c for c in pairs if c not in PAIR_COLUMNS]]
 
-    rows = []
-    for name, param_sets in cfg.model_metrics.items():
-        spec = get_metric(name)
-        for params in param_sets:
-            for m, emb in embeddings.items():
-                X = prep(emb.X)
-                note = ""
-                try:
-                    value = float(spec.function(X, **params))
-                except MatterAlignError as exc:
-                    value, note = np.nan, f"{type(exc).__name__}: {exc}"
-                rows.append({"note": note,
-                    "dataset": ds_name, "model": m, "layer": layers[(ds_name, m)], "metric": name,
-                    "params": json.dumps(params, sort_keys=True), "n": len(emb.ids), "value": value,
-                    "normalize": cfg.normalize, "seed": cfg.seed, "study": digest,
-                })
-    per_model = pd.DataFrame(rows, columns=MODEL_COLUMNS)
+    per_model = pd.concat(model_parts, ignore_index=True) if model_parts else pd.DataFrame(
+        columns=["model", "metric", "params", "n", "value", "note"])
+    per_model["dataset"] = ds_name
+    per_model["layer"] = [embs[m].layer for m in per_model["model"]]
+    per_model["normalize"] = cfg.normalize
+    per_model["seed"] = cfg.seed
+    per_model["study"] = digest
+    per_model = per_model[MODEL_COLUMNS].reset_index(drop=True)
     return pairs, per_model
 
 
-def _pairwise_recording_errors(caches: dict, name: str, params: dict):
-    """All pairs of one metric; a pair the metric cannot measure gets NaN and the reason in ``note``.
+def run_study(study: Study, *, progress: bool = True, report: bool = True, executor=None) -> StudyResults:
+    """Run every stage of ``study`` (see :meth:`matteralign.study.Study.run`).
 
-    Degenerate inputs are real (e.g. composition vectors of elemental crystals have duplicated rows,
-    so TwoNN-based IdCor is undefined). The study records why instead of stopping or hiding it.
+    The whole of a study's orchestration reads top to bottom here: **plan** each stage as units of
+    work, **run** the units on one executor (``[execution]``: local worker processes by default, a Ray
+    cluster, or inline), **commit** each result in the driver (embeddings to the store, energies and
+    metric tables to the results folder), then analyse and report.
     """
     import pandas as pd
 
-    from .metrics import get_metric, pairwise
-
-    try:
-        df = pairwise(caches, [(name, params)], normalize=None)
-        df["note"] = ""
-        return df
-    except MatterAlignError:
-        pass
-    spec = get_metric(name)
-    rows = []
-    names = list(caches)
-    for i, a in enumerate(names):
-        for j, b in enumerate(names):
-            if spec.symmetric and j < i:
-                continue
-            try:
-                df = pairwise({a: caches[a], b: caches[b]}, [(name, params)], normalize=None)
-                df["note"] = ""
-                part = df[(df["model_a"] == a) & (df["model_b"] == b)]
-                if spec.symmetric and a != b:
-                    part = pd.concat([part, df[(df["model_a"] == b) & (df["model_b"] == a)]])
-            except MatterAlignError as exc:
-                base = {"metric": name, "params": json.dumps(params, sort_keys=True), "n": caches[a].n,
-                        "value": np.nan, "normalize": caches[a].normalize, "note": f"{type(exc).__name__}: {exc}"}
-                pairs_ = [(a, b)] + ([(b, a)] if spec.symmetric and a != b else [])
-                part = pd.DataFrame([{"model_a": x, "model_b": y, **base} for x, y in pairs_])
-            rows.append(part)
-    return pd.concat(rows, ignore_index=True)
-
-
-def run_study(study: Study, *, progress: bool = True, report: bool = True) -> StudyResults:
-    """Run every stage of ``study`` (see :meth:`matteralign.study.Study.run`)."""
-    import pandas as pd
-
-    from .analysis import AnalysisContext, Embedding, get_analysis
+    from .execute import Executor, get_executor
+    from .execute.commit import Committer
     from .store import Store
     from .study import StudyResults
 
@@ -396,45 +447,30 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
     (out / "study.toml").write_text(f"# digest: {cfg.digest()}\n# source: {study.source}\n" + study.to_toml())
     store = Store(store_root)
     results_dir = out / "results"
+    subsets = {name: _energy_subset(study, ds) for name, ds in datasets.items()}
 
-    with _Stage("extract", timings, progress):
-        layers = _extract(study, store, datasets, progress)
-    with _Stage("energies", timings, progress):
-        energies = _energies(study, results_dir, datasets, progress)
-
-    embeddings: dict[str, dict[str, Embedding]] = {}
-    for ds_name in datasets:
-        embeddings[ds_name] = {}
-        for m in cfg.models:
-            if (ds_name, m) not in layers:  # the model does not read this dataset's samples
-                continue
-            layer = layers[(ds_name, m)]
-            ids, X = store.read(ds_name, m, layer)
-            wanted = set(datasets[ds_name].ids)
-            keep = [i for i, s in enumerate(ids) if s in wanted]
-            if not keep:
-                continue
-            embeddings[ds_name][m] = Embedding(
-                ids=[ids[i] for i in keep], X=np.asarray(X)[keep], layer=layer,
-                provenance=store.provenance(ds_name, m, layer),
-            )
-
-    pair_frames, model_frames = [], []
-    with _Stage("measure", timings, progress):
-        for ds_name, embs in embeddings.items():
-            key = _hash(cfg.digest(), ds_name, {m: (e.layer, e.ids) for m, e in embs.items()})
-            cache = results_dir / "cache" / f"{ds_name}-{key}"
-            if cache.with_suffix(".pairs.parquet").exists() and cache.with_suffix(".models.parquet").exists():
-                pairs = pd.read_parquet(cache.with_suffix(".pairs.parquet"))
-                per_model = pd.read_parquet(cache.with_suffix(".models.parquet"))
-            else:
-                pairs, per_model = _measure_dataset(study, ds_name, embs, layers, progress)
-                _write_parquet(pairs, cache.with_suffix(".pairs.parquet"))
-                _write_parquet(per_model, cache.with_suffix(".models.parquet"))
-            pair_frames.append(pairs)
-            model_frames.append(per_model)
+    ex_cfg = cfg.execution
+    own = not isinstance(executor, Executor)
+    ex = executor if not own else get_executor(executor or ex_cfg.executor, workers=ex_cfg.workers,
+                                               threads=ex_cfg.threads, address=ex_cfg.address)
+    try:
+        committer = Committer(store, energies_dir=results_dir / "energies")
+        # -- plan → run → commit, stage by stage, on one executor
+        with _Stage("extract", timings, progress):
+            extracted = _extract(study, store, datasets, ex, committer, subsets, progress)
+        with _Stage("energies", timings, progress):
+            energies = _energies(study, datasets, subsets, extracted, ex, committer, progress)
+        embeddings = _read_embeddings(study, store, datasets, extracted)
+        with _Stage("measure", timings, progress):
+            measured = _measure(study, embeddings, extracted, ex, results_dir, progress)
+        execution = ex.describe()
+    finally:
+        if own:
+            ex.close()
     from .study import _atomic_write_table
 
+    pair_frames = [measured[d][0] for d in embeddings if d in measured]
+    model_frames = [measured[d][1] for d in embeddings if d in measured]
     pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
     per_model = pd.concat(model_frames, ignore_index=True) if model_frames else pd.DataFrame(columns=MODEL_COLUMNS)
     _atomic_write_table(pairs, results_dir / "pairs")
@@ -444,7 +480,27 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
     if not report:
         return results
 
-    report_dir = out / "report"
+    with _Stage("analyse", timings, progress):
+        analysis_results, failures = _analyse(study, datasets, embeddings, pairs, per_model, energies, timings)
+    with _Stage("report", timings, progress):
+        timings["total"] = time.perf_counter() - t_start
+        results.report = _report(study, datasets, embeddings, analysis_results, failures, timings, execution)
+    if failures and progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning:[/] {len(failures)} analysis(es) failed: {', '.join(failures)}; see the report")
+    return results
+
+
+def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, energies: dict,
+             timings: dict[str, float]) -> tuple[list, dict[str, str]]:
+    """Run every analysis of the study (an unchanged one is read back from its cache)."""
+    from .analysis import AnalysisContext, get_analysis
+    from .study import _atomic_write_table
+
+    cfg = study.config
+    out = Path(cfg.out)
+    report_dir, results_dir = out / "report", out / "results"
     analysis_results, failures = [], {}
     models_meta = {}
     for embs in embeddings.values():
@@ -454,61 +510,59 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True) -> St
     inputs_key = _hash(cfg.digest(), _frame_digest(pairs), _frame_digest(per_model),
                        {d: {m: list(e[0]) for m, e in v.items()} for d, v in energies.items()}, models_meta,
                        matteralign_version())
-    with _Stage("analyse", timings, progress):
-        for name, params in _analysis_plan(cfg).items():
-            fig_dir = report_dir / "figures" / name
-            deps = [r.name for r in analysis_results] if name == "findings" else []
-            cached = results_dir / "analysis" / f"{name}-{_hash(inputs_key, name, params, deps)}.pkl"
-            if cached.exists():
-                res = _load_result(cached)
-                if res is not None:
-                    analysis_results.append(res)
-                    continue
-            fig_dir.mkdir(parents=True, exist_ok=True)
-            ctx = AnalysisContext(
-                out_dir=fig_dir, datasets=datasets, embeddings=embeddings, models=models_meta, pairs=pairs,
-                per_model=per_model, energies=energies, params=params, normalize=cfg.normalize, seed=cfg.seed,
-                results={r.name: r for r in analysis_results},
-            )
-            t0 = time.perf_counter()
-            try:
-                res = get_analysis(name)(ctx)
-            except MatterAlignError as exc:
-                failures[name] = str(exc)
+    for name, params in _analysis_plan(cfg).items():
+        fig_dir = report_dir / "figures" / name
+        deps = [r.name for r in analysis_results] if name == "findings" else []
+        cached = results_dir / "analysis" / f"{name}-{_hash(inputs_key, name, params, deps)}.pkl"
+        if cached.exists():
+            res = _load_result(cached)
+            if res is not None:
+                analysis_results.append(res)
                 continue
-            except Exception:  # an analysis bug must not lose the other results; it is shown in the report
-                failures[name] = traceback.format_exc()
-                continue
-            timings[f"analysis:{name}"] = time.perf_counter() - t0
-            for tname, table in res.tables.items():
-                _atomic_write_table(table, results_dir / "analysis" / name / tname)
-            _save_result(res, cached)
-            analysis_results.append(res)
-
-    with _Stage("report", timings, progress):
-        from .report import write_report
-
-        timings["total"] = time.perf_counter() - t_start
-        provenance = {
-            "environment": study.environment(),
-            "study_digest": cfg.digest(),
-            "study_source": study.source,
-            "datasets": {k: {"n": len(v), "fingerprint": v.fingerprint(), **_jsonable(v.meta)} for k, v in datasets.items()},
-            "models": {
-                f"{ds}/{m}": _jsonable(e.provenance) for ds, embs in embeddings.items() for m, e in embs.items()
-            },
-            "timings_s": {k: round(v, 2) for k, v in timings.items()},
-            "analysis_failures": failures,
-        }
-        results.report = write_report(
-            analysis_results, out_dir=report_dir, study=cfg.model_dump(), provenance=provenance,
-            tables_dir=results_dir,
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        ctx = AnalysisContext(
+            out_dir=fig_dir, datasets=datasets, embeddings=embeddings, models=models_meta, pairs=pairs,
+            per_model=per_model, energies=energies, params=params, normalize=cfg.normalize, seed=cfg.seed,
+            results={r.name: r for r in analysis_results},
         )
-    if failures and progress:
-        from rich.console import Console
+        t0 = time.perf_counter()
+        try:
+            res = get_analysis(name)(ctx)
+        except MatterAlignError as exc:
+            failures[name] = str(exc)
+            continue
+        except Exception:  # an analysis bug must not lose the other results; it is shown in the report
+            failures[name] = traceback.format_exc()
+            continue
+        timings[f"analysis:{name}"] = time.perf_counter() - t0
+        for tname, table in res.tables.items():
+            _atomic_write_table(table, results_dir / "analysis" / name / tname)
+        _save_result(res, cached)
+        analysis_results.append(res)
+    return analysis_results, failures
 
-        Console(stderr=True).print(f"[yellow]warning:[/] {len(failures)} analysis(es) failed: {', '.join(failures)}; see the report")
-    return results
+
+def _report(study: Study, datasets: dict, embeddings: dict, analysis_results: list, failures: dict,
+            timings: dict[str, float], execution: dict[str, Any]) -> Path:
+    """Write the static HTML report with the provenance of every number; return its path."""
+    from .report import write_report
+
+    cfg = study.config
+    out = Path(cfg.out)
+    provenance = {
+        "environment": study.environment(),
+        "study_digest": cfg.digest(),
+        "study_source": study.source,
+        "execution": _jsonable(execution),
+        "datasets": {k: {"n": len(v), "fingerprint": v.fingerprint(), **_jsonable(v.meta)} for k, v in datasets.items()},
+        "models": {
+            f"{ds}/{m}": _jsonable(e.provenance) for ds, embs in embeddings.items() for m, e in embs.items()
+        },
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "analysis_failures": failures,
+    }
+    return write_report(analysis_results, out_dir=out / "report", study=cfg.model_dump(), provenance=provenance,
+                        tables_dir=out / "results")
 
 
 def matteralign_version() -> str:

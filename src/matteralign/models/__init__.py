@@ -11,12 +11,14 @@ See :mod:`matteralign.models.base` for the Extractor protocol and
 
 from __future__ import annotations
 
-from ._registry import MODELS, ModelSpec, get_spec, info, load, names, register
+from ._registry import MODELS, LayerInfo, ModelSpec, expand_layers, get_spec, info, load, names, register
 from .base import MODALITIES, POOLINGS, Extractor, pool
 
 __all__ = [
     "Extractor",
     "ModelSpec",
+    "LayerInfo",
+    "expand_layers",
     "MODELS",
     "MODALITIES",
     "POOLINGS",

@@ -149,6 +149,22 @@ class ForwardEnergyMixin:
         feats, _ = self._forward(inputs, [layer])
         return feats[layer]
 
+    def embed_with_energy(self, inputs, layers) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Features at ``layers`` and the model's energy (eV) of each structure, from one forward pass.
+
+        Returns
+        -------
+        feats : dict of str to list of ndarray
+            Per layer, one ``(n_atoms_i, d)`` float32 array per structure (as :meth:`embed` gives).
+        energies : ndarray, shape (n_structures,), float64
+        """
+        inputs = self._checked_structures(inputs, "embed")
+        layers = [self.resolve_layer(layer) for layer in layers]
+        with self._runtime():
+            feats, energies = self._forward(inputs, layers)
+        return ({layer: [np.ascontiguousarray(a, dtype=np.float32) for a in feats[layer]] for layer in layers},
+                np.asarray(energies, dtype=np.float64))
+
     def predict_energy(self, atoms_list) -> np.ndarray:
         """The model's own total energy per structure, in eV (molecules prepared as for :meth:`embed`).
 

@@ -34,7 +34,8 @@ _RES = "resources/ani-1x_8x"
 _CONST = "rHCNO-5.2R_16-3.5A_a4-8.params"
 _SAE = "sae_linfit.dat"
 _Z = {1: "H", 6: "C", 7: "N", 8: "O"}
-LAYERS = ("penultimate", "aev")
+#: Layers in forward order (the AEV enters the element networks; ``penultimate`` enters their last Linear).
+LAYERS = ("aev", "penultimate")
 
 
 def _resource_dir() -> str | None:
@@ -133,14 +134,18 @@ class ANIExtractor(Extractor):
             return "ANI-1x adapter embeds non-periodic structures (molecules) only"
         return None
 
-    def _forward(self, atoms_list, layer: str | None):
-        """Padded batches of ``batch_size`` molecules; returns (per-structure features, energies in Ha)."""
+    def _forward(self, atoms_list, layers: list[str]):
+        """Padded batches of ``batch_size`` molecules; returns (per-layer per-structure features, energies in Ha)."""
         import torch
 
         nets = list(self.model.neural_networks.values())
-        modules = {"aev": self.model.aev_computer} if layer == "aev" else {str(i): net[-2] for i, net in enumerate(nets)}
-        take = (lambda _n, out: out[1]) if layer == "aev" else None
-        feats: list[np.ndarray] = []
+        modules = {}
+        if "aev" in layers:
+            modules["aev"] = self.model.aev_computer
+        if "penultimate" in layers:
+            modules.update({str(i): net[-2] for i, net in enumerate(nets)})
+        take = lambda n, out: out[1] if n == "aev" else out  # noqa: E731 - the AEV computer returns (species, aev)
+        feats: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
         energies = []
         bs = self.batch_size
         with capture(modules, take=take) as got:
@@ -158,28 +163,32 @@ class ANIExtractor(Extractor):
                 with torch.no_grad():
                     out = self.model((Z.to(self.device), R.to(self.device)))
                 energies.append(out.energies.detach().cpu().numpy().astype(np.float64))
-                if layer is None:
+                if not layers:
                     continue
                 species = self.model.species_converter((Z, R)).species.flatten()
-                if layer == "aev":
-                    (x,) = got["aev"]
-                    flat = x.flatten(0, 1)
-                else:
-                    flat = None
-                    for i in range(len(nets)):
-                        if not got[str(i)]:
-                            continue
-                        (h,) = got[str(i)]
-                        if flat is None:
-                            flat = h.new_zeros((species.numel(), h.shape[1]))
-                        # ANIModel evaluates net i on the atoms with species == i, in flattened order
-                        flat[species == i] = h
-                flat = flat.view(len(chunk), n_max, -1).cpu().numpy()
-                feats.extend(flat[j, : len(a)] for j, a in enumerate(chunk))
+                for layer in layers:
+                    if layer == "aev":
+                        (x,) = got["aev"]
+                        flat = x.flatten(0, 1)
+                    else:
+                        flat = None
+                        for i in range(len(nets)):
+                            if not got[str(i)]:
+                                continue
+                            (h,) = got[str(i)]
+                            if flat is None:
+                                flat = h.new_zeros((species.numel(), h.shape[1]))
+                            # ANIModel evaluates net i on the atoms with species == i, in flattened order
+                            flat[species == i] = h
+                    flat = flat.view(len(chunk), n_max, -1).cpu().numpy()
+                    feats[layer].extend(flat[j, : len(a)] for j, a in enumerate(chunk))
         return feats, np.concatenate(energies)
 
     def _embed(self, inputs, layer):
-        return self._forward(inputs, layer)[0]
+        return self._forward(inputs, [layer])[0][layer]
+
+    def _embed_layers(self, inputs, layers):
+        return self._forward(inputs, layers)[0]
 
     def predict_energy(self, atoms_list, *, unit: str = "eV") -> np.ndarray:
         """ANI-1x (this member's) total energy per molecule.
@@ -199,7 +208,7 @@ class ANIExtractor(Extractor):
             raise InputError(f"unit must be 'eV' or 'Ha'; got {unit!r}")
         atoms_list = self._checked_structures(atoms_list)
         with self._runtime():
-            e = self._forward(atoms_list, None)[1]
+            e = self._forward(atoms_list, [])[1]
         if unit == "eV":
             from ase.units import Hartree
 
@@ -234,10 +243,11 @@ register(
     ModelSpec(
         name="ani-1x",
         factory=f"{__name__}:ANIExtractor",
-        family="ani",
+        family="ani", kind="mlip", embedding_type="invariant", properties=("energy",), gpu=True,
         modality="atoms",
         layers=LAYERS,
         default_layer="penultimate",
+        widths=(384, 96),
         kwargs={"member": 0, "name": "ani-1x"},
         requires=("torchani", "torch", "ase"),
         check=_check,

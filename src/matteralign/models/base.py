@@ -16,8 +16,11 @@ A subclass sets the class attributes ``name``, ``family``, ``modality``, ``defau
 ``requires_checkpoint`` for models whose weights must be supplied as a local file), and
 implements
 
-* ``layers() -> list[str]``: the layer names ``embed`` accepts;
+* ``layers() -> list[str]``: the layer names ``embed`` accepts, in forward order;
 * ``_embed(inputs, layer) -> list[ndarray]``: the computation on validated, supported inputs;
+* optionally ``_embed_layers(inputs, layers) -> {layer: list[ndarray]}``: several layers from **one**
+  forward pass (hooks on every requested module at once); without it :meth:`embed_samples_layers`
+  runs one pass per layer;
 * optionally ``input_reason(obj) -> str | None``: why one input object cannot be embedded
   (e.g. an element outside the model's set), ``None`` when it can;
 * optionally ``_provenance() -> dict``: model-specific provenance (weights file, version...).
@@ -145,8 +148,50 @@ class Extractor:
 
     # ------------------------------------------------------------------ protocol
     def layers(self) -> list[str]:
-        """Names of the layers :meth:`embed` can return (the default one first)."""
+        """Names of the layers :meth:`embed` can return, in forward order (nearest the input first)."""
         return [self.default_layer]
+
+    def layer_info(self) -> list:
+        """The layers in forward order with depth index and width (:class:`~matteralign.models.LayerInfo`).
+
+        Taken from the registered :class:`~matteralign.models.ModelSpec` of this model when it lists the same
+        layers; otherwise the depth is the position in :meth:`layers` and the width unknown.
+        """
+        from ._registry import MODELS, LayerInfo
+
+        names = self.layers()
+        spec = MODELS.get(self.name)
+        if spec is not None and list(spec.layers) == names:
+            return spec.layer_info()
+        return [LayerInfo(n, i) for i, n in enumerate(names)]
+
+    def resolve_layers(self, layers) -> list[str]:
+        """Distinct layer names in forward order from a name, a list of names or ``"all"``.
+
+        Raises
+        ------
+        UnknownNameError
+            A name that is not a layer of this model (the valid ones are listed in forward order).
+        InputError
+            An empty list or a value that is not a name or a list of names.
+        """
+        from ._registry import unknown_layer
+
+        names = self.layers()
+        items = [layers] if isinstance(layers, str) else layers
+        if not isinstance(items, Sequence) or not items or not all(isinstance(v, str) for v in items):
+            raise InputError(f"layers of model {self.name!r} must be a layer name, a non-empty list of names "
+                             f"or 'all'; got {layers!r}")
+        aliases = {li.name for li in self.layer_info() if li.alias_of}
+        chosen: set[str] = set()
+        for v in items:
+            if v == "all":
+                chosen.update(n for n in names if n not in aliases)
+            elif v in names:
+                chosen.add(v)
+            else:
+                raise unknown_layer(self.name, v, names)
+        return [n for n in names if n in chosen]
 
     def input_reason(self, obj: Any) -> str | None:
         """Why the view object ``obj`` cannot be embedded (``None`` when it can). Override to restrict."""
@@ -179,7 +224,9 @@ class Extractor:
             return self.default_layer
         names = self.layers()
         if layer not in names:
-            raise UnknownNameError(f"layer of model {self.name!r}", layer, names)
+            from ._registry import unknown_layer
+
+            raise unknown_layer(self.name, layer, names)
         return layer
 
     def embed(self, inputs: Sequence[Any], *, layer: str | None = None) -> list[np.ndarray]:
@@ -262,18 +309,9 @@ class Extractor:
         skipped : dict of str to str
             Sample id → reason, for each sample that was not embedded.
         """
-        bs = self.batch_size if batch_size is None else batch_size
-        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
-            raise InputError(f"batch_size must be a positive integer; got {bs!r}")
+        bs = self._check_batch_size(batch_size)
         layer = self.resolve_layer(layer)
-        ids, views, skipped = [], [], {}
-        for s in samples:
-            reason = self.unsupported_reason(s)
-            if reason is None:
-                ids.append(s.id)
-                views.append(getattr(s, self.modality))
-            else:
-                skipped[s.id] = reason
+        ids, views, skipped = self._supported(samples)
         arrays: list[np.ndarray] = []
         saved, self.batch_size = self.batch_size, int(bs)  # adapters batch their forward passes by it
         try:
@@ -282,6 +320,79 @@ class Extractor:
         finally:
             self.batch_size = saved
         return ids, arrays, skipped
+
+    def embed_samples_layers(self, samples: Sequence, layers, *, batch_size: int | None = None):
+        """Embed the supported samples at several layers, from one forward pass where the adapter can.
+
+        Parameters
+        ----------
+        samples : sequence of Sample
+        layers : str or sequence of str
+            Layer names, or ``"all"`` (every layer except exact aliases); duplicates are dropped.
+        batch_size : int, optional
+            Inputs per forward pass (the adapter's ``batch_size`` when ``None``).
+
+        Returns
+        -------
+        ids : list of str
+            Ids of the embedded samples, in input order (the same for every layer).
+        arrays : dict of str to list of ndarray
+            Layer -> one float32 array per embedded sample (as :meth:`embed_samples`), keys in forward order.
+        skipped : dict of str to str
+            Sample id -> reason, for each sample that was not embedded.
+
+        Notes
+        -----
+        Adapters that implement ``_embed_layers`` (CHGNet, SevenNet, ANI-1x, the language models) put hooks on
+        every requested module and run each batch once, so the arrays equal those of separate
+        :meth:`embed_samples` calls bit for bit; the others fall back to one :meth:`embed_samples` per layer.
+        """
+        names = self.resolve_layers(layers)
+        samples = list(samples)
+        if type(self)._embed_layers is Extractor._embed_layers:  # no one-pass capture: one pass per layer
+            out: dict[str, list[np.ndarray]] = {}
+            ids = skipped = None
+            for layer in names:
+                ids, out[layer], skipped = self.embed_samples(samples, layer=layer, batch_size=batch_size)
+            return ids, out, skipped
+        bs = self._check_batch_size(batch_size)
+        ids, views, skipped = self._supported(samples)
+        out = {layer: [] for layer in names}
+        saved, self.batch_size = self.batch_size, int(bs)
+        try:
+            for start in range(0, len(views), bs):
+                for layer, arrays in self._run_layers(views[start:start + bs], names).items():
+                    out[layer].extend(arrays)
+        finally:
+            self.batch_size = saved
+        return ids, out, skipped
+
+    def _check_batch_size(self, batch_size) -> int:
+        bs = self.batch_size if batch_size is None else batch_size
+        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+            raise InputError(f"batch_size must be a positive integer; got {bs!r}")
+        return int(bs)
+
+    def _supported(self, samples) -> tuple[list[str], list[Any], dict[str, str]]:
+        """Ids and views of the samples this model can embed, and the reasons for the others."""
+        ids, views, skipped = [], [], {}
+        for s in samples:
+            reason = self.unsupported_reason(s)
+            if reason is None:
+                ids.append(s.id)
+                views.append(getattr(s, self.modality))
+            else:
+                skipped[s.id] = reason
+        return ids, views, skipped
+
+    def _run_layers(self, inputs: list[Any], layers: list[str]) -> dict[str, list[np.ndarray]]:
+        """One forward pass on checked inputs for every layer: runtime settings, shape check, float32."""
+        with self._runtime():
+            out = self._embed_layers(inputs, layers)
+        for layer in layers:
+            if len(out[layer]) != len(inputs):  # pragma: no cover - adapter bug
+                raise ModelError(f"{self.name}: adapter returned {len(out[layer])} arrays for {len(inputs)} inputs")
+        return {layer: [np.ascontiguousarray(a, dtype=np.float32) for a in out[layer]] for layer in layers}
 
     def provenance(self) -> dict[str, Any]:
         """What produced the features: model, version, weights hash, layer names, runtime.
@@ -314,6 +425,10 @@ class Extractor:
     # ------------------------------------------------------------------ for subclasses
     def _embed(self, inputs: list[Any], layer: str) -> list[np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _embed_layers(self, inputs: list[Any], layers: list[str]) -> dict[str, list[np.ndarray]]:
+        """Several layers from one forward pass; adapters with hooks override it (see the module notes)."""
+        return {layer: self._embed(inputs, layer) for layer in layers}
 
     def _provenance(self) -> dict[str, Any]:
         return {}

@@ -184,12 +184,14 @@ class RDKit2DExtractor(_SmilesExtractor):
 
 
 register(ModelSpec(
-    name="morgan", factory=f"{__name__}:MorganExtractor", family="cheminformatics", modality="smiles",
+    name="morgan", factory=f"{__name__}:MorganExtractor", family="cheminformatics", modality="smiles", kind="descriptor",
+    embedding_type="descriptor",
     layers=("bits",), default_layer="bits", requires=("rdkit",),
     description="Morgan fingerprint from SMILES (RDKit; radius 2, 2048 bits), one row per molecule",
 ))
 register(ModelSpec(
-    name="rdkit-2d", factory=f"{__name__}:RDKit2DExtractor", family="cheminformatics", modality="smiles",
+    name="rdkit-2d", factory=f"{__name__}:RDKit2DExtractor", family="cheminformatics", modality="smiles", kind="descriptor",
+    embedding_type="descriptor",
     layers=("descriptors",), default_layer="descriptors", requires=("rdkit",),
     description="RDKit 2D descriptors (Descriptors._descList, raw; non-finite → 0, counted), one row per molecule",
 ))

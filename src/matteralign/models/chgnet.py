@@ -4,9 +4,10 @@ CHGNet (Deng et al., Nat. Mach. Intell. 5, 1031 (2023), arXiv:2302.14231) is a g
 with atom, bond and angle message passing and a charge-informed (magnetic moment) head. The
 default layer is the per-atom representation entering the energy readout: the output of
 ``readout_norm`` (a LayerNorm after the last atom convolution), 64-d per atom; CHGNet 0.2.0 has no
-readout norm, so its default layer is ``atom_conv_layers.3``. Other layers are
-the outputs of ``atom_embedding``, each ``atom_conv_layers[i]`` and the readout MLP's last hidden
-activation (``mlp.layers.5``). Note that ``CHGNet.predict_structure(return_crystal_feas=True)``
+readout norm, so its default layer is ``atom_conv_layers.3``. Layers, in forward order: the outputs
+of ``atom_embedding``, each ``atom_conv_layers[i]``, ``readout_norm`` and the readout MLP's last hidden
+activation (``mlp.layers.5``); all 64-d. Several layers come from one forward pass
+(:meth:`~matteralign.models.base.Extractor.embed_samples_layers`). Note that ``CHGNet.predict_structure(return_crystal_feas=True)``
 returns the *sum* of ``readout_norm`` over atoms and ``return_atom_feas`` the features after conv
 layer 3 of 4; we hook the modules directly instead.
 
@@ -48,11 +49,12 @@ _CHECKPOINTS = {
 }
 _N_CONV = 4
 _GRAPH_CACHE_SIZE = 512  # graphs kept between the input check and the forward pass (≥ a shard)
-LAYERS = ("readout_norm", "atom_embedding", *(f"atom_conv_layers.{i}" for i in range(_N_CONV)), "mlp.layers.5")
+#: Layers in forward order: embedding, each atom convolution, the readout norm, the readout MLP's last hidden.
+LAYERS = ("atom_embedding", *(f"atom_conv_layers.{i}" for i in range(_N_CONV)), "readout_norm", "mlp.layers.5")
 #: CHGNet 0.2.0 has no readout LayerNorm and a shorter readout MLP: the representation entering the
 #: readout is the last atom convolution's output.
-LAYERS_020 = ("atom_conv_layers.3", "atom_embedding", *(f"atom_conv_layers.{i}" for i in range(_N_CONV - 1)),
-              "mlp.layers.3")
+LAYERS_020 = ("atom_embedding", *(f"atom_conv_layers.{i}" for i in range(_N_CONV)), "mlp.layers.3")
+_WIDTH = 64  # atom_fea_dim and the readout MLP's hidden width of every bundled checkpoint
 
 
 def _checkpoint_path(version: str) -> str | None:
@@ -125,7 +127,7 @@ class CHGNetExtractor(ForwardEnergyMixin, Extractor):
         self.model = model.to(self.device).eval()
         self.cutoff = float(self.model.graph_converter.atom_graph_cutoff)
         self._layers = list(LAYERS if self.model.readout_norm is not None else LAYERS_020)
-        self.default_layer = self._layers[0]
+        self.default_layer = "readout_norm" if self.model.readout_norm is not None else "atom_conv_layers.3"
 
     # ------------------------------------------------------------------ protocol
     def layers(self) -> list[str]:
@@ -175,6 +177,9 @@ class CHGNetExtractor(ForwardEnergyMixin, Extractor):
     def _graphs(self, atoms_list):
         return [self._graph(a, consume=True) for a in atoms_list]
 
+    def _embed_layers(self, inputs, layers):
+        return self._forward(inputs, layers)[0]
+
     def _modules(self, layers):
         return {layer: self.model.get_submodule(layer) for layer in layers}
 
@@ -223,10 +228,13 @@ def _spec(name: str, version: str, random_init: bool, description: str) -> Model
     return ModelSpec(
         name=name,
         factory=f"{__name__}:CHGNetExtractor",
-        family="chgnet",
+        family="chgnet", kind="mlip", embedding_type="invariant", control=random_init,
+        properties=("energy",), energy_in_forward=True, gpu=True,
         modality="atoms",
         layers=layers,
-        default_layer=layers[0],
+        default_layer="atom_conv_layers.3" if version == "0.2.0" else "readout_norm",
+        depths=tuple(range(len(layers))),
+        widths=(_WIDTH,) * len(layers),
         kwargs={"version": version, "random_init": random_init, "name": name},
         requires=("chgnet", "pymatgen", "torch", "ase"),
         check=_weights_check(version),

@@ -138,12 +138,14 @@ class ElementRandomExtractor(Extractor):
 
 
 register(ModelSpec(
-    name="random", factory=f"{__name__}:RandomExtractor", family="control", modality="atoms",
+    name="random", factory=f"{__name__}:RandomExtractor", family="control", modality="atoms", kind="control",
+    control=True, views=(),
     layers=("gaussian",), default_layer="gaussian",
     description="Gaussian random vector per sample (d=64), seeded by the sample id: the noise floor",
 ))
 register(ModelSpec(
     name="element-random", factory=f"{__name__}:ElementRandomExtractor", family="control", modality="atoms",
+    kind="control", control=True,
     layers=("element",), default_layer="element", requires=("ase",),
     description="Fixed random vector per element, per atom (d=64): pooled, it carries composition only",
 ))

@@ -307,17 +307,20 @@ class CompositionExtractor(Extractor):
 
 
 register(ModelSpec(
-    name="soap", factory=f"{__name__}:SoapExtractor", family="descriptor", modality="atoms",
+    name="soap", factory=f"{__name__}:SoapExtractor", family="descriptor", modality="atoms", kind="descriptor",
+    embedding_type="descriptor",
     layers=("soap",), default_layer="soap", requires=("dscribe", "ase"),
     description="SOAP power spectrum per atom (dscribe; Z=1..94, r_cut 5 Å, n_max 3, l_max 3, mu1nu1; d=3384)",
 ))
 register(ModelSpec(
-    name="acsf", factory=f"{__name__}:AcsfExtractor", family="descriptor", modality="atoms",
+    name="acsf", factory=f"{__name__}:AcsfExtractor", family="descriptor", modality="atoms", kind="descriptor",
+    embedding_type="descriptor",
     layers=("acsf",), default_layer="acsf", requires=("dscribe", "ase"),
     description="Behler-Parrinello symmetry functions per atom (dscribe; 12 organic elements, r_cut 6 Å; d=576)",
 ))
 register(ModelSpec(
-    name="composition", factory=f"{__name__}:CompositionExtractor", family="descriptor", modality="atoms",
+    name="composition", factory=f"{__name__}:CompositionExtractor", family="descriptor", modality="atoms", kind="descriptor",
+    embedding_type="descriptor",
     layers=("fraction",), default_layer="fraction", requires=("ase",),
     description="Element one-hot per atom over Z=1..94; mean-pooled = element fractions",
 ))

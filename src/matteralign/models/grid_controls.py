@@ -105,10 +105,11 @@ class GridRandomExtractor(GridPatchExtractor):
 
 
 register(ModelSpec(
-    name="grid-patch", factory=f"{__name__}:GridPatchExtractor", family="descriptor", modality="grid",
+    name="grid-patch", factory=f"{__name__}:GridPatchExtractor", family="descriptor", modality="grid", kind="descriptor",
+    embedding_type="descriptor",
     layers=("patch",), default_layer="patch",
     description="Raw weather patch: every variable standardised over the grid, flattened (27·16 = 432-d on the bundled grid)"))
 register(ModelSpec(
-    name="grid-random", factory=f"{__name__}:GridRandomExtractor", family="control", modality="grid",
+    name="grid-random", factory=f"{__name__}:GridRandomExtractor", family="control", modality="grid", kind="control", control=True,
     layers=("projection",), default_layer="projection",
     description="Gaussian random projection (d=64) of the standardised weather patch: a grid control"))

@@ -199,18 +199,20 @@ _GRAPHCAST = ("GraphCast has no installable distribution here: DeepMind's JAX co
               "outside PyPI), and physicsnemo's PyTorch GraphCastNet is another weights format")
 
 register(ModelSpec(
-    name="aurora", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS,
+    name="aurora", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS, kind="weather",
+    embedding_type="grid", gpu=True,
     default_layer="latent", kwargs={"name": "aurora", "config": "small"}, requires=("aurora", "torch"),
     requires_checkpoint=True, env="aurora",
     description="Aurora (AuroraSmall config) state dict; decoder input per (time, patch), mean over 4 latent levels, 512-d"))
 register(ModelSpec(
-    name="aurora-full", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS,
+    name="aurora-full", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS, kind="weather",
+    embedding_type="grid", gpu=True,
     default_layer="latent", kwargs={"name": "aurora-full", "config": "full"}, requires=("aurora", "torch"),
     requires_checkpoint=True, env="aurora",
     description="Aurora (full 1.3B config) state dict; decoder input per (time, patch), mean over latent levels, 1024-d"))
 register(ModelSpec(
-    name="climax", factory=_unavailable(_CLIMAX), family="climax", modality="grid", layers=("latent",),
+    name="climax", factory=_unavailable(_CLIMAX), family="climax", modality="grid", kind="weather", embedding_type="grid", layers=("latent",),
     default_layer="latent", check=lambda: _CLIMAX, description="ClimaX (climate foundation model): not installable"))
 register(ModelSpec(
-    name="graphcast", factory=_unavailable(_GRAPHCAST), family="graphcast", modality="grid", layers=("latent",),
+    name="graphcast", factory=_unavailable(_GRAPHCAST), family="graphcast", modality="grid", kind="weather", embedding_type="grid", layers=("latent",),
     default_layer="latent", check=lambda: _GRAPHCAST, description="GraphCast (weather GNN): not installable"))

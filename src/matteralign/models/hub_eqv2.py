@@ -226,7 +226,8 @@ def _version(dist):
     return package_version(dist)
 
 
-register(ModelSpec(name="equiformer-v2", factory=f"{__name__}:EquiformerV2Extractor", family="equiformer_v2",
+register(ModelSpec(name="equiformer-v2", factory=f"{__name__}:EquiformerV2Extractor", family="equiformer_v2", kind="mlip",
+                       embedding_type="invariant", layer_types={"node_embedding": "equivariant"}, gpu=True,
                    modality="atoms", layers=LAYERS, default_layer="node_embedding_l0", kwargs={"name": "equiformer-v2"},
                    requires=("fairchem", "torch", "ase"), requires_checkpoint=True, env="eqv2",
                    description="EquiformerV2 checkpoint (fairchem-core 1.x: OC20, OMat24, MPtrj); l=0 node embedding"))

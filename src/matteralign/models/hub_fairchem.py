@@ -146,7 +146,8 @@ def _version(dist):
 
 
 def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(name=name, factory=f"{__name__}:FairchemExtractor", family="fairchem", modality="atoms",
+    return ModelSpec(name=name, factory=f"{__name__}:FairchemExtractor", family="fairchem", modality="atoms", kind="mlip",
+                     embedding_type="invariant", layer_types={"node_embedding": "equivariant"}, gpu=True,
                      layers=LAYERS, default_layer="node_embedding_l0", kwargs={"name": name},
                      requires=("fairchem", "torch", "ase"), requires_checkpoint=True, description=description,
                      env="fairchem")

@@ -141,7 +141,8 @@ def _version(dist):
 
 
 def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(name=name, factory=f"{__name__}:MACEExtractor", family="mace", modality="atoms",
+    return ModelSpec(name=name, factory=f"{__name__}:MACEExtractor", family="mace", modality="atoms", kind="mlip",
+                     embedding_type="invariant", layer_types={"equivariant": "equivariant"}, gpu=True,
                      layers=LAYERS, default_layer="invariants", kwargs={"name": name},
                      requires=("mace", "e3nn", "torch", "ase"), requires_checkpoint=True,
                      description=description, env="mace")

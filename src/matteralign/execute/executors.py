@@ -1,0 +1,450 @@
+"""Executors: run units of work and hand each result to the driver's committer as it arrives.
+
+* :class:`InlineExecutor` — in the driver process, one unit after another (tests, debugging, an
+  :class:`~matteralign.models.base.Extractor` instance that cannot travel);
+* :class:`LocalExecutor` — up to ``workers`` worker processes on this machine (default: the cores this
+  process may use), each running :mod:`matteralign.execute.worker` in the Python of the unit's model
+  environment (the project's own otherwise), with ``threads`` = cores / workers per process;
+* :class:`~matteralign.execute.ray_executor.RayExecutor` — the same units on a Ray cluster.
+
+The scheduling loop (:class:`SlotExecutor`) is shared by the local and Ray executors: a *slot* runs one
+unit at a time and keeps the model it loaded; a free slot takes the next unit of the model it holds
+when there is one (so a model's shards stream through one loaded instance), otherwise the first
+waiting unit. A slot whose process dies in the middle of a unit is replaced and the unit runs again
+(up to ``max_retries`` times); results are committed only by the driver, so a unit that ran twice
+is committed once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ModelError
+from .units import CallUnit, EnergyUnit, ExtractUnit, Ref
+
+__all__ = ["Executor", "InlineExecutor", "LocalExecutor", "SlotExecutor", "WorkerDied", "available_cpus",
+           "get_executor", "EXECUTORS"]
+
+EXECUTORS = ("local", "ray", "inline")
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended in the middle of a unit (killed, out of memory, node lost)."""
+
+
+def available_cpus() -> int:
+    """The cores this process may use (its CPU affinity; ``os.cpu_count()`` where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------------- requests (files in, files out)
+def _request(unit, tmp: Path, seq: int, resolve: Callable[[Any], Any]) -> dict[str, Any]:
+    """Write the unit's inputs under ``tmp`` and return the worker request."""
+    base = tmp / f"u{seq:06d}"
+    if isinstance(unit, ExtractUnit):
+        from .wire import write_samples
+
+        write_samples(unit.samples, base.with_suffix(".in.npz"), name=unit.dataset)
+        return {"id": seq, "op": "extract", "model": unit.model, "options": unit.options, "layers": list(unit.layers),
+                "batch_size": unit.batch_size, "with_energy": unit.with_energy,
+                "input": str(base.with_suffix(".in.npz")), "output": str(base.with_suffix(".out.npz"))}
+    if isinstance(unit, EnergyUnit):
+        from .wire import write_samples
+
+        write_samples(unit.samples, base.with_suffix(".in.npz"), name=unit.dataset)
+        return {"id": seq, "op": "energy", "model": unit.model, "options": unit.options,
+                "input": str(base.with_suffix(".in.npz")), "output": str(base.with_suffix(".out.npz"))}
+    import pickle
+
+    with open(base.with_suffix(".in.pkl"), "wb") as fh:
+        pickle.dump((unit.fn, tuple(resolve(a) for a in unit.args)), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"id": seq, "op": "call", "input": str(base.with_suffix(".in.pkl")),
+            "output": str(base.with_suffix(".out.pkl"))}
+
+
+def _read_result(unit, path: str) -> Any:
+    """The result object of ``unit`` from its output file (the file is removed)."""
+    try:
+        if isinstance(unit, ExtractUnit):
+            from .wire import unpack_embedding
+
+            return unpack_embedding(path)
+        if isinstance(unit, EnergyUnit):
+            import numpy as np
+
+            z = np.load(path, allow_pickle=False)
+            return {"ids": [str(i) for i in z["ids"].tolist()], "energy": z["energy"]}
+        import pickle
+
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+class Executor:
+    """Runs units and hands each result to ``on_result(unit, result)`` in the driver thread."""
+
+    name = "executor"
+    workers = 1
+    threads: int | None = None
+
+    def run(self, units: Sequence, on_result: Callable[[Any, Any], None], *,
+            progress: Callable[[Any], None] | None = None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What ran the units (recorded in the study's provenance)."""
+        return {"executor": self.name, "workers": self.workers, "threads_per_worker": self.threads}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class InlineExecutor(Executor):
+    """Every unit in the driver process, in order (a model instance may be given for extraction units)."""
+
+    name = "inline"
+
+    def __init__(self, extractor=None):
+        from .worker import Handler
+
+        self._handler = Handler()
+        self._extractor = extractor
+        self._kept: dict[tuple, Any] = {}
+        self._tmp = Path(tempfile.mkdtemp(prefix="matteralign-inline-"))
+        self._seq = 0
+
+    def run(self, units, on_result, *, progress=None):
+        for unit in units:
+            if isinstance(unit, ExtractUnit) and self._extractor is not None:
+                from .worker import embed_shard
+
+                ex = self._extractor
+                layers = [ex.resolve_layer(layer) for layer in unit.layers]
+                ids, feats, skipped, energies = embed_shard(ex, unit.samples, layers, batch_size=unit.batch_size,
+                                                            with_energy=unit.with_energy)
+                result = {"ids": ids, "arrays": feats, "skipped": skipped, "energies": energies,
+                          "provenance": ex.provenance()}
+            elif isinstance(unit, CallUnit):
+                import importlib
+
+                module, _, attr = unit.fn.partition(":")
+                result = getattr(importlib.import_module(module), attr)(*(self._resolve(a) for a in unit.args))
+                if unit.share:
+                    self._kept[unit.key] = result
+            else:
+                self._seq += 1
+                req = _request(unit, self._tmp, self._seq, self._resolve)
+                reply = self._handler.handle(req)
+                result = _read_result(unit, reply["output"])
+            on_result(unit, result)
+            if progress:
+                progress(unit)
+
+    def _resolve(self, a):
+        return self._kept[a.key] if isinstance(a, Ref) else a
+
+    def close(self):
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- slots and the shared scheduling loop
+class _Slot:
+    """Runs one unit at a time; knows which environment and model it holds."""
+
+    env: str | None = None
+    model_key: str | None = None
+
+    def submit(self, unit, request_maker) -> cf.Future:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SlotExecutor(Executor):
+    """The scheduling loop over slots (local processes or Ray actors); subclasses make the slots."""
+
+    max_retries = 3
+
+    def __init__(self, workers: int):
+        self.workers = int(workers)
+        self._slots: list[_Slot | None] = [None] * self.workers
+        self._kept: dict[tuple, Any] = {}
+
+    # subclasses
+    def _new_slot(self, unit) -> _Slot:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _can_host(self, slot: _Slot, unit) -> bool:
+        """Whether ``slot`` can run ``unit`` without being replaced (same environment)."""
+        return slot.env == unit.env
+
+    def _submit_call(self, unit) -> cf.Future | None:
+        """Executors that run call units outside the slots (Ray tasks) return a future here."""
+        return None
+
+    def _resolve(self, a):
+        return self._kept[a.key] if isinstance(a, Ref) else a
+
+    def _ready(self, unit) -> bool:
+        """Whether every :class:`Ref` argument of ``unit`` has its result."""
+        return all(a.key in self._kept for a in getattr(unit, "args", ()) if isinstance(a, Ref))
+
+    def run(self, units, on_result, *, progress=None):
+        pending = list(units)
+        attempts: dict[tuple, int] = {}
+        running: dict[cf.Future, tuple[int | None, Any]] = {}
+        try:
+            while pending or running:
+                # call units that run outside the slots (Ray tasks) go as soon as their inputs exist
+                for unit in [u for u in pending if isinstance(u, CallUnit) and self._ready(u)]:
+                    fut = self._submit_call(unit)
+                    if fut is not None:
+                        pending.remove(unit)
+                        running[fut] = (None, unit)
+                busy = {i for i, _u in running.values() if i is not None}
+                for i in range(self.workers):
+                    ready = [u for u in pending if self._ready(u)]
+                    if i in busy or not ready:
+                        continue
+                    unit = self._pick(self._slots[i], ready)
+                    pending.remove(unit)
+                    slot = self._slots[i]
+                    if slot is None or not self._can_host(slot, unit):
+                        if slot is not None:
+                            slot.close()
+                        slot = self._slots[i] = self._new_slot(unit)
+                    running[slot.submit(unit, self._resolve)] = (i, unit)
+                if not running:
+                    missing = sorted({str(a.key) for u in pending for a in getattr(u, "args", ()) if isinstance(a, Ref)
+                                      and a.key not in self._kept})
+                    raise ModelError(f"units wait for results no unit produces: {missing}")
+                done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    i, unit = running.pop(fut)
+                    try:
+                        result = fut.result()
+                    except WorkerDied as exc:
+                        if i is not None and self._slots[i] is not None:
+                            self._slots[i].close()
+                            self._slots[i] = None
+                        n = attempts[unit.key] = attempts.get(unit.key, 0) + 1
+                        if n > self.max_retries:
+                            raise ModelError(f"{unit.label}: the worker died {n} times running this unit "
+                                             f"(last: {exc}); giving up") from None
+                        pending.insert(0, unit)
+                        continue
+                    if isinstance(unit, CallUnit) and unit.share:
+                        self._kept[unit.key] = result
+                    on_result(unit, result)
+                    if progress:
+                        progress(unit)
+        except BaseException:
+            for fut in running:
+                fut.cancel()
+            self._reset_slots()
+            raise
+
+    def _pick(self, slot: _Slot | None, pending: list):
+        if slot is not None:
+            for u in pending:
+                if u.model_key == slot.model_key and self._can_host(slot, u):
+                    return u
+            for u in pending:  # a call unit can run beside the model a slot holds
+                if isinstance(u, CallUnit) and self._can_host(slot, u):
+                    return u
+        return pending[0]
+
+    def _reset_slots(self):
+        for i, s in enumerate(self._slots):
+            if s is not None:
+                s.close()
+            self._slots[i] = None
+
+    def close(self):
+        self._reset_slots()
+
+
+# ---------------------------------------------------------------------- the local executor
+class _ProcSlot(_Slot):
+    """A worker process (``python -m matteralign.execute.worker``) of one environment."""
+
+    def __init__(self, env: str | None, threads: int, tmp: Path, seq: Callable[[], int]):
+        from . import placement
+
+        self.env = env
+        self.model_key = None
+        self._tmp, self._seq = tmp, seq
+        python = placement.python_for(env)
+        child_env = placement.worker_environ(env, threads)
+        self._log = open(tmp / f"worker-{id(self)}.log", "w+")
+        self.proc = subprocess.Popen([str(python), "-m", "matteralign.execute.worker"], env=child_env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                     bufsize=1)
+        self._lock = threading.Lock()
+        self._futures: dict[int, tuple[cf.Future, Any]] = {}
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self):
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                reply = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            with self._lock:
+                fut, unit = self._futures.pop(reply.get("id"), (None, None))
+            if fut is None:
+                continue
+            if reply.get("ok"):
+                try:
+                    fut.set_result(_read_result(unit, reply["output"]))
+                except Exception as exc:  # a result file that cannot be read: the unit runs again
+                    fut.set_exception(WorkerDied(f"unreadable result: {exc}"))
+            else:
+                from .worker import rebuild_error
+
+                fut.set_exception(rebuild_error(reply["error"]))
+        self.proc.wait()
+        with self._lock:
+            left, self._futures = list(self._futures.values()), {}
+        for fut, _unit in left:
+            fut.set_exception(WorkerDied(f"worker process {self.proc.pid} exited with code {self.proc.returncode}; "
+                                         f"log: {self._log_tail()}"))
+
+    def _log_tail(self) -> str:
+        try:
+            self._log.flush()
+            return Path(self._log.name).read_text()[-1500:].strip() or "(empty)"
+        except OSError:  # pragma: no cover
+            return "(unreadable)"
+
+    def submit(self, unit, resolve) -> cf.Future:
+        fut: cf.Future = cf.Future()
+        seq = self._seq()
+        req = _request(unit, self._tmp, seq, resolve)
+        with self._lock:
+            self._futures[seq] = (fut, unit)
+        if not isinstance(unit, CallUnit):
+            self.model_key = unit.model_key
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the reader thread fails the future when it sees the process gone
+        return fut
+
+    def close(self):
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+class LocalExecutor(SlotExecutor):
+    """Worker processes on this machine.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Units at a time (default: the cores this process may use, :func:`available_cpus`).
+    threads : int, optional
+        Threads per worker for torch, BLAS, OpenMP and numba (default: cores // workers, at least 1),
+        so the cores are not oversubscribed.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, threads: int | None = None):
+        cpus = available_cpus()
+        workers = cpus if workers is None else int(workers)
+        if workers < 1:
+            raise ConfigError(f"execution.workers must be a positive integer; got {workers}")
+        super().__init__(workers)
+        self.threads = int(threads) if threads else max(1, cpus // workers)
+        self._tmp = Path(tempfile.mkdtemp(prefix="matteralign-exec-"))
+        self._counter = 0
+        self._counter_lock = threading.Lock()
+
+    def _next(self) -> int:
+        with self._counter_lock:
+            self._counter += 1
+            return self._counter
+
+    def _new_slot(self, unit) -> _Slot:
+        return _ProcSlot(unit.env, self.threads, self._tmp, self._next)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for fault tests)."""
+        return [s.pid for s in self._slots if isinstance(s, _ProcSlot) and s.proc.poll() is None]
+
+    def close(self):
+        super().close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def get_executor(name: str = "local", *, workers: int | None = None, threads: int | None = None,
+                 address: str | None = None, **options) -> Executor:
+    """The executor named ``name`` (``"local"``, ``"ray"`` or ``"inline"``).
+
+    Parameters
+    ----------
+    name : str
+    workers : int, optional
+        Units at a time (local: worker processes; Ray: model actors). Default: every available core.
+    threads : int, optional
+        Threads per worker (default: cores / workers).
+    address : str, optional
+        Ray only: ``"auto"`` (a running cluster), ``"HOST:PORT"``, or ``None`` (start a local Ray).
+    **options
+        Ray only: passed to :class:`~matteralign.execute.ray_executor.RayExecutor`.
+    """
+    if name == "local":
+        return LocalExecutor(workers=workers, threads=threads)
+    if name == "inline":
+        return InlineExecutor()
+    if name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address=address, workers=workers, threads=threads, **options)
+    from ..errors import UnknownNameError
+
+    raise UnknownNameError("executor", str(name), EXECUTORS)
+
