@@ -12,6 +12,7 @@ import pytest
 
 from matteralign import models
 from matteralign.errors import InputError, MatterAlignError, ModelError, UnknownNameError
+from matteralign.execute import extract
 from matteralign.samples import Sample
 
 pytestmark = pytest.mark.models
@@ -117,7 +118,7 @@ def test_pooled_is_mean_of_atoms(name, tmp_path):
     atoms = _structures(name)[:3]
     ds = Dataset("t", [Sample(f"t:{i}", atoms=a) for i, a in enumerate(atoms)])
     st = Store(tmp_path / "s")
-    st.extract(ds, ex, progress=False)
+    extract(st, ds, ex, progress=False)
     ids, X = st.read("t", ex.name, ex.default_layer)
     per_atom = ex.embed(atoms)
     assert ids == ds.ids
@@ -218,7 +219,7 @@ def test_random_controls_differ_from_pretrained_and_by_seed(name):
 def test_layers_and_shapes():
     a = ase_build.molecule("CH3CH2OH")
     ch = _load("chgnet-0.3.0")
-    assert ch.layers()[0] == "readout_norm"
+    assert ch.default_layer == "readout_norm" and ch.layers()[-2:] == ["readout_norm", "mlp.layers.5"]
     assert all(ch.embed([a], layer=lay)[0].shape == (9, 64) for lay in ch.layers())
     sn = _load("sevennet-0")
     assert sn.embed([a], layer="last_block.scalars")[0].shape == (9, 128)
@@ -285,7 +286,7 @@ def test_registry_lists_every_mlip():
               "sevennet-l3i5", "sevennet-mf-0", "ani-1x", "chgnet-random", "sevennet-random"]:
         assert n in names
     rows = {r["name"]: r for r in models.info()}
-    assert rows["ani-1x"]["available"] and rows["ani-1x"]["layers"][0] == "penultimate"
+    assert rows["ani-1x"]["available"] and rows["ani-1x"]["layers"] == ["aev", "penultimate"]
     assert rows["sevennet-0"]["default_layer"] == "reduce_input_to_hidden"
 
 

@@ -155,7 +155,7 @@ class ModelSpec:
         for what, values in (("depths", self.depths), ("widths", self.widths)):
             if values and len(values) != len(self.layers):
                 raise InputError(f"model {self.name!r}: {len(values)} {what} for {len(self.layers)} layers")
-        if self.depths and any(b < a for a, b in zip(self.depths, self.depths[1:])):
+        if self.depths and any(b < a for a, b in zip(self.depths, self.depths[1:], strict=False)):
             raise InputError(f"model {self.name!r}: layers must be listed in forward order; depths {self.depths}")
         bad = {k: v for k, v in self.aliases.items() if k not in self.layers or v not in self.layers or k == v}
         if bad:
