@@ -230,7 +230,9 @@ class Store:
     def skipped(self, dataset: str, model: str, layer: str) -> dict[str, str]:
         """Sample id → reason, for every sample the model did not embed."""
         g = self._layer_group(dataset, model, layer)
-        return dict(zip(_strs(g["skipped_ids"]), _strs(g["skipped_reasons"]), strict=True))
+        where = (dataset, model, layer)
+        ids, reasons = self._read_array(g, "skipped_ids", where), self._read_array(g, "skipped_reasons", where)
+        return dict(zip(_strs(ids), _strs(reasons), strict=True))
 
     def read(self, dataset: str, model: str, layer: str, *, pooling: str = "mean") -> tuple[list[str], np.ndarray]:
         """Pooled embeddings, one row per embedded sample.
@@ -249,14 +251,15 @@ class Store:
         if pooling not in _POOLINGS:
             raise UnknownNameError("pooling", str(pooling), _POOLINGS)
         g = self._layer_group(dataset, model, layer)
-        ids = _strs(g["sample_ids"])
+        where = (dataset, model, layer)
+        ids = _strs(self._read_array(g, "sample_ids", where))
         name = _ARRAY_FOR[pooling]
         if name in g:
-            return ids, np.asarray(g[name][:], dtype=np.float32)
+            return ids, np.asarray(self._read_array(g, name, where), dtype=np.float32)
         if "atom_features" not in g:
             raise StoreError(f"{dataset}/{model}/{layer}: pooling {pooling!r} was not stored and there are no "
                              "per-atom features to compute it from")
-        feats, offsets = g["atom_features"][:], g["atom_offsets"][:]
+        feats, offsets = self._read_array(g, "atom_features", where), self._read_array(g, "atom_offsets", where)
         return ids, _pool_segments(feats, offsets, pooling)
 
     def read_atoms(self, dataset: str, model: str, layer: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -272,8 +275,164 @@ class Store:
         g = self._layer_group(dataset, model, layer)
         if "atom_features" not in g:
             raise StoreError(f"{dataset}/{model}/{layer} was stored without per-atom features (save_atoms=False)")
-        return _strs(g["sample_ids"]), np.asarray(g["atom_features"][:], dtype=np.float32), \
-            np.asarray(g["atom_offsets"][:], dtype=np.int64)
+        where = (dataset, model, layer)
+        return _strs(self._read_array(g, "sample_ids", where)), \
+            np.asarray(self._read_array(g, "atom_features", where), dtype=np.float32), \
+            np.asarray(self._read_array(g, "atom_offsets", where), dtype=np.int64)
+
+    # ------------------------------------------------------------------ integrity
+    def _fix(self) -> str:
+        return (f"run `matteralign store repair {self.path}` to delete the damaged embeddings, then run the study "
+                f"(or extraction) again to recompute them; `matteralign store verify {self.path}` lists every damage")
+
+    def _read_array(self, g, name: str, where: tuple[str, str, str], *, force: bool = False) -> np.ndarray:
+        """Read a whole stored array and check it against the digests recorded when it was committed.
+
+        A check passes once per process for unchanged files (``force`` checks again). A missing,
+        damaged or foreign chunk raises :class:`StoreError` naming the layer, array and shards.
+        """
+        dataset, model, layer = where
+        gp = self._group_path(dataset, model, layer)
+        label = f"{dataset}/{model}/{layer}"
+        try:
+            fp = _fingerprint(gp / name) + _fingerprint_file(gp / "zarr.json")
+            data = np.asarray(g[name][:])
+        except Exception as exc:  # truncated metadata, undecodable chunk, ...
+            raise _Damage(f"store {str(self.path)!r}: {label}: the array {name!r} cannot be read "
+                          f"({type(exc).__name__}: {exc}); {self._fix()}", group=gp, array=name) from None
+        manifest = g.attrs.get("integrity")
+        if manifest is None:
+            if str(gp) not in _warned_legacy:
+                import warnings
+
+                _warned_legacy.add(str(gp))
+                warnings.warn(f"{label} in {str(self.path)!r} was stored without content digests (an older "
+                              "matteralign); its contents cannot be verified", stacklevel=3)
+            return data
+        key = str(gp / name)
+        if not force and _verified.get(key) == fp:
+            return data
+        entry = manifest.get("arrays", {}).get(name)
+        if entry is None:
+            raise _Damage(f"store {str(self.path)!r}: {label}: the array {name!r} is not in the layer's integrity "
+                          f"record (a foreign array?); {self._fix()}", group=gp, array=name)
+        if list(data.shape) != list(entry["shape"]) or _dtype_tag(data) != entry["dtype"]:
+            raise _Damage(f"store {str(self.path)!r}: {label}: the array {name!r} has shape {list(data.shape)} "
+                          f"and dtype {_dtype_tag(data)}, but {entry['shape']} and {entry['dtype']} were committed; "
+                          f"{self._fix()}", group=gp, array=name)
+        bad = []
+        for k, (sh, want) in enumerate(zip(manifest["shards"], entry["digests"], strict=True)):
+            lo, hi = _range_of(name, sh)
+            if _digest(data[lo:hi], manifest["algo"]) != want:
+                bad.append(k)
+        if bad:
+            first = manifest["shards"][bad[0]]["rows"]
+            listed = ", ".join(str(b) for b in bad[:8]) + (", ..." if len(bad) > 8 else "")
+            raise _Damage(f"store {str(self.path)!r}: {label}: array {name!r} does not match its content digest in "
+                          f"shard(s) {listed} of {len(manifest['shards'])} (shard {bad[0]} holds samples "
+                          f"{first[0]}..{first[1] - 1}): a chunk is missing or damaged; {self._fix()}",
+                          group=gp, shards=bad, array=name)
+        _verified[key] = fp
+        return data
+
+    def _read_shard(self, gp: Path, k: int, where: tuple[str, str, str]) -> dict[str, np.ndarray]:
+        """Every array of committed shard ``k``, checked against the digests written with it."""
+        label = "/".join(where)
+        sp = gp / "shards" / f"{k:06d}"
+        try:
+            s = _zarr().open_group(str(sp), mode="r")
+            attrs = dict(s.attrs)
+            arrays = {name: np.asarray(s[name][:]) for name in attrs.get("digests", {}) or [n for n, _ in s.arrays()]}
+        except Exception as exc:
+            raise _Damage(f"store {str(self.path)!r}: {label}: committed shard {k} cannot be read "
+                          f"({type(exc).__name__}: {exc}); {self._fix()}", group=gp, shards=[k],
+                          in_progress=True) from None
+        digests = attrs.get("digests")
+        if digests is not None:
+            algo = attrs.get("digest_algo", "sha256")
+            for name, want in digests.items():
+                if _digest(arrays[name], algo) != want:
+                    raise _Damage(f"store {str(self.path)!r}: {label}: array {name!r} of committed shard {k} does "
+                                  f"not match its content digest (a chunk is missing or damaged); {self._fix()}",
+                                  group=gp, shards=[k], array=name, in_progress=True)
+        arrays["__attrs__"] = attrs
+        return arrays
+
+    def verify(self) -> list[dict[str, Any]]:
+        """Check every stored array (and every committed shard of unfinished extractions) against its digests.
+
+        Reads the whole store once; unchanged arrays already checked by this process are checked again.
+
+        Returns
+        -------
+        list of dict
+            One dict per damage found (empty when the store is intact): ``dataset``, ``model``,
+            ``layer`` (store path components), ``shards`` (damaged shard numbers; empty when the
+            whole layer is unreadable), ``array``, ``in_progress`` (a shard of an unfinished
+            extraction), ``message``.
+        """
+        problems = []
+        for d, m, lay in self._triples():
+            gp = self.path / d / m / lay
+            where = (d, m, lay)
+            try:
+                g = _zarr().open_group(str(gp), mode="r")
+                attrs = dict(g.attrs)
+            except Exception as exc:
+                problems.append({"dataset": d, "model": m, "layer": lay, "shards": [], "array": None,
+                                 "in_progress": False, "message": f"store {str(self.path)!r}: {d}/{m}/{lay}: the "
+                                 f"layer's metadata cannot be read ({type(exc).__name__}: {exc})"})
+                continue
+            found: list[_Damage] = []
+            if attrs.get("complete"):
+                names = list((attrs.get("integrity") or {}).get("arrays", {})) or [n for n, _ in g.arrays()]
+                for name in names:
+                    try:
+                        self._read_array(g, name, where, force=True)
+                    except _Damage as exc:
+                        found.append(exc)
+            else:
+                for k in self._committed_shards(gp):
+                    try:
+                        self._read_shard(gp, k, where)
+                    except _Damage as exc:
+                        found.append(exc)
+            problems += [{"dataset": d, "model": m, "layer": lay, "shards": e.shards, "array": e.array,
+                          "in_progress": e.in_progress, "message": str(e)} for e in found]
+        return problems
+
+    def repair(self) -> list[dict[str, Any]]:
+        """Delete what :meth:`verify` finds damaged, so that the next run recomputes it.
+
+        A damaged layer is deleted whole (its embeddings are recomputed by the next extraction); a
+        damaged shard of an unfinished extraction is deleted alone (only that shard is recomputed).
+        Leftover temporary shard folders of killed extractions are removed too.
+
+        Returns
+        -------
+        list of dict
+            The damages found (as :meth:`verify`), each with ``removed``: the path deleted.
+        """
+        from ._lock import FolderLock
+
+        if self.mode == "r":
+            raise StoreError(f"store {str(self.path)!r} is open read-only; open it with mode='a' to repair it")
+        with FolderLock(self.path, purpose="store repair", timeout=600):
+            problems = self.verify()
+            for p in problems:
+                gp = self.path / p["dataset"] / p["model"] / p["layer"]
+                if p["in_progress"] and p["shards"]:
+                    target = gp / "shards" / f"{p['shards'][0]:06d}"
+                else:
+                    target = gp
+                if target.exists():
+                    shutil.rmtree(target)
+                p["removed"] = str(target)
+            for d, m, lay in self._triples():
+                sd = self.path / d / m / lay / "shards"
+                for tmp in sd.glob(".tmp-*") if sd.is_dir() else []:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        return problems
 
     # ------------------------------------------------------------------ writing
     @staticmethod
@@ -341,18 +500,26 @@ class Store:
         counts = np.array([np.asarray(a).shape[0] for a in arrays], dtype=np.int64)
         feats = (np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays]) if arrays
                  else np.zeros((0, d), np.float32))
-        g.create_array("sample_ids", data=_str_array(ids))
-        g.create_array("n_atoms", data=counts)
-        if save_atoms:
-            g.create_array("atom_features", data=feats)
         offsets = np.concatenate([[0], np.cumsum(counts)])
+        content = {"sample_ids": _str_array(ids), "n_atoms": counts}
+        if save_atoms:
+            content["atom_features"] = feats
         for p in poolings:
-            g.create_array(_ARRAY_FOR[p], data=_pool_segments(feats, offsets, p) if len(ids) else np.zeros((0, d), np.float32))
-        g.create_array("skipped_ids", data=_str_array(list(skipped)))
-        g.create_array("skipped_reasons", data=_str_array(list(skipped.values())))
-        g.attrs["block_ids_sha"] = _sha(block_ids if block_ids is not None else list(ids) + list(skipped))
-        g.attrs["dim"] = int(d)
-        os.rename(tmp, final)  # the commit
+            content[_ARRAY_FOR[p]] = _pool_segments(feats, offsets, p) if len(ids) else np.zeros((0, d), np.float32)
+        content["skipped_ids"] = _str_array(list(skipped))
+        content["skipped_reasons"] = _str_array(list(skipped.values()))
+        algo = _digest_algo()
+        for name, data in content.items():
+            g.create_array(name, data=data)
+        g.attrs.update({"block_ids_sha": _sha(block_ids if block_ids is not None else list(ids) + list(skipped)),
+                        "dim": int(d), "digest_algo": algo,
+                        "digests": {name: _digest(data, algo) for name, data in content.items()}})
+        try:
+            os.rename(tmp, final)  # the commit
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process committed the same shard first
         return final
 
     def begin(self, dataset: str, model: str, layer: str, *, plan: dict[str, Any], blocks: Sequence[Sequence[str]],
@@ -442,45 +609,53 @@ class Store:
         return self._summary(dataset, model, layer, computed, seconds)
 
     def _consolidate(self, gp: Path, n_shards: int, poolings: Sequence[str], save_atoms: bool) -> None:
+        from ._lock import FolderLock
+
         zarr = _zarr()
-        have = self._committed_shards(gp)
-        if have != list(range(n_shards)):
-            raise StoreError(f"{str(gp)!r}: expected shards 0..{n_shards - 1}, found {have}")
-        shards = [zarr.open_group(str(gp / "shards" / f"{k:06d}"), mode="r") for k in range(n_shards)]
-        dims = {int(s.attrs["dim"]) for s in shards if s["sample_ids"].shape[0] > 0}
-        if len(dims) > 1:
-            raise StoreError(f"{str(gp)!r}: shards have different feature widths {sorted(dims)}")
-        d = dims.pop() if dims else 0
-        ids = [i for s in shards for i in _strs(s["sample_ids"])]
-        if len(set(ids)) != len(ids):
-            raise StoreError(f"{str(gp)!r}: duplicated sample ids across shards")
-        g = zarr.open_group(str(gp), mode="a")
-        counts = np.concatenate([s["n_atoms"][:] for s in shards]).astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-
-        def put(name, data, chunk_rows=None):
-            if name in g:
-                del g[name]
-            kw = {}
-            if chunk_rows and data.ndim == 2 and data.shape[0] > 0:
-                kw["chunks"] = (min(data.shape[0], chunk_rows), max(data.shape[1], 1))
-            g.create_array(name, data=data, **kw)
-
-        put("sample_ids", _str_array(ids))
-        put("atom_offsets", offsets)
-        for p in poolings:
-            name = _ARRAY_FOR[p]
-            parts = [s[name][:] for s in shards if s["sample_ids"].shape[0] > 0]
-            put(name, np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, d), np.float32), 8192)
-        if save_atoms:
-            parts = [s["atom_features"][:] for s in shards if s["sample_ids"].shape[0] > 0]
-            put("atom_features", np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, d), np.float32),
-                65536)
-        put("skipped_ids", _str_array([i for s in shards for i in _strs(s["skipped_ids"])]))
-        put("skipped_reasons", _str_array([r for s in shards for r in _strs(s["skipped_reasons"])]))
-        g.attrs.update({"complete": True, "n": len(ids), "dim": d, "pooling": "mean",
-                        "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        self._cleanup_shards(gp)
+        where = tuple(gp.relative_to(self.path).parts)
+        with FolderLock(self.path, purpose="store commit", timeout=3600):
+            if _zarr().open_group(str(gp), mode="r").attrs.get("complete"):
+                self._cleanup_shards(gp)  # another process consolidated it while this one waited
+                return
+            have = self._committed_shards(gp)
+            if have != list(range(n_shards)):
+                raise StoreError(f"{str(gp)!r}: expected shards 0..{n_shards - 1}, found {have}")
+            shards = [self._read_shard(gp, k, where) for k in range(n_shards)]  # each checked against its digests
+            dims = {int(s["__attrs__"]["dim"]) for s in shards if s["sample_ids"].shape[0] > 0}
+            if len(dims) > 1:
+                raise StoreError(f"{str(gp)!r}: shards have different feature widths {sorted(dims)}")
+            d = dims.pop() if dims else 0
+            ids = [i for s in shards for i in _strs(s["sample_ids"])]
+            if len(set(ids)) != len(ids):
+                raise StoreError(f"{str(gp)!r}: duplicated sample ids across shards")
+            g = zarr.open_group(str(gp), mode="a")
+            counts = np.concatenate([s["n_atoms"] for s in shards]).astype(np.int64)
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            content: dict[str, np.ndarray] = {"sample_ids": _str_array(ids), "atom_offsets": offsets}
+            for p in poolings:
+                name = _ARRAY_FOR[p]
+                parts = [s[name] for s in shards if s["sample_ids"].shape[0] > 0]
+                content[name] = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, d), np.float32)
+            if save_atoms:
+                parts = [s["atom_features"] for s in shards if s["sample_ids"].shape[0] > 0]
+                content["atom_features"] = (np.concatenate(parts).astype(np.float32) if parts
+                                            else np.zeros((0, d), np.float32))
+            content["skipped_ids"] = _str_array([i for s in shards for i in _strs(s["skipped_ids"])])
+            content["skipped_reasons"] = _str_array([r for s in shards for r in _strs(s["skipped_reasons"])])
+            ranges = _shard_ranges([len(s["sample_ids"]) for s in shards], [int(s["n_atoms"].sum()) for s in shards],
+                                   [len(s["skipped_ids"]) for s in shards])
+            manifest = _manifest(content, ranges, _digest_algo())
+            chunk_rows = {"atom_features": 65536, "pooled": 8192, "pooled_sum": 8192, "pooled_max": 8192}
+            for name, data in content.items():
+                if name in g:
+                    del g[name]
+                kw = {}
+                if name in chunk_rows and data.ndim == 2 and data.shape[0] > 0:
+                    kw["chunks"] = (min(data.shape[0], chunk_rows[name]), max(data.shape[1], 1))
+                g.create_array(name, data=data, **kw)
+            g.attrs.update({"complete": True, "n": len(ids), "dim": d, "pooling": "mean", "integrity": manifest,
+                            "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            self._cleanup_shards(gp)
 
     @staticmethod
     def _cleanup_shards(gp: Path) -> None:
@@ -531,6 +706,8 @@ def _pool_segments(feats: np.ndarray, offsets: np.ndarray, how: str) -> np.ndarr
 
 #: Consolidated arrays with one row per embedded sample (their shard ranges are the shards' rows).
 _ROW_ARRAYS = ("sample_ids", "pooled", "pooled_sum", "pooled_max")
+_verified: dict[str, tuple] = {}  # array folder -> fingerprint of its files when it was last verified
+_warned_legacy: set[str] = set()
 
 
 def _digest_algo() -> str:
@@ -605,6 +782,11 @@ def _manifest(arrays: dict[str, np.ndarray], shards: list[dict[str, list[int]]],
             digests.append(_digest(data[lo:hi], algo))
         out["arrays"][name] = {"shape": list(data.shape), "dtype": _dtype_tag(data), "digests": digests}
     return out
+
+
+def _fingerprint_file(path: Path) -> tuple:
+    st = os.stat(path)
+    return ((path.name, st.st_size, st.st_mtime_ns),)
 
 
 def _fingerprint(folder: Path) -> tuple:
