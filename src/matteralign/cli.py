@@ -1,7 +1,8 @@
 """Command-line interface (Typer + Rich): a thin layer over the library.
 
 Commands: ``run`` (the study), ``extract`` (embeddings into the store), ``compare``
-(alignment matrices of saved arrays), ``list`` (metrics, models, datasets).
+(alignment matrices of saved arrays), ``layers`` (layer x layer maps of two models), ``list`` (metrics,
+models, datasets).
 Every :class:`~matteralign.errors.MatterAlignError` is printed as one line with a hint;
 ``--traceback`` shows the stack.
 """
@@ -177,7 +178,8 @@ def compare(
 def extract(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Bundled dataset name or dataset file."),
     model: str = typer.Option(..., "--model", "-m", help="Model name (see `matteralign list models`)."),
-    layer: str = typer.Option(None, "--layer", help="Layer (default: the model's default layer)."),
+    layer: list[str] = typer.Option(None, "--layer", help="Layer (repeatable; default: the model's default layer)."),
+    layers: str = typer.Option(None, "--layers", help="'all' (every layer, one forward pass) or A,B,..."),
     n: int = typer.Option(None, "--n", help="Random subset of this many samples (all when omitted)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subset and of the model."),
     store: str = typer.Option("runs/store", "--store", help="Embedding store folder."),
@@ -200,7 +202,9 @@ def extract(
     from . import datasets, models
     from .execute import extract as run_extraction
 
-    models.get_spec(model)  # an unknown name fails before any loading
+    spec = models.get_spec(model)  # an unknown name fails before any loading
+    asked = list(layer or []) + [v.strip() for v in (layers or "").split(",") if v.strip()]
+    lays = models.expand_layers(spec, asked) if asked else None  # unknown layers fail before any loading
     ds = datasets.load(dataset, n=n, seed=seed)
     options = {"seed": seed}
     ckpt = _checkpoint_for(model, checkpoint or [])
@@ -208,15 +212,114 @@ def extract(
         options["checkpoint"] = ckpt
     if trust_checkpoint:
         options["trust_checkpoint"] = True
-    summary = run_extraction(store, ds, model, layer=layer, options=options, shard_size=shard_size,
+    summary = run_extraction(store, ds, model, layers=lays, options=options, shard_size=shard_size,
                              batch_size=batch_size, poolings=pooling, overwrite=overwrite, progress=True,
                              executor=executor, workers=workers, threads=threads)
-    _console().print(
-        f"{summary['dataset']} · {summary['model']} · {summary['layer']}: {summary['n']} samples embedded "
-        f"(d = {summary['dim']}), {summary['n_skipped']} skipped, {summary['computed_shards']} shard(s) computed "
-        f"in {summary['seconds']:.1f} s → {summary['path']}",
-        highlight=False,
-    )
+    for part in (summary.get("layers") or {summary["layer"]: summary}).values():
+        _console().print(
+            f"{part['dataset']} · {part['model']} · {part['layer']}: {part['n']} samples embedded "
+            f"(d = {part['dim']}), {part['n_skipped']} skipped, {part['computed_shards']} shard(s) computed "
+            f"in {part['seconds']:.1f} s → {part['path']}",
+            highlight=False,
+        )
+
+
+@app.command("layers")
+def layers_cmd(
+    model_a: str = typer.Argument(..., help="First model (rows of the map)."),
+    model_b: str = typer.Argument(None, help="Second model (columns; default: the first, a self map)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Bundled dataset name or dataset file."),
+    metric: list[str] = typer.Option(["cknna"], "--metric", "-m", help="Pair metric (repeatable)."),
+    layers_a: str = typer.Option("all", "--layers-a", help="Layers of the first model: 'all' or A,B,..."),
+    layers_b: str = typer.Option("all", "--layers-b", help="Layers of the second model: 'all' or A,B,..."),
+    n: int = typer.Option(None, "--n", help="Random subset of this many samples (all when omitted)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset, the models and the tests."),
+    k: int = typer.Option(None, "--k", help="Neighbours for kNN metrics (default: each metric's own)."),
+    normalize: str = typer.Option("l2", "--normalize", help="Row normalisation: l2, max, clamp95 or none."),
+    permutations: int = typer.Option(0, "--permutations", help="Permutations per cell (p-value, calibrated)."),
+    subsamples: int = typer.Option(0, "--subsamples", help="Subsamples testing best vs runner-up layer."),
+    aggregate: str = typer.Option(None, "--aggregate", help="Also print one score per pair: platonic_max."),
+    store: str = typer.Option("runs/store", "--store", help="Embedding store (missing layers are extracted)."),
+    workers: int = typer.Option(None, "--workers", help="Extraction worker processes (default: every core)."),
+    out: str = typer.Option(None, "--out", help="Tidy table (CSV; default runs/layers/<dataset>-<A>-<B>.csv)."),
+):
+    """Layer x layer alignment of two models (or one with itself): prints the map, writes the table.
+
+    Layers missing from the store are extracted first, all layers of a model in one forward pass.
+    """
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from . import datasets, models
+    from .analysis.layers import AGGREGATES, best_matches, layer_map, max_over_layer_pairs
+    from .errors import InputError
+    from .execute import extract as run_extraction
+    from .store import Store
+
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise InputError(f"--aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
+    model_b = model_b or model_a
+    asked = {}
+    for name, value in ((model_a, layers_a), (model_b, layers_b)):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        asked[name] = models.expand_layers(models.get_spec(name), items)  # fails before any loading
+    ds = datasets.load(dataset, n=n, seed=seed)
+    st = Store(store)
+    reps = {}
+    for name in dict.fromkeys((model_a, model_b)):
+        lays = asked[name] if model_a != model_b else list(dict.fromkeys(asked[model_a] + asked[model_b]))
+        todo = [lay for lay in lays if not st.has(ds.name, name, lay)]
+        if todo:
+            run_extraction(st, ds, name, layers=todo, options={"seed": seed}, progress=True, workers=workers)
+        reps[name] = {lay: st.read(ds.name, name, lay) for lay in lays}
+    wanted = set(ds.ids)
+    common = set.intersection(*(set(ids) for r in reps.values() for ids, _ in r.values())) & wanted
+    ids = sorted(common)
+    if len(ids) < 4:
+        raise InputError(f"{model_a} and {model_b} embed only {len(ids)} common sample(s) of {ds.name!r}")
+
+    def aligned(name, lays):
+        out = {}
+        for lay in lays:
+            lids, X = reps[name][lay]
+            pos = {s: i for i, s in enumerate(lids)}
+            out[lay] = X[[pos[s] for s in ids]]
+        return out
+
+    depth = {name: {li.name: li.depth for li in models.get_spec(name).layer_info()} for name in reps}
+    ra = aligned(model_a, asked[model_a])
+    rb = aligned(model_b, asked[model_b]) if (model_b != model_a or asked[model_b] != asked[model_a]) else None
+    table = layer_map(ra, rb, metrics=metric, model_a=model_a, model_b=model_b, depths_a=depth[model_a],
+                      depths_b=depth[model_b], k=k, normalize=None if normalize == "none" else normalize,
+                      n_permutations=permutations, seed=seed)
+    console = _console()
+    for (name, params), part in table.groupby(["metric", "params"], sort=False):
+        lb = list(dict.fromkeys(part["layer_b"]))
+        t = Table(title=f"{name} {params} on {ds.name} (n = {len(ids)}): rows {model_a}, columns {model_b}")
+        t.add_column("depth: layer")
+        for x in lb:
+            t.add_column(f"{depth[model_b].get(x, '?')}: {x}", justify="right")
+        bm = best_matches(part, reps_a=ra, reps_b=rb, n_subsamples=subsamples, seed=seed,
+                          normalize=None if normalize == "none" else normalize)
+        best = dict(zip(bm["layer_a"], bm["best_layer"], strict=True))
+        for a, rows in part.groupby("layer_a", sort=False):
+            vals = dict(zip(rows["layer_b"], rows["value"], strict=True))
+            t.add_row(f"{rows['depth_a'].iloc[0]}: {a}",
+                      *(f"[bold]{vals[x]:.4f}[/]" if best[a] == x else f"{vals[x]:.4f}" for x in lb))
+        console.print(t)
+        for r in bm.itertuples():
+            sig = "" if r.significant is None else (" (significant)" if r.significant else " (not significant)")
+            console.print(f"  {r.layer_a} → best {r.best_layer} {r.value:.4f}, runner-up {r.runner_up} "
+                          f"{r.runner_up_value:.4f}{sig}", highlight=False)
+    if aggregate == "platonic_max":
+        for r in max_over_layer_pairs(table).itertuples():
+            console.print(f"platonic_max {r.metric}: {r.value:.4f} at {r.layer_a} x {r.layer_b}", highlight=False)
+    path = Path(out) if out else Path("runs/layers") / f"{ds.name}-{model_a}-{model_b}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.insert(0, "dataset", ds.name)
+    table.to_csv(path, index=False)
+    console.print(f"wrote {len(table)} rows to {path}", highlight=False)
 
 
 def _checkpoint_for(model: str, values: list[str]) -> str | None:

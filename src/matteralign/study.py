@@ -95,7 +95,8 @@ class StudyConfig(_Strict):
     normalize: str = "l2"
     datasets: list[DatasetEntry]
     models: list[str]
-    layers: dict[str, str] = Field(default_factory=dict)
+    layers: dict[str, str | list[str]] = Field(
+        default_factory=dict, description='model -> a layer, a list of layers, or "all" (forward order)')
     checkpoints: dict[str, str] = Field(default_factory=dict, description="model -> local checkpoint path")
     trust_checkpoint: bool = Field(default=False, description="allow pickled checkpoints (loading them can run code)")
     metrics: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_PAIR_METRICS))
@@ -285,9 +286,13 @@ class Study:
                 raise ConfigError(f"checkpoints: model {name!r} is not among the study's models {cfg.models}")
             if not Path(path).exists():
                 raise ConfigError(f"checkpoints.{name}: checkpoint path {path!r} does not exist")
-        for name in cfg.layers:
+        for name, value in cfg.layers.items():
             if name not in cfg.models:
                 raise ConfigError(f"layers: model {name!r} is not among the study's models {cfg.models}")
+            try:
+                model_registry.expand_layers(model_registry.get_spec(name), value)
+            except MatterAlignError as exc:
+                raise ConfigError(f"layers.{name}: {exc}") from None
         for d in cfg.datasets:
             if d.name not in ds_registry.names() and not Path(d.name).exists():
                 from .errors import UnknownNameError

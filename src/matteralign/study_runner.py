@@ -363,8 +363,16 @@ def _read_embeddings(study: Study, store, datasets: dict, extracted: dict) -> di
             keep = [i for i, s in enumerate(ids) if s in wanted]
             if not keep:
                 continue
-            embeddings[ds_name][m] = Embedding(ids=[ids[i] for i in keep], X=np.asarray(X)[keep], layer=layer,
-                                               provenance=store.provenance(ds_name, m, layer))
+            emb = Embedding(ids=[ids[i] for i in keep], X=np.asarray(X)[keep], layer=layer,
+                            provenance=store.provenance(ds_name, m, layer))
+            for lay in extracted[(ds_name, m)] if len(extracted[(ds_name, m)]) > 1 else ():
+                if lay == layer:
+                    emb.layers[lay] = Embedding(ids=emb.ids, X=emb.X, layer=lay)
+                    continue
+                lids, LX = store.read(ds_name, m, lay)  # every layer of the model, for the layers analysis
+                lkeep = [i for i, s in enumerate(lids) if s in wanted]
+                emb.layers[lay] = Embedding(ids=[lids[i] for i in lkeep], X=np.asarray(LX)[lkeep], layer=lay)
+            embeddings[ds_name][m] = emb
     return embeddings
 
 

@@ -15,6 +15,7 @@ __all__ = ["ANALYSES", "AnalysisContext", "AnalysisResult", "Embedding", "get_an
 #: Analysis modules in report order.
 _MODULES = [
     "matrix",
+    "layers",
     "ksweep",
     "tree",
     "dimension",

@@ -36,6 +36,9 @@ class Embedding:
     X: np.ndarray
     layer: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Every extracted layer of the model, in forward order (this one included), when the study extracts
+    #: more than one (``[layers] model = "all"`` or a list); empty otherwise. Read by the ``layers`` analysis.
+    layers: dict[str, Embedding] = field(default_factory=dict)
 
     def aligned(self, ids: list[str]) -> np.ndarray:
         """Rows for ``ids`` in that order (all must be present)."""

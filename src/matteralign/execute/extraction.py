@@ -55,7 +55,9 @@ def _layers_of(model, layer: str | None, layers: Sequence[str] | None) -> tuple[
     for lay in asked:
         if lay not in known:
             name = model if isinstance(model, str) else model.name
-            raise UnknownNameError(f"layer of model {name!r}", lay, known)
+            from ..models._registry import unknown_layer
+
+            raise unknown_layer(name, lay, known)
         if lay not in out:
             out.append(lay)
     return tuple(out)
