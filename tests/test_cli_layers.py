@@ -97,3 +97,30 @@ def test_layers_command_prints_the_map_and_writes_the_table(capsys, tmp_path, mo
     for metric in ("cka", "cknna"):
         bm = best_matches(layer_map(reps, copy, metrics=metric, model_a="chgnet", model_b="chgnet-copy", k=5))
         assert list(bm["best_layer"]) == list(reps)
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_study_with_all_layers_has_a_layer_map_section(tmp_path):
+    _g2(40)
+    from matteralign.study import Study
+    from matteralign.store import Store
+
+    cfg = {"name": "layers", "seed": 0, "out": str(tmp_path / "out"),
+           "models": ["chgnet-0.3.0", "composition"], "datasets": [{"name": "g2", "n": 40}],
+           "layers": {"chgnet-0.3.0": "all"}, "metrics": {"cknna": {"k": 5}, "unbiased_cka": {}},
+           "model_metrics": {}, "analyses": {"matrix": {"k": 5}, "layers": {"k": 5, "metrics": ["unbiased_cka"]}},
+           "execution": {"executor": "inline"}}
+    res = Study.from_dict(cfg).run(progress=False)
+    out = tmp_path / "out"
+    st = Store(out / "store")
+    assert all(st.has("g2", "chgnet-0.3.0", lay) for lay in models.expand_layers("chgnet-0.3.0", "all"))
+    # the pair metrics use the default layer
+    assert set(res.pairs["model_a"]) == {"chgnet-0.3.0", "composition"}
+    lm = pd.read_parquet(out / "results" / "analysis" / "layers" / "layer_map.parquet")
+    self_map = lm[(lm["model_a"] == "chgnet-0.3.0") & (lm["model_b"] == "chgnet-0.3.0")]
+    assert len(self_map) == 49 and list(dict.fromkeys(self_map["depth_a"])) == list(range(7))
+    ref = pd.read_parquet(out / "results" / "analysis" / "layers" / "to_reference.parquet")
+    assert set(ref["model_b"]) == {"chgnet-0.3.0"} and set(ref["layer_b"]) == {"readout_norm"}
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "Layer-wise alignment" in html
