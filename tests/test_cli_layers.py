@@ -103,8 +103,8 @@ def test_layers_command_prints_the_map_and_writes_the_table(capsys, tmp_path, mo
 @pytest.mark.slow
 def test_study_with_all_layers_has_a_layer_map_section(tmp_path):
     _g2(40)
-    from matteralign.study import Study
     from matteralign.store import Store
+    from matteralign.study import Study
 
     cfg = {"name": "layers", "seed": 0, "out": str(tmp_path / "out"),
            "models": ["chgnet-0.3.0", "composition"], "datasets": [{"name": "g2", "n": 40}],
