@@ -43,62 +43,106 @@ def _console():
     return Console()
 
 
-@list_app.command("metrics")
-def list_metrics():
-    """List every registered metric with its properties."""
-    from rich.table import Table
+_FORMAT_HELP = "table, plain (tab-separated) or json; default: table on a terminal, plain when piped."
 
+
+@list_app.command("metrics")
+def list_metrics(fmt: str = typer.Option(None, "--format", help=_FORMAT_HELP)):
+    """List every registered metric with its properties."""
+    from ._listing import emit
     from .metrics import METRICS
 
-    table = Table(title="matteralign metrics")
-    for col in ("name", "arity", "symmetric", "bounds", "better", "invariances", "defaults", "description"):
-        table.add_column(col)
+    rows = []
     for spec in sorted(METRICS.values(), key=lambda s: s.name):
-        better = {True: "higher", False: "lower", None: "-"}[spec.higher_is_better]
-        table.add_row(
-            spec.name,
-            str(spec.arity),
-            "yes" if spec.symmetric else "no",
-            f"[{spec.bounds[0]:g}, {spec.bounds[1]:g}]",
-            better,
-            ", ".join(sorted(spec.invariances)),
-            ", ".join(f"{k}={v}" for k, v in spec.params.items()),
-            spec.description,
-        )
-    _console().print(table)
+        rows.append({
+            "name": spec.name,
+            "arity": spec.arity,
+            "symmetric": spec.symmetric,
+            "bounds": f"[{spec.bounds[0]:g}, {spec.bounds[1]:g}]",
+            "better": {True: "higher", False: "lower", None: "-"}[spec.higher_is_better],
+            "invariances": sorted(spec.invariances),
+            "defaults": ", ".join(f"{k}={v}" for k, v in spec.params.items()),
+            "description": spec.description,
+        })
+    emit(rows, list(rows[0]), fmt=fmt, title="matteralign metrics")
+
+
+def _runs_here(row) -> str:
+    if row["available"]:
+        return "yes"
+    needs = [f"env {row['env']}"] if row.get("env") else []
+    if row.get("requires_checkpoint"):
+        needs.append("checkpoint")
+    return "needs " + " + ".join(needs) if needs else "no (see info)"
 
 
 @list_app.command("models")
-def list_models():
-    """List every model adapter: family, modality, layers and whether it can run here."""
-    from rich.table import Table
+def list_models(fmt: str = typer.Option(None, "--format", help=_FORMAT_HELP)):
+    """List every model: family, modality, default layer and whether it runs here (details: `info MODEL`)."""
+    from ._listing import emit
+    from .execute.placement import model_info
 
-    from .models import info
-
-    table = Table(title="matteralign models")
-    for col in ("name", "family", "modality", "default layer", "other layers", "runs here", "description"):
-        table.add_column(col)
-    for row in info():
-        here = "yes" if row["available"] else f"no: {row['reason']}"
-        others = ", ".join(lay for lay in row["layers"] if lay != row["default_layer"])
-        table.add_row(row["name"], row["family"], row["modality"], row["default_layer"], others, here,
-                      row["description"])
-    _console().print(table)
+    records = model_info()
+    rows = [{"name": r["name"], "family": r["family"], "modality": r["modality"], "default layer": r["default_layer"],
+             "layers": len(r["layers"]), "runs here": _runs_here(r)} for r in records]
+    emit(rows, list(rows[0]), fmt=fmt, title="matteralign models (details: matteralign info MODEL)", records=records)
 
 
 @list_app.command("datasets")
-def list_datasets():
+def list_datasets(fmt: str = typer.Option(None, "--format", help=_FORMAT_HELP)):
     """List the bundled datasets and the file readers."""
-    from rich.table import Table
-
+    from ._listing import emit
     from .datasets import describe
 
-    table = Table(title="matteralign datasets")
-    for col in ("name", "kind", "size", "labels", "source"):
-        table.add_column(col)
-    for info in describe():
-        table.add_row(info.name, info.kind, info.size, ", ".join(info.labels), info.source)
-    _console().print(table)
+    rows = [{"name": i.name, "kind": i.kind, "size": i.size, "labels": list(i.labels), "source": i.source}
+            for i in describe()]
+    emit(rows, list(rows[0]), fmt=fmt, title="matteralign datasets")
+
+
+@app.command()
+def info(
+    model: str = typer.Argument(..., help="Model name (see `matteralign list models`)."),
+    fmt: str = typer.Option(None, "--format", help="text (default) or json."),
+):
+    """Everything about one model: what it is, its layers, where it runs and what it needs."""
+    import json
+
+    from .errors import InputError
+    from .execute.placement import unavailable_reason
+    from .models import get_spec
+
+    spec = get_spec(model)
+    reason = unavailable_reason(spec.name)
+    layers = [{"layer": li.name, "depth": li.depth, "width": li.width, "alias_of": li.alias_of,
+               "embedding_type": spec.embedding_type_of(li.name), "default": li.name == spec.default_layer}
+              for li in spec.layer_info()]
+    rec = {
+        "name": spec.name, "family": spec.family, "kind": spec.kind, "modality": spec.modality,
+        "reads": list(spec.reads()), "control": spec.control, "embedding_type": spec.embedding_type,
+        "default_layer": spec.default_layer, "layers": layers, "properties": list(spec.properties),
+        "env": spec.env or "main", "requires_checkpoint": spec.requires_checkpoint, "gpu": spec.gpu,
+        "runs_here": reason is None, "reason": reason, "description": spec.description,
+    }
+    if fmt == "json":
+        typer.echo(json.dumps(rec, indent=1, default=str))
+        return
+    if fmt not in (None, "text"):
+        raise InputError(f"--format must be 'text' or 'json'; got {fmt!r}.")
+    width = max(len(k) for k in rec)
+    for key, value in rec.items():
+        if key == "layers":
+            typer.echo(f"{'layers':<{width}}  {len(layers)} in forward order (depth, width, embedding type):")
+            for li in layers:
+                mark = "  <- default" if li["default"] else ""
+                alias = f", repeats {li['alias_of']}" if li["alias_of"] else ""
+                typer.echo(f"{'':<{width}}    {li['layer']} ({li['depth']}, {li['width'] or '?'}, "
+                           f"{li['embedding_type']}{alias}){mark}")
+            continue
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        typer.echo(f"{key:<{width}}  {'-' if value in (None, '') else value}")
 
 
 @app.command()
@@ -128,40 +172,59 @@ def run(
 
 @app.command()
 def compare(
-    arrays: list[str] = typer.Argument(..., help="Two or more .npy files (n_samples, n_features), same sample order."),
+    arrays: list[str] = typer.Argument(None, help="Two or more .npy files or .npz archives (FILE.npz:KEY for one "
+                                       "array), rows = the same samples in the same order."),
     metric: list[str] = typer.Option(["cknna"], "--metric", "-m", help="Metric name (repeatable)."),
-    k: int = typer.Option(None, "--k", help="Neighbours for kNN metrics (default: each metric's own)."),
-    normalize: str = typer.Option("l2", "--normalize", help="Row normalisation: l2, max, clamp95 or none."),
-    out: str = typer.Option(None, "--out", help="Write the tidy table (CSV) here."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="METRIC.PARAM=VALUE, e.g. cknna.k=25 (repeatable)."),
+    k: int = typer.Option(None, "--k", help="k of every selected metric that has one and no --param M.k."),
+    normalize: str = typer.Option("l2", "--normalize", help="Row normalisation: l2 (the default everywhere), max, "
+                                  "clamp95 or none (the arrays as given)."),
+    store: str = typer.Option(None, "--store", help="Read the inputs from this embedding store (with --dataset, "
+                              "--model)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset name in the store."),
+    model: list[str] = typer.Option(None, "--model", help="Model in the store (repeatable; two or more)."),
+    layer: str = typer.Option(None, "--layer", help="Layer in the store (default: each model's default layer)."),
+    out: str = typer.Option(None, "--out", help="Write the tidy table: .csv, .parquet or .json."),
 ):
-    """Alignment matrix of saved arrays: prints an M x M table per metric, optionally writes a tidy CSV."""
-    from pathlib import Path
-
-    import numpy as np
+    """Alignment of saved arrays or stored embeddings: an M x M table per pair metric, one value per input for
+    single-representation measures (e.g. intrinsic_dimension); optionally the tidy table to a file."""
     from rich.table import Table
 
+    from . import _compare
     from .errors import InputError
-    from .metrics import pairwise, to_matrix
+    from .metrics import get_metric, pairwise, to_matrix
 
-    if len(arrays) < 2:
-        raise InputError(f"compare needs at least two .npy files; got {len(arrays)}.")
-    reps = {}
-    for path in arrays:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"array file {path!r} does not exist.")
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"could not read {path!r} as a .npy array: {exc}") from exc
-        name = p.stem if p.stem not in reps else str(p)
-        reps[name] = arr
-    table = pairwise(reps, metric, k=k, normalize=None if normalize == "none" else normalize, progress=True)
+    if out:
+        _compare.check_output(out)  # before any work
+    if store:
+        if arrays:
+            raise InputError(f"give array files or --store, not both; got {len(arrays)} file(s) and --store {store!r}.")
+        reps, _ = _compare.read_store(store, dataset, model or [], layer=layer)
+    else:
+        if dataset or model:
+            raise InputError("--dataset and --model read from a store: add --store PATH.")
+        reps = _compare.read_arrays(arrays or [])
+        if len(reps) < 2:
+            raise InputError(f"compare needs at least two arrays; got {len(reps)}.")
+    metrics = _compare.metric_list(metric, _compare.parse_params(param or []), k)
+    table = pairwise(reps, metrics, normalize=None if normalize == "none" else normalize, progress=True)
     console = _console()
     names = list(reps)
     for (name, params), part in table.groupby(["metric", "params"], sort=False):
+        one = get_metric(name).arity == 1
+        where = "one value per input" if one else "rows: model_a, columns: model_b"
+        console.print(f"\n[bold]{name}[/] {params}  ({where}; normalize={normalize}; n={part['n'].iloc[0]})",
+                      highlight=False)
+        if one:
+            t = Table()
+            t.add_column("input")
+            t.add_column("value", justify="right")
+            for row in part.itertuples():
+                t.add_row(row.model_a, f"{row.value:.4f}")
+            console.print(t)
+            continue
         mat = to_matrix(part, names=names)
-        t = Table(title=f"{name} {params}  (rows: model_a, columns: model_b; n={part['n'].iloc[0]})")
+        t = Table()
         t.add_column("")
         for b in names:
             t.add_column(b, justify="right")
@@ -169,9 +232,8 @@ def compare(
             t.add_row(a, *(f"{mat.loc[a, b]:.4f}" for b in names))
         console.print(t)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
-        console.print(f"wrote {len(table)} rows to {out}")
+        kind = _compare.write_table(table, out)
+        console.print(f"wrote {len(table)} rows ({kind}) to {out}", highlight=False)
 
 
 @app.command()
@@ -354,24 +416,24 @@ def env_create(
 
 
 @env_app.command("list")
-def env_list():
+def env_list(fmt: str = typer.Option(None, "--format", help=_FORMAT_HELP)):
     """Show which model environments exist, where, their size and what they hold."""
-    from rich.table import Table
-
     from . import envs
+    from ._listing import emit
 
-    table = Table(title=f"matteralign model environments ({envs.env_root()})")
-    for col in ("family", "built", "path", "size", "holds", "freeze sha256", "build s"):
-        table.add_column(col)
-    for row in envs.list_envs():
-        size = f"{row['size_bytes'] / 2**30:.2f} GiB" if row["size_bytes"] is not None else "-"
+    records = envs.list_envs()
+    rows = []
+    for row in records:
         built = "yes" if row["exists"] else (f"no: {row['reason']}" if row["reason"] else "no")
         if row["exists"] and not row["current"]:
             built = "yes (stale requirements)"
-        holds = ", ".join(f"{k} {v}" for k, v in row["versions"].items())
-        table.add_row(row["family"], built, row["path"], size, holds, (row["freeze_sha256"] or "-")[:12],
-                      str(row["build_seconds"] or "-"))
-    _console().print(table)
+        rows.append({
+            "family": row["family"], "built": built, "path": row["path"],
+            "size": f"{row['size_bytes'] / 2**30:.2f} GiB" if row["size_bytes"] is not None else "-",
+            "holds": row["versions"], "freeze sha256": (row["freeze_sha256"] or "-")[:12],
+            "build s": row["build_seconds"] or "-",
+        })
+    emit(rows, list(rows[0]), fmt=fmt, title=f"matteralign model environments ({envs.env_root()})", records=records)
 
 
 def main(argv: list[str] | None = None) -> None:
