@@ -204,28 +204,67 @@ class Store:
         list of dict
             Keys ``dataset``, ``model``, ``layer``, ``complete``, ``n`` (embedded samples),
             ``n_skipped``, ``dim``, ``poolings`` (stored pooled arrays), ``n_shards`` (committed
-            shards of an unfinished extraction).
+            shards of an unfinished extraction), ``error`` (why the layer's metadata cannot be read,
+            else ``None``; contents are checked by :meth:`verify`).
         """
         zarr = _zarr()
         rows = []
         for d, m, lay in self._triples():
             gp = self.path / d / m / lay
-            g = zarr.open_group(str(gp), mode="r")
-            attrs = dict(g.attrs)
-            complete = bool(attrs.get("complete"))
-            row = {"dataset": attrs.get("dataset", d), "model": attrs.get("model", m), "layer": attrs.get("layer", lay),
-                   "complete": complete, "n": None, "n_skipped": None, "dim": None, "poolings": [],
-                   "n_shards": len(self._committed_shards(gp))}
-            if complete:
-                pooled = g["pooled"]
-                row.update(n=int(pooled.shape[0]), dim=int(pooled.shape[1]), n_skipped=int(g["skipped_ids"].shape[0]),
-                           poolings=[p for p, a in _ARRAY_FOR.items() if a in g])
+            row = {"dataset": d, "model": m, "layer": lay, "complete": False, "n": None, "n_skipped": None,
+                   "dim": None, "poolings": [], "n_shards": len(self._committed_shards(gp)), "error": None}
+            try:
+                g = zarr.open_group(str(gp), mode="r")
+                attrs = dict(g.attrs)
+                complete = bool(attrs.get("complete"))
+                row.update(dataset=attrs.get("dataset", d), model=attrs.get("model", m), layer=attrs.get("layer", lay),
+                           complete=complete)
+                if complete:
+                    pooled = g["pooled"]
+                    row.update(n=int(pooled.shape[0]), dim=int(pooled.shape[1]),
+                               n_skipped=int(g["skipped_ids"].shape[0]),
+                               poolings=[p for p, a in _ARRAY_FOR.items() if a in g])
+            except Exception as exc:  # damaged metadata: listed, not fatal (store verify/repair deal with it)
+                row.update(complete=False, error=f"{type(exc).__name__}: {exc}")
             rows.append(row)
         return rows
 
     def provenance(self, dataset: str, model: str, layer: str) -> dict[str, Any]:
-        """The attrs of a stored layer: model provenance, dataset name and fingerprint, versions, times."""
-        return dict(self._layer_group(dataset, model, layer).attrs)
+        """The attrs of a stored layer: model provenance, dataset name and fingerprint, versions, times.
+
+        The integrity record (per-shard digests) is left out; :meth:`content_digest` sums it up.
+        """
+        attrs = dict(self._layer_group(dataset, model, layer).attrs)
+        attrs.pop("integrity", None)
+        return attrs
+
+    def content_digest(self, dataset: str, model: str, layer: str, *, pooling: str = "mean") -> str:
+        """One digest of a stored layer's sample ids and pooled rows, from the digests recorded at commit.
+
+        Result caches key on it: embeddings recomputed after a repair (or by another model version)
+        get a new digest, so results computed from the old ones are never reused. Costs no array read.
+
+        Returns
+        -------
+        str
+            Hex digest; for a layer stored without an integrity record, a digest of its arrays' contents.
+        """
+        import hashlib
+
+        if pooling not in _POOLINGS:
+            raise UnknownNameError("pooling", str(pooling), _POOLINGS)
+        g = self._layer_group(dataset, model, layer)
+        manifest = g.attrs.get("integrity")
+        h = hashlib.sha256()
+        names = ("sample_ids", _ARRAY_FOR[pooling]) if _present(g, _ARRAY_FOR[pooling]) else (
+            "sample_ids", "atom_features", "atom_offsets")
+        for name in names:
+            if manifest is not None and name in manifest["arrays"]:
+                entry = manifest["arrays"][name]
+                h.update(json.dumps([manifest["algo"], name, entry["shape"], entry["dtype"], entry["digests"]]).encode())
+            else:
+                h.update(_digest(self._read_array(g, name, (dataset, model, layer)), "sha256").encode())
+        return h.hexdigest()[:32]
 
     def skipped(self, dataset: str, model: str, layer: str) -> dict[str, str]:
         """Sample id → reason, for every sample the model did not embed."""
@@ -254,9 +293,9 @@ class Store:
         where = (dataset, model, layer)
         ids = _strs(self._read_array(g, "sample_ids", where))
         name = _ARRAY_FOR[pooling]
-        if name in g:
+        if _present(g, name):
             return ids, np.asarray(self._read_array(g, name, where), dtype=np.float32)
-        if "atom_features" not in g:
+        if not _present(g, "atom_features"):
             raise StoreError(f"{dataset}/{model}/{layer}: pooling {pooling!r} was not stored and there are no "
                              "per-atom features to compute it from")
         feats, offsets = self._read_array(g, "atom_features", where), self._read_array(g, "atom_offsets", where)
@@ -273,7 +312,7 @@ class Store:
             The rows of sample ``i`` are ``features[offsets[i]:offsets[i + 1]]``.
         """
         g = self._layer_group(dataset, model, layer)
-        if "atom_features" not in g:
+        if not _present(g, "atom_features"):
             raise StoreError(f"{dataset}/{model}/{layer} was stored without per-atom features (save_atoms=False)")
         where = (dataset, model, layer)
         return _strs(self._read_array(g, "sample_ids", where)), \
@@ -294,13 +333,16 @@ class Store:
         dataset, model, layer = where
         gp = self._group_path(dataset, model, layer)
         label = f"{dataset}/{model}/{layer}"
+        manifest = g.attrs.get("integrity")
         try:
             fp = _fingerprint(gp / name) + _fingerprint_file(gp / "zarr.json")
             data = np.asarray(g[name][:])
         except Exception as exc:  # truncated metadata, undecodable chunk, ...
-            raise _Damage(f"store {str(self.path)!r}: {label}: the array {name!r} cannot be read "
-                          f"({type(exc).__name__}: {exc}); {self._fix()}", group=gp, array=name) from None
-        manifest = g.attrs.get("integrity")
+            bad = self._unreadable_shards(g, name, manifest)
+            at = f" in shard(s) {', '.join(map(str, bad))}" if bad else ""
+            raise _Damage(f"store {str(self.path)!r}: {label}: the array {name!r} cannot be read{at} "
+                          f"({type(exc).__name__}: {exc}); {self._fix()}", group=gp, shards=bad,
+                          array=name) from None
         if manifest is None:
             if str(gp) not in _warned_legacy:
                 import warnings
@@ -334,6 +376,25 @@ class Store:
                           group=gp, shards=bad, array=name)
         _verified[key] = fp
         return data
+
+    @staticmethod
+    def _unreadable_shards(g, name: str, manifest: dict | None) -> list[int]:
+        """The shards whose rows fall in chunks of ``name`` that cannot be read (empty when unknown)."""
+        if not manifest:
+            return []
+        try:
+            arr = g[name]
+            step = int(arr.chunks[0]) or 1
+            failed = []
+            for lo in range(0, int(arr.shape[0]), step):
+                try:
+                    arr[lo:lo + step]
+                except Exception:
+                    failed.append((lo, lo + step))
+            return [k for k, sh in enumerate(manifest["shards"])
+                    if any(lo < _range_of(name, sh)[1] and _range_of(name, sh)[0] < hi for lo, hi in failed)]
+        except Exception:  # the array's metadata itself is unreadable
+            return []
 
     def _read_shard(self, gp: Path, k: int, where: tuple[str, str, str]) -> dict[str, np.ndarray]:
         """Every array of committed shard ``k``, checked against the digests written with it."""
@@ -782,6 +843,11 @@ def _manifest(arrays: dict[str, np.ndarray], shards: list[dict[str, list[int]]],
             digests.append(_digest(data[lo:hi], algo))
         out["arrays"][name] = {"shape": list(data.shape), "dtype": _dtype_tag(data), "digests": digests}
     return out
+
+
+def _present(g, name: str) -> bool:
+    """Whether group ``g`` holds an array ``name`` (by its folder: works when its metadata is damaged)."""
+    return (Path(str(g.store.root)) / g.path / name).is_dir()
 
 
 def _fingerprint_file(path: Path) -> tuple:
