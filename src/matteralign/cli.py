@@ -9,6 +9,7 @@ Every :class:`~matteralign.errors.MatterAlignError` is printed as one line with 
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -26,6 +27,8 @@ list_app = typer.Typer(help="List registered metrics, models and datasets.", no_
 app.add_typer(list_app, name="list")
 env_app = typer.Typer(help="Per-family model environments (built once per machine, reused).", no_args_is_help=True)
 app.add_typer(env_app, name="env")
+store_app = typer.Typer(help="Check and repair an embedding store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 
 _state = {"traceback": False}
 
@@ -436,29 +439,146 @@ def env_list(fmt: str = typer.Option(None, "--format", help=_FORMAT_HELP)):
     emit(rows, list(rows[0]), fmt=fmt, title=f"matteralign model environments ({envs.env_root()})", records=records)
 
 
+@store_app.command("verify")
+def store_verify(
+    path: str = typer.Argument(..., help="Store folder (e.g. runs/study/store)."),
+):
+    """Check every stored array against the digests recorded when it was committed (exit 1 on damage)."""
+    from .store import Store
+
+    st = Store(path, mode="r")
+    console = _console()
+    problems = st.verify()
+    n_layers = len(st.list())
+    for p in problems:
+        console.print(f"[red]damaged:[/] {_escape(p['message'])}", highlight=False, soft_wrap=True)
+    if problems:
+        console.print(f"{len(problems)} damage(s) in {n_layers} stored layer(s); run `matteralign store repair "
+                      f"{_escape(path)}`, then the study again, to recompute them", highlight=False)
+        raise SystemExit(1)
+    console.print(f"{n_layers} stored layer(s) in {_escape(path)}: every array matches its digests", highlight=False)
+
+
+@store_app.command("repair")
+def store_repair(
+    path: str = typer.Argument(..., help="Store folder (e.g. runs/study/store)."),
+):
+    """Delete damaged layers (and damaged shards of unfinished extractions) so the next run recomputes them."""
+    from .store import Store
+
+    st = Store(path)
+    console = _console()
+    removed = st.repair()
+    for p in removed:
+        console.print(f"removed {_escape(p['removed'])} ({p['dataset']}/{p['model']}/{p['layer']}"
+                      f"{', shard ' + str(p['shards'][0]) if p['in_progress'] and p['shards'] else ''})",
+                      highlight=False, soft_wrap=True)
+    what = f"{len(removed)} damaged part(s) removed; run the study (or extraction) again to recompute them" \
+        if removed else "nothing is damaged"
+    console.print(f"{_escape(path)}: {what}", highlight=False)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+#: Exit status of a user error (bad input, unreadable or unwritable path, busy folder) and of a bug.
+EXIT_USER_ERROR, EXIT_BUG = 2, 1
+
+_OS_HINTS = {
+    errno.EACCES: "choose a path you may write to (or fix its permissions)",
+    errno.EPERM: "choose a path you may write to (or fix its permissions)",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.ENOSPC: "the disk is full; free some space or choose a folder on another disk",
+    errno.EDQUOT: "the disk quota is exhausted; free some space or choose another folder",
+    errno.ENOENT: "check the path; a folder cannot be created there (e.g. under /proc)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EEXIST: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "the path is a folder; give a file",
+    errno.ENAMETOOLONG: "the path is too long; choose a shorter one",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+}
+
+
+def _explain(exc: BaseException) -> tuple[int, str, str]:
+    """(exit status, one line, hint) for an exception that reached the command line."""
+    tb_hint = "run with --traceback for the full stack"
+    if isinstance(exc, MatterAlignError):
+        return EXIT_USER_ERROR, str(exc), tb_hint
+    if isinstance(exc, OSError):
+        paths = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
+        what = exc.strerror or type(exc).__name__
+        line = f"{what}: {paths}" if paths else f"{what} ({exc})"
+        return EXIT_USER_ERROR, line, _OS_HINTS.get(exc.errno, tb_hint)
+    if isinstance(exc, UnicodeError):
+        return EXIT_USER_ERROR, f"an input is not UTF-8 text ({exc}); a binary file given as a text file?", tb_hint
+    if isinstance(exc, (OverflowError, FloatingPointError)):
+        return (EXIT_USER_ERROR, f"numeric overflow ({type(exc).__name__}: {exc}): the input holds values too large "
+                "to compute with", "rescale the input (e.g. divide by its largest magnitude) or normalise it (l2)")
+    if isinstance(exc, MemoryError):
+        return EXIT_USER_ERROR, "out of memory", "use fewer samples (--n) or a machine with more memory"
+    if isinstance(exc, RecursionError):
+        return EXIT_BUG, f"internal error: {exc}", "this is a bug: rerun with --traceback and report the stack"
+    return (EXIT_BUG, f"internal error: {type(exc).__name__}: {exc}",
+            "this is a bug in matteralign: rerun with --traceback and report the stack")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``matteralign`` console script."""
+    """Entry point of the ``matteralign`` console script.
+
+    A user error (a :class:`~matteralign.errors.MatterAlignError`, an unreadable or unwritable path, a
+    binary file given as text, a numeric overflow, a bad option value) prints one line and a hint on
+    stderr and exits with status 2; anything else is a bug and exits with status 1. ``--traceback``
+    shows the stack instead.
+    """
     args = sys.argv[1:] if argv is None else argv
     show_tb = "--traceback" in args
     try:
-        app(args=args, standalone_mode=False)
-    except MatterAlignError as exc:
-        if show_tb:
-            raise
-        _console().print(f"[bold red]error:[/] {exc}", highlight=False)
-        _console().print("[dim]hint: run with --traceback for the full stack.[/]")
-        raise SystemExit(2) from None
+        app(args=args, prog_name="matteralign", standalone_mode=False)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except KeyboardInterrupt:
+        if show_tb:
+            raise
+        _err_console().print("interrupted")
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if _is_click(exc, "ClickException"):  # usage errors: bad option value, missing argument, ...
             exc.show()
             raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
+        if _is_click(exc, "Abort"):
             raise SystemExit(1) from None
-        raise
+        if show_tb:
+            raise
+        from rich.markup import escape
+
+        code, line, hint = _explain(exc)
+        console = _err_console()
+        console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        console.print(f"[dim]hint: {escape(hint)}.[/]", highlight=False, soft_wrap=True)
+        raise SystemExit(code) from None
+
+
+def _is_click(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is click's exception class ``name`` (typer may carry its own copy of click)."""
+    import click
+
+    classes = [getattr(click.exceptions, name, None)]
+    try:
+        from typer._click import exceptions as vendored
+
+        classes.append(getattr(vendored, name, None))
+    except ImportError:
+        pass
+    return any(c is not None and isinstance(exc, c) for c in classes)
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -227,7 +227,11 @@ class Study:
             p = Path(path)
             if not p.is_file():
                 raise ConfigError(f"study file {str(p)!r} does not exist")
-            text, source = p.read_text(), str(p)
+            try:
+                text, source = p.read_text(encoding="utf-8"), str(p)
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"study file {str(p)!r} is not UTF-8 text (byte {exc.start}); a study is a TOML "
+                                  "file") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
