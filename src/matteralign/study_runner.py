@@ -92,7 +92,10 @@ def _load_datasets(study: Study) -> dict[str, Any]:
         full = ds_registry.load(entry.name)
         if entry.n is not None and entry.n > len(full):
             raise ConfigError(f"datasets.{entry.name}.n = {entry.n} is larger than the dataset ({len(full)} samples)")
-        out[entry.name] = full.subsample(entry.n, seed=seed)
+        if full.name in out:  # the store, tables and report know a dataset by this name (datasets.dataset_name)
+            raise ConfigError(f"datasets: {entry.name!r} and another entry are both named {full.name!r} in the "
+                              "store; rename a file or load it under another name")
+        out[full.name] = full.subsample(entry.n, seed=seed)
     return out
 
 
@@ -543,6 +546,8 @@ def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, e
             failures[name] = traceback.format_exc()
             continue
         timings[f"analysis:{name}"] = time.perf_counter() - t0
+        if res is None:  # nothing to show for this study (e.g. the layers analysis with one layer per model)
+            continue
         for tname, table in res.tables.items():
             _atomic_write_table(table, results_dir / "analysis" / name / tname)
         _save_result(res, cached)

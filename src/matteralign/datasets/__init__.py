@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import DatasetError, UnknownNameError
 from ..samples import Dataset
 
-__all__ = ["DatasetInfo", "load", "names", "describe", "readers", "READERS"]
+__all__ = ["DatasetInfo", "load", "names", "describe", "readers", "READERS", "dataset_name"]
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,24 @@ def _detect(path: Path) -> str:
     )
 
 
+def dataset_name(name_or_path: str | Path) -> str:
+    """The name a dataset has in the store, the result tables and the report.
+
+    A bundled dataset keeps its registered name. A file is named after its file name without the extension
+    (``data/my_structures.extxyz`` -> ``my_structures``, ``mols.csv`` -> ``mols``, ``train.db`` -> ``train``,
+    ``era5.zarr`` -> ``era5``), unless that is the name of a bundled dataset: then the extension stays
+    (``molecules.csv`` -> ``molecules.csv``), so a file never shares a store group with a bundled dataset.
+    The rule depends on the file name only, so the same file gives the same name from any folder; two
+    different files of the same name in one study are refused by the study.
+    """
+    key = str(name_or_path)
+    if not isinstance(name_or_path, Path) and key in BUNDLED:
+        return key
+    path = Path(key).expanduser()
+    name = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.name if name in BUNDLED or not name else name
+
+
 def load(name_or_path: str | Path, *, n: int | None = None, seed: int = 0, format: str | None = None,
          **options: Any) -> Dataset:
     """Load a bundled dataset by name, or a dataset file by path.
@@ -197,8 +215,9 @@ def load(name_or_path: str | Path, *, n: int | None = None, seed: int = 0, forma
     format : str, optional
         Force a reader (:func:`readers`) for a path.
     **options
-        Passed to the loader, e.g. ``skip_invalid=True``, ``smiles_column="smi"``, ``labels="gdb9.sdf.csv"``,
-        ``conformers=True``, ``text=False``.
+        ``name=`` names a file's dataset (default: :func:`dataset_name`); the others go to the reader, e.g.
+        ``skip_invalid=True``, ``smiles_column="smi"``, ``labels="gdb9.sdf.csv"``, ``conformers=True``,
+        ``text=False``.
 
     Returns
     -------
@@ -227,6 +246,8 @@ def load(name_or_path: str | Path, *, n: int | None = None, seed: int = 0, forma
         if format is not None and format not in READERS:
             raise UnknownNameError("dataset format", format, readers())
         ds = READERS[format or _detect(path)].loader(path, **options)
+        if "name" not in options:
+            ds.name = dataset_name(path)
     if len(ds) == 0:
         raise DatasetError(f"dataset {key!r} is empty")
     return ds.subsample(n, seed=seed) if n is not None else ds
