@@ -109,6 +109,8 @@ class StudyConfig(_Strict):
     energy_samples: int = Field(default=200, ge=0, description="samples per dataset whose energies are predicted")
     save_atoms: bool = Field(default=True, description="keep per-atom features in the store (pooled are always kept)")
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    allow_partial: bool = Field(default=False, description="exit 0 when some requested numbers could not be "
+                                "computed (the summary of what is missing is printed either way)")
 
     @field_validator("normalize")
     @classmethod
@@ -138,8 +140,78 @@ class StudyConfig(_Strict):
 
     def digest(self) -> str:
         """Hash of everything that changes results (not the output location)."""
-        payload = self.model_dump(exclude={"out", "store", "name", "execution"})
+        payload = self.model_dump(exclude={"out", "store", "name", "execution", "allow_partial"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_metric_params(where: str, spec, params: dict[str, Any], n: int | None) -> None:
+    """Check one metric's parameters with the metric's own checks, on a small seeded input, before any work.
+
+    Unknown names are refused against the metric's registered parameters; values (``k`` >= 1, method
+    names, precisions, ...) are checked by calling the metric itself on a few dozen random samples, so
+    the study refuses exactly what the metric would refuse at measure time.
+    """
+    import inspect
+
+    import numpy as np
+
+    unknown = set(params) - set(spec.params)
+    if unknown:
+        raise ConfigError(f"{where}: unknown parameter(s) {sorted(unknown)}; known: {sorted(spec.params)}")
+    accepted = inspect.signature(spec.function).parameters
+    for key, value in params.items():
+        default = spec.params.get(key)
+        if key in accepted and default is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+            raise ConfigError(f"{where}: parameter {key} = {value!r} should be a {type(default).__name__} "
+                              f"(default {default!r})")
+        if isinstance(value, bool) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            raise ConfigError(f"{where}: parameter {key} = {value!r} should be a {type(default).__name__}")
+    k = params.get("k", spec.params.get("k"))
+    which = "" if "k" in params else " (the metric's default)"
+    if isinstance(k, int) and k < 1:
+        raise ConfigError(f"{where}: k = {k}; expected a neighbour count of at least 1")
+    if isinstance(k, int) and n is not None and k >= n and not which:  # a default k too large: reported as missing
+        raise ConfigError(f"{where}: k = {k}{which} needs more samples than the study's smallest dataset has "
+                          f"({n}); expected k <= {n - 1}")
+    n_try = max(40, (k if isinstance(k, int) else 0) + 2)
+    if n_try > 5000:
+        return  # a dry run would be slow; the metric checks the rest when it runs
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_try, 6))
+    Y = X @ rng.standard_normal((6, 5)) + 0.3 * rng.standard_normal((n_try, 5))
+    try:
+        spec.function(X, Y, **params) if spec.arity == 2 else spec.function(X, **params)
+    except (MatterAlignError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {', '.join(f'{k_} = {v!r}' for k_, v in params.items()) or 'defaults'} "
+                          f"refused by the metric: {exc}") from None
+
+
+def _check_analysis_params(name: str, params: dict[str, Any], cfg: StudyConfig) -> None:
+    """Check an analysis's options against the options it declares (see ``register_analysis``)."""
+    from .analysis import analysis_options
+    from .metrics import get_metric
+
+    known = analysis_options(name)
+    if known is not None:
+        unknown = set(params) - set(known)
+        if unknown:
+            listing = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"analyses.{name}: unknown option(s) {sorted(unknown)}; known: {listing}")
+    for key, value in params.items():
+        if key in ("k", "k_ref") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"analyses.{name}: {key} = {value!r}; expected an integer of at least 1")
+        if key == "ks" and (not isinstance(value, list) or not value or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+            raise ConfigError(f"analyses.{name}: ks = {value!r}; expected a list of integers of at least 1")
+        if key in ("metric", "color") and isinstance(value, str):
+            try:
+                get_metric(value)
+            except MatterAlignError as exc:
+                raise ConfigError(f"analyses.{name}: {key} = {value!r}: {exc}") from None
+        if key.endswith("_dataset") and isinstance(value, str) and value not in [d.name for d in cfg.datasets]:
+            raise ConfigError(f"analyses.{name}: {key} = {value!r} is not among the study's datasets "
+                              f"{[d.name for d in cfg.datasets]}")
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
@@ -302,19 +374,44 @@ class Study:
                 from .errors import UnknownNameError
 
                 raise UnknownNameError("dataset", d.name, ds_registry.names())
+        n_known = [d.n for d in cfg.datasets if d.n is not None]
         for name, params in cfg.metrics.items():
             spec = get_metric(name)
             if spec.arity != 2:
                 raise ConfigError(f"metrics: {name!r} measures one model; list it under model_metrics")
-            unknown = set(params) - set(spec.params)
-            if unknown:
-                raise ConfigError(f"metrics.{name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(spec.params)}")
-        for name in cfg.model_metrics:
+            _check_metric_params(f"metrics.{name}", spec, params, min(n_known) if n_known else None)
+        for name, param_sets in cfg.model_metrics.items():
             spec = get_metric(name)
             if spec.arity != 1:
                 raise ConfigError(f"model_metrics: {name!r} compares two models; list it under metrics")
-        for name in cfg.analyses:
+            for i, params in enumerate(param_sets):
+                _check_metric_params(f"model_metrics.{name}[{i}]", spec, params, min(n_known) if n_known else None)
+        for name, params in cfg.analyses.items():
             get_analysis(name)
+            _check_analysis_params(name, params, cfg)
+
+    def check_sizes(self, sizes: dict[str, int]) -> None:
+        """Check the metric parameters against the datasets' sample counts once they are known.
+
+        Parameters
+        ----------
+        sizes : dict of str to int
+            Dataset name → number of samples the study measures.
+
+        Raises
+        ------
+        ConfigError
+            A neighbour count ``k`` is not below a dataset's number of samples.
+        """
+        cfg = self.config
+        sets = [(f"metrics.{n}", n, p) for n, p in cfg.metrics.items()]
+        sets += [(f"model_metrics.{n}[{i}]", n, p) for n, ps in cfg.model_metrics.items() for i, p in enumerate(ps)]
+        for where, _name, params in sets:
+            k = params.get("k")  # a default k too large for a dataset is reported with the missing numbers
+            for ds, n in sizes.items():
+                if isinstance(k, int) and not isinstance(k, bool) and k >= n:
+                    raise ConfigError(f"{where}: k = {k} needs more samples than dataset {ds!r} has ({n}); "
+                                      f"expected k <= {n - 1}: lower k or raise the dataset's n")
 
     # ------------------------------------------------------------------ running
     def run(self, *, progress: bool = True, report: bool = True, executor=None) -> StudyResults:

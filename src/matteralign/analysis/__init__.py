@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import importlib
 
-from .base import ANALYSES, AnalysisContext, AnalysisResult, Embedding, get_analysis, register_analysis
+from .base import (
+    ANALYSES,
+    AnalysisContext,
+    AnalysisResult,
+    Embedding,
+    analysis_options,
+    get_analysis,
+    register_analysis,
+)
 
-__all__ = ["ANALYSES", "AnalysisContext", "AnalysisResult", "Embedding", "get_analysis", "register_analysis"]
+__all__ = ["ANALYSES", "AnalysisContext", "AnalysisResult", "Embedding", "analysis_options", "get_analysis",
+           "register_analysis"]
 
 #: Analysis modules in report order.
 _MODULES = [

@@ -8,7 +8,7 @@ context, writes its figures into ``ctx.out_dir`` and returns tables plus compute
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,14 +127,33 @@ class AnalysisResult:
 ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
 
 
-def register_analysis(name: str):
-    """Decorator registering ``run(ctx)`` under ``name``."""
+#: Options each analysis reads from its ``[analyses.NAME]`` table (None: not declared, not checked).
+ANALYSIS_OPTIONS: dict[str, frozenset[str] | None] = {}
+
+
+def register_analysis(name: str, *, options: Iterable[str] | None = None):
+    """Decorator registering ``run(ctx)`` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+    options : iterable of str, optional
+        The option names the analysis reads from ``ctx.params``; a study giving any other option is
+        refused before any work. ``None`` (third-party analyses that do not declare them) skips the check.
+    """
 
     def deco(fn):
         ANALYSES[name] = fn
+        ANALYSIS_OPTIONS[name] = None if options is None else frozenset(options)
         return fn
 
     return deco
+
+
+def analysis_options(name: str) -> frozenset[str] | None:
+    """The options analysis ``name`` declares (``None`` when it declares none)."""
+    get_analysis(name)
+    return ANALYSIS_OPTIONS.get(name)
 
 
 def get_analysis(name: str) -> Callable[[AnalysisContext], AnalysisResult]:

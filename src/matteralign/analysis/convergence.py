@@ -243,7 +243,7 @@ def _numeric(s) -> np.ndarray:
     return np.array([float(v) if v is not None and v == v else np.nan for v in s], dtype=float)
 
 
-@register_analysis("convergence")
+@register_analysis("convergence", options=["metric", "reference_label"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Energy MAE (Eqs. 1–4) of every energy model against its alignment with the most accurate model."""
     from scipy import stats

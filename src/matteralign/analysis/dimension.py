@@ -19,7 +19,7 @@ def _estimator(p) -> str:
     return f"{method} (k={d['k']})" if "k" in d and method != "twonn" else method
 
 
-@register_analysis("dimension")
+@register_analysis("dimension", options=[])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Strip plot and table of TwoNN / MLE intrinsic dimension per model, by embedding type."""
     import pandas as pd

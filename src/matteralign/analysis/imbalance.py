@@ -40,7 +40,7 @@ def imbalance_pairs(ii_rows, color_rows=None):
     return pd.DataFrame(out, columns=["model_a", "model_b", "delta_ab", "delta_ba", "color"])
 
 
-@register_analysis("imbalance")
+@register_analysis("imbalance", options=["color", "k"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Scatter of both directions of the information imbalance per pair, coloured by CKNNA."""
     import pandas as pd

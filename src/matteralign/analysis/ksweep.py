@@ -41,7 +41,7 @@ def cknna_sweep(reps: dict[str, np.ndarray], ks, *, normalize: str = "l2"):
     return tab[["model_a", "model_b", "k", "value"]].reset_index(drop=True)
 
 
-@register_analysis("ksweep")
+@register_analysis("ksweep", options=["ks", "k_ref", "k", "n_max"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Mean CKNNA per model at each k and the Spearman/Kendall rank agreement with the reference k."""
     import pandas as pd

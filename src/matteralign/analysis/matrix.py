@@ -101,7 +101,7 @@ def _colour_scale(metric: str, M: np.ndarray):
     return lo, hi, cmap, label
 
 
-@register_analysis("matrix")
+@register_analysis("matrix", options=["k"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Heatmaps and tables of every pair metric per dataset, full and condensed by family."""
     import pandas as pd

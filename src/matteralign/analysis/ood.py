@@ -11,7 +11,7 @@ from .imbalance import _sym_lookup
 __all__ = ["run"]
 
 
-@register_analysis("ood")
+@register_analysis("ood", options=["id_dataset", "ood_dataset", "metric", "k"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """CKNNA of every pair of interatomic potentials on the in-distribution vs the OOD dataset."""
     import pandas as pd

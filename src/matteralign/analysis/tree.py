@@ -159,7 +159,7 @@ def _draw(ax, tree, ctx, title: str):
     ax.set_title(title)
 
 
-@register_analysis("tree")
+@register_analysis("tree", options=["alpha", "eps", "metric", "k"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Neighbour-joining tree of the models per dataset, from their CKNNA profiles; Newick files."""
     import pandas as pd
