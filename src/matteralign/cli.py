@@ -171,6 +171,10 @@ def run(
     s = Study.from_toml(study).override(datasets=dataset, models=model, n=n, seed=seed, out=out, execution=execution)
     results = s.run(progress=True)
     typer.echo(str(results.report.resolve()) if results.report else str(s.out.resolve()))
+    if not results.complete and not s.config.allow_partial:  # the summary was printed by the run
+        _err_console().print("[red]the study is incomplete[/] (exit status 3); set allow_partial = true in the "
+                             "study to accept partial results", highlight=False)
+        raise SystemExit(EXIT_INCOMPLETE)
 
 
 @app.command()
@@ -486,6 +490,8 @@ def _escape(text: str) -> str:
 
 #: Exit status of a user error (bad input, unreadable or unwritable path, busy folder) and of a bug.
 EXIT_USER_ERROR, EXIT_BUG = 2, 1
+#: Exit status of a study that ran to the end but could not compute some requested numbers.
+EXIT_INCOMPLETE = 3
 
 _OS_HINTS = {
     errno.EACCES: "choose a path you may write to (or fix its permissions)",

@@ -243,6 +243,39 @@ class StudyResults:
     report: Path | None = None
     out: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Requested numbers that could not be computed: dataset, metric, params, what (pair or model), reason.
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    #: Analyses that failed: name -> the error.
+    failed_analyses: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every requested number was computed and every analysis ran."""
+        return not self.missing and not self.failed_analyses
+
+    def summary(self, *, max_examples: int = 4) -> str:
+        """What could not be computed, one line per (dataset, metric, reason), then the failed analyses.
+
+        Returns
+        -------
+        str
+            Empty when the study is complete.
+        """
+        groups: dict[tuple, list[str]] = {}
+        for m in self.missing:
+            groups.setdefault((m["dataset"], m["metric"] or "-", m["params"], m["reason"]), []).append(m["what"])
+        lines = []
+        for (ds, metric, params, reason), whats in groups.items():
+            shown = ", ".join(whats[:max_examples]) + (f", ... ({len(whats)} in all)" if len(whats) > max_examples else "")
+            lines.append(f"  {ds} · {metric} {params}: {shown} — {reason.splitlines()[0] if reason else ''}")
+        for name, err in self.failed_analyses.items():
+            last = [x for x in str(err).strip().splitlines() if x.strip()]
+            lines.append(f"  analysis {name} failed: {last[-1] if last else ''}")
+        if not lines:
+            return ""
+        head = (f"{len(self.missing)} requested number(s) could not be computed"
+                f"{f' and {len(self.failed_analyses)} analysis(es) failed' if self.failed_analyses else ''}:")
+        return "\n".join([head, *lines])
 
 
 def _atomic_write_table(df, path: Path) -> None:

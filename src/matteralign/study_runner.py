@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._lock import LOCK_NAME
 from .errors import ConfigError, MatterAlignError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,7 +79,7 @@ def _guard_out_dir(study: Study, out: Path) -> None:
                 f"output folder {str(out)!r} holds results of a different study (digest {digest or '?'} vs "
                 f"{study.config.digest()}); choose another --out or delete that folder"
             )
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise ConfigError(f"output folder {str(out)!r} is not empty and holds no matteralign study; choose another --out")
 
 
@@ -275,7 +276,9 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
     mod = "matteralign.execute.measure"
     units, parts_of, done = [], {}, {}
     for ds_name, embs in embeddings.items():
-        key = _hash(cfg.digest(), ds_name, {m: (e.layer, e.ids) for m, e in embs.items()})
+        # keyed on the stored contents too: recomputed (e.g. repaired) embeddings never reuse old numbers
+        key = _hash(cfg.digest(), ds_name, {m: (e.layer, e.ids, e.provenance.get("content_digest"))
+                                            for m, e in embs.items()})
         part_dir = results_dir / "cache" / f"{ds_name}-{key}"
         final = (part_dir.with_suffix(".pairs.parquet"), part_dir.with_suffix(".models.parquet"))
         if final[0].exists() and final[1].exists():
@@ -367,14 +370,16 @@ def _read_embeddings(study: Study, store, datasets: dict, extracted: dict) -> di
             if not keep:
                 continue
             emb = Embedding(ids=[ids[i] for i in keep], X=np.asarray(X)[keep], layer=layer,
-                            provenance=store.provenance(ds_name, m, layer))
+                            provenance={**store.provenance(ds_name, m, layer),
+                                        "content_digest": store.content_digest(ds_name, m, layer)})
             for lay in extracted[(ds_name, m)] if len(extracted[(ds_name, m)]) > 1 else ():
                 if lay == layer:
                     emb.layers[lay] = Embedding(ids=emb.ids, X=emb.X, layer=lay)
                     continue
                 lids, LX = store.read(ds_name, m, lay)  # every layer of the model, for the layers analysis
                 lkeep = [i for i, s in enumerate(lids) if s in wanted]
-                emb.layers[lay] = Embedding(ids=[lids[i] for i in lkeep], X=np.asarray(LX)[lkeep], layer=lay)
+                emb.layers[lay] = Embedding(ids=[lids[i] for i in lkeep], X=np.asarray(LX)[lkeep], layer=lay,
+                                            provenance={"content_digest": store.content_digest(ds_name, m, lay)})
             embeddings[ds_name][m] = emb
     return embeddings
 
@@ -427,6 +432,29 @@ def _assemble(study: Study, ds_name: str, pair_parts: list, model_parts: list, e
 
 
 def run_study(study: Study, *, progress: bool = True, report: bool = True, executor=None) -> StudyResults:
+    """Run ``study`` holding its output folder (one study per folder at a time; see :func:`_run_study`).
+
+    Raises
+    ------
+    LockedError
+        Another process runs a study in the same output folder (it is named).
+    """
+    from ._lock import FolderLock
+
+    study.validate()  # a bad study fails before its folder is created or locked
+    out = Path(study.config.out)
+    created = not out.exists()
+    try:
+        with FolderLock(out, purpose=f"study ({study.source})"):
+            return _run_study(study, progress=progress, report=report, executor=executor)
+    except BaseException:
+        if created and out.is_dir() and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink(missing_ok=True)  # failed before any work: leave no folder behind
+            out.rmdir()
+        raise
+
+
+def _run_study(study: Study, *, progress: bool = True, report: bool = True, executor=None) -> StudyResults:
     """Run every stage of ``study`` (see :meth:`matteralign.study.Study.run`).
 
     The whole of a study's orchestration reads top to bottom here: **plan** each stage as units of
@@ -454,6 +482,7 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True, execu
         Store(store_root, mode="r")
     with _Stage("datasets", timings, progress):
         datasets = _load_datasets(study)
+    study.check_sizes({name: len(ds) for name, ds in datasets.items()})
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.toml").write_text(f"# digest: {cfg.digest()}\n# source: {study.source}\n" + study.to_toml())
     store = Store(store_root)
@@ -487,8 +516,10 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True, execu
     _atomic_write_table(pairs, results_dir / "pairs")
     _atomic_write_table(per_model, results_dir / "per_model")
 
-    results = StudyResults(pairs=pairs, per_model=per_model, out=out, timings=timings)
+    results = StudyResults(pairs=pairs, per_model=per_model, out=out, timings=timings,
+                           missing=missing_numbers(study, embeddings, extracted, pairs, per_model))
     if not report:
+        _tell_missing(results, progress)
         return results
 
     with _Stage("analyse", timings, progress):
@@ -496,11 +527,56 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True, execu
     with _Stage("report", timings, progress):
         timings["total"] = time.perf_counter() - t_start
         results.report = _report(study, datasets, embeddings, analysis_results, failures, timings, execution)
-    if failures and progress:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[yellow]warning:[/] {len(failures)} analysis(es) failed: {', '.join(failures)}; see the report")
+    results.failed_analyses = dict(failures)
+    _tell_missing(results, progress)
     return results
+
+
+def missing_numbers(study: Study, embeddings: dict, extracted: dict, pairs, per_model) -> list[dict[str, Any]]:
+    """Every requested number the study could not compute, with the reason.
+
+    A model extracted for a dataset but with no embedded sample left, a model that no pair of a pair
+    metric includes (too few shared samples), and every NaN value of the tables (its ``note`` says why).
+
+    Returns
+    -------
+    list of dict
+        ``dataset``, ``metric`` (or ``None``), ``params``, ``what`` (the pair "a × b" or the model), ``reason``.
+    """
+    out: list[dict[str, Any]] = []
+    for ds_name, m in sorted(extracted):
+        if m not in embeddings.get(ds_name, {}):
+            out.append({"dataset": ds_name, "metric": None, "params": "", "what": m,
+                        "reason": "no embedded sample of this dataset (every sample skipped or not in the store)"})
+    for ds_name, embs in embeddings.items():
+        if len(embs) < 2:
+            continue
+        for metric, params in study.config.metrics.items():
+            rows = pairs[(pairs["dataset"] == ds_name) & (pairs["metric"] == metric)] if len(pairs) else pairs
+            seen = set(rows["model_a"]) | set(rows["model_b"]) if len(rows) else set()
+            for m in embs:
+                if m not in seen:
+                    out.append({"dataset": ds_name, "metric": metric, "params": json.dumps(params, sort_keys=True),
+                                "what": m, "reason": "in no measured pair (fewer than 10 samples shared with "
+                                "every other model)"})
+    for df, who in ((pairs, lambda r: f"{r['model_a']} × {r['model_b']}"), (per_model, lambda r: str(r["model"]))):
+        if not len(df):
+            continue
+        for _, r in df[df["value"].isna()].iterrows():
+            note = r.get("note") if isinstance(r.get("note"), str) and r.get("note") else "no value (no reason given)"
+            out.append({"dataset": r["dataset"], "metric": r["metric"], "params": r["params"], "what": who(r),
+                        "reason": note})
+    return out
+
+
+def _tell_missing(results: StudyResults, progress: bool) -> None:
+    """Print what could not be computed (to stderr), grouped by dataset, metric and reason."""
+    text = results.summary()
+    if text and progress:
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True).print(f"[yellow]incomplete:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, energies: dict,
@@ -518,9 +594,12 @@ def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, e
         for m, e in embs.items():
             models_meta.setdefault(m, _model_meta(m, e.layer, e.provenance))
     # an analysis whose inputs (study, metric tables, energies, its parameters) are unchanged is not run again
+    contents = {d: {m: [e.provenance.get("content_digest"), e.ids,
+                        {lay: le.provenance.get("content_digest") for lay, le in e.layers.items()}]
+                    for m, e in embs.items()} for d, embs in embeddings.items()}
     inputs_key = _hash(cfg.digest(), _frame_digest(pairs), _frame_digest(per_model),
                        {d: {m: list(e[0]) for m, e in v.items()} for d, v in energies.items()}, models_meta,
-                       matteralign_version())
+                       matteralign_version(), contents)
     for name, params in _analysis_plan(cfg).items():
         fig_dir = report_dir / "figures" / name
         deps = [r.name for r in analysis_results] if name == "findings" else []
