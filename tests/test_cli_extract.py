@@ -20,7 +20,7 @@ def test_extract_unknown_model_is_one_line_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["extract", "--dataset", "g2", "--model", "chgnet-0.3", "--store", str(tmp_path / "s")])
     assert exc.value.code == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "unknown model 'chgnet-0.3'" in out and "chgnet-0.3.0" in out
 
 

@@ -56,7 +56,7 @@ def test_unknown_format_is_one_line(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["list", "metrics", "--format", "yaml"])
     assert exc.value.code == 2
-    assert "--format must be one of" in capsys.readouterr().out
+    assert "--format must be one of" in capsys.readouterr().err
 
 
 def test_env_list_plain_has_full_paths(capsys):
@@ -75,7 +75,7 @@ def test_info_model(capsys):
     assert rec["default_layer"] == "reduce_input_to_hidden" and rec["family"] == "sevennet" and rec["runs_here"]
     with pytest.raises(SystemExit):
         main(["info", "chgnet-0.3"])
-    assert "chgnet-0.3.0" in capsys.readouterr().out  # the close match is suggested
+    assert "chgnet-0.3.0" in capsys.readouterr().err  # the close match is suggested
 
 
 def test_console_script_piped_into_a_pipe():

@@ -47,7 +47,7 @@ def test_compare_output_format_follows_the_extension(tmp_path, capsys):
         np.testing.assert_allclose(tables[ext]["value"], tables["csv"]["value"], rtol=1e-12)
     with pytest.raises(SystemExit):
         main(["compare", *map(str, paths[:2]), "--out", str(tmp_path / "m.txt")])
-    assert "the format follows the extension" in " ".join(capsys.readouterr().out.split())
+    assert "the format follows the extension" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "m.txt").exists()
 
 
@@ -83,7 +83,7 @@ def test_compare_npz_by_key_and_single_model_metric(tmp_path, capsys):
     np.savez(tmp_path / "bad.npz", x=np.array(["a", "b"]))
     with pytest.raises(SystemExit):
         main(["compare", str(paths[0]), str(tmp_path / "bad.npz")])
-    assert "expected a 2-D numeric array" in " ".join(capsys.readouterr().out.split())
+    assert "expected a 2-D numeric array" in " ".join(capsys.readouterr().err.split())
 
 
 def test_compare_errors_are_one_line(tmp_path, capsys):
@@ -91,10 +91,10 @@ def test_compare_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", str(paths[0]), str(tmp_path / "missing.npy")])
     assert exc.value.code == 2
-    assert "does not exist" in " ".join(capsys.readouterr().out.split())
+    assert "does not exist" in " ".join(capsys.readouterr().err.split())
     with pytest.raises(SystemExit):
         main(["compare", *map(str, paths), "--metric", "cknna", "--k", "500"])
-    assert "k=500 is too large" in " ".join(capsys.readouterr().out.split())
+    assert "k=500 is too large" in " ".join(capsys.readouterr().err.split())
 
 
 def test_list_metrics_shows_registry(capsys, monkeypatch):

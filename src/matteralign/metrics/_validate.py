@@ -15,8 +15,14 @@ from ..errors import InputError
 __all__ = ["check_array", "check_pair", "check_k", "check_positive_int"]
 
 
+#: Largest magnitudes every metric computes without overflow or underflow: float64 inputs within
+#: [2^-200, 2^200] (fourth powers, summed over N^2 terms, stay normal), float32 within [2^-20, 2^20]
+#: (float32 inputs outside it are computed in float64).
+SAFE_RANGE = {np.dtype(np.float64): (2.0**-200, 2.0**200), np.dtype(np.float32): (2.0**-20, 2.0**20)}
+
+
 def check_array(
-    X, name: str = "X", *, min_samples: int = 4, dtype=None, allow_constant: bool = False
+    X, name: str = "X", *, min_samples: int = 4, dtype=None, allow_constant: bool = False, rescale: bool = False
 ) -> np.ndarray:
     """Return ``X`` as a finite 2-D floating array of shape ``(n_samples, n_features)``.
 
@@ -31,6 +37,10 @@ def check_array(
         Cast to this dtype; by default float32 stays float32 and everything else becomes float64.
     allow_constant : bool
         Accept an input whose rows are all identical (no variation to compare).
+    rescale : bool
+        The caller is invariant to a global scale: an input whose largest magnitude lies outside
+        :data:`SAFE_RANGE` is multiplied by a power of two (exact) to bring it near 1. Otherwise such
+        a float64 input is refused (a float32 one is computed in float64).
     """
     try:
         arr = np.asarray(X)
@@ -59,6 +69,7 @@ def check_array(
             f"{name} contains non-finite values ({n_nan} NaN, {n_inf} inf; first at row {bad[0][0]}, "
             f"column {bad[0][1]}); expected finite numbers."
         )
+    arr = _in_safe_range(arr, name, rescale)
     if not allow_constant and n > 1 and not (arr != arr[0]).any():
         raise InputError(f"all {n} rows of {name} are identical; the representation carries no information.")
     return arr
@@ -100,3 +111,23 @@ def check_k(k, n_samples: int, name: str = "k") -> int:
             "(a sample is never its own neighbour)."
         )
     return k
+
+
+def _in_safe_range(arr: np.ndarray, name: str, rescale: bool) -> np.ndarray:
+    """``arr`` with its largest magnitude inside :data:`SAFE_RANGE` (exactly rescaled, upcast or refused)."""
+    if arr.size == 0 or arr.dtype not in SAFE_RANGE:
+        return arr
+    top = float(max(arr.max(), -arr.min()))
+    lo, hi = SAFE_RANGE[arr.dtype]
+    if top == 0.0 or lo <= top <= hi:
+        return arr
+    if rescale:
+        _, exp = np.frexp(top)  # top = m * 2**exp, 0.5 <= m < 1
+        return np.ldexp(arr, -int(exp)).astype(arr.dtype, copy=False)  # a power of two: exact
+    if arr.dtype == np.float32:
+        return _in_safe_range(arr.astype(np.float64), name, rescale)
+    raise InputError(
+        f"{name} holds values of magnitude up to {top:.3g}; this computation is exact only for magnitudes "
+        f"within [{lo:.3g}, {hi:.3g}] (beyond, its sums of products overflow or vanish). Rescale {name} "
+        "(e.g. divide by its largest magnitude) or normalise its rows (normalize='l2')."
+    )

@@ -114,7 +114,7 @@ def normalize(X, *, method: str | None = "l2", name: str = "X") -> np.ndarray:
     ``measure_alignment.prepare_features``).
     """
     key = check_method(method)
-    arr = check_array(X, name, min_samples=1, allow_constant=True)
+    arr = check_array(X, name, min_samples=1, allow_constant=True, rescale=True)  # row scale-invariant
     if key == "none":
         return arr.copy()
     if key == "l2":
