@@ -25,7 +25,7 @@ def test_unknown_layer_names_the_valid_ones_in_forward_order(capsys, tmp_path):
         main(["extract", "--dataset", "g2", "--model", "chgnet-0.3.0", "--layer", "readout_norm",
               "--layer", "conv3", "--store", str(tmp_path / "s")])
     assert exc.value.code == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "unknown layer 'conv3' of model 'chgnet-0.3.0'" in out
     assert ("Layers in forward order: atom_embedding, atom_conv_layers.0, atom_conv_layers.1, atom_conv_layers.2, "
             "atom_conv_layers.3, readout_norm, mlp.layers.5") in out
