@@ -156,6 +156,7 @@ def run(
     n: int = typer.Option(None, "--n", help="Samples per dataset (overrides the study)."),
     seed: int = typer.Option(None, "--seed", help="Seed for subsampling and random controls."),
     out: str = typer.Option(None, "--out", help="Output folder (store, results, report)."),
+    store: str = typer.Option(None, "--store", help="Embedding store shared with other studies (default: OUT/store)."),
     executor: str = typer.Option(None, "--executor", help="Where units run: local (default), ray or inline."),
     address: str = typer.Option(None, "--address", help="Ray cluster: auto or HOST:PORT (default: a local Ray)."),
     workers: int = typer.Option(None, "--workers", help="Units at a time (default: every core)."),
@@ -168,7 +169,8 @@ def run(
         typer.echo(default_study_text(), nl=False)
         return
     execution = {"executor": executor, "address": address, "workers": workers}
-    s = Study.from_toml(study).override(datasets=dataset, models=model, n=n, seed=seed, out=out, execution=execution)
+    s = Study.from_toml(study).override(datasets=dataset, models=model, n=n, seed=seed, out=out, execution=execution,
+                                          store=store)
     results = s.run(progress=True)
     typer.echo(str(results.report.resolve()) if results.report else str(s.out.resolve()))
     if not results.complete and not s.config.allow_partial:  # the summary was printed by the run

@@ -352,9 +352,10 @@ class Study:
         seed: int | None = None,
         out: str | None = None,
         execution: dict[str, Any] | None = None,
+        store: str | None = None,
     ) -> Study:
         """A copy with command-line overrides applied (``--dataset``, ``--model``, ``--n``, ``--seed``, ``--out``,
-        and ``--executor``/``--address``/``--workers`` as ``execution``)."""
+        ``--store``, and ``--executor``/``--address``/``--workers`` as ``execution``)."""
         data = self.config.model_dump()
         if execution:
             data["execution"] = {**data["execution"], **{k: v for k, v in execution.items() if v is not None}}
@@ -372,6 +373,8 @@ class Study:
                 d["seed"] = None
         if out is not None:
             data["out"] = out
+        if store is not None:
+            data["store"] = store
         return Study.from_dict(data, source=self.source + " (with overrides)")
 
     # ------------------------------------------------------------------ validation
@@ -412,13 +415,16 @@ class Study:
             spec = get_metric(name)
             if spec.arity != 2:
                 raise ConfigError(f"metrics: {name!r} measures one model; list it under model_metrics")
-            _check_metric_params(f"metrics.{name}", spec, params, min(n_known) if n_known else None)
+            chosen = params != DEFAULT_PAIR_METRICS.get(name)  # a default k too large is reported as missing
+            _check_metric_params(f"metrics.{name}", spec, params, min(n_known) if n_known and chosen else None)
         for name, param_sets in cfg.model_metrics.items():
             spec = get_metric(name)
             if spec.arity != 1:
                 raise ConfigError(f"model_metrics: {name!r} compares two models; list it under metrics")
             for i, params in enumerate(param_sets):
-                _check_metric_params(f"model_metrics.{name}[{i}]", spec, params, min(n_known) if n_known else None)
+                chosen = params not in DEFAULT_MODEL_METRICS.get(name, [])
+                _check_metric_params(f"model_metrics.{name}[{i}]", spec, params,
+                                     min(n_known) if n_known and chosen else None)
         for name, params in cfg.analyses.items():
             get_analysis(name)
             _check_analysis_params(name, params, cfg)
@@ -439,8 +445,10 @@ class Study:
         cfg = self.config
         sets = [(f"metrics.{n}", n, p) for n, p in cfg.metrics.items()]
         sets += [(f"model_metrics.{n}[{i}]", n, p) for n, ps in cfg.model_metrics.items() for i, p in enumerate(ps)]
-        for where, _name, params in sets:
-            k = params.get("k")  # a default k too large for a dataset is reported with the missing numbers
+        for where, name, params in sets:
+            if params == DEFAULT_PAIR_METRICS.get(name) or params in DEFAULT_MODEL_METRICS.get(name, []):
+                continue  # a default k too large for a dataset is reported with the missing numbers
+            k = params.get("k")
             for ds, n in sizes.items():
                 if isinstance(k, int) and not isinstance(k, bool) and k >= n:
                     raise ConfigError(f"{where}: k = {k} needs more samples than dataset {ds!r} has ({n}); "
