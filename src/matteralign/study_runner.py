@@ -446,12 +446,33 @@ def run_study(study: Study, *, progress: bool = True, report: bool = True, execu
     created = not out.exists()
     try:
         with FolderLock(out, purpose=f"study ({study.source})"):
-            return _run_study(study, progress=progress, report=report, executor=executor)
+            from ._warnings import collect
+
+            try:
+                with collect() as warned:  # shown once, after the progress display (and in the report)
+                    return _run_study(study, progress=progress, report=report, executor=executor)
+            finally:
+                _tell_warnings(warned, out, progress)
     except BaseException:
         if created and out.is_dir() and [p.name for p in out.iterdir()] == [LOCK_NAME]:
             (out / LOCK_NAME).unlink(missing_ok=True)  # failed before any work: leave no folder behind
             out.rmdir()
         raise
+
+
+def _tell_warnings(log, out: Path, progress: bool) -> None:
+    """Print the run's warnings once, as counts by kind, and keep them in ``results/warnings.json``."""
+    rows = log.summary()
+    if (out / "results").is_dir():
+        (out / "results" / "warnings.json").write_text(json.dumps(rows, indent=1))
+    if progress and rows:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        lines = log.lines()
+        console.print(f"[yellow]{lines[0]}[/]", highlight=False)
+        for line in lines[1:]:
+            console.print(line, highlight=False, markup=False)
 
 
 def _run_study(study: Study, *, progress: bool = True, report: bool = True, executor=None) -> StudyResults:

@@ -205,6 +205,9 @@ def rebuild_error(payload: dict[str, str]):
 
 def main() -> int:
     """Serve requests from stdin until it closes."""
+    from .._warnings import install_worker_hook
+
+    install_worker_hook()  # a study run counts the workers' warnings and shows them once at its end
     threads = os.environ.get("MATTERALIGN_THREADS")
     handler = Handler(threads=int(threads) if threads else None)
     out = sys.stdout

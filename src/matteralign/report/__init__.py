@@ -192,7 +192,9 @@ def write_report(
         The resolved study configuration (``name, datasets, models, metrics, model_metrics, normalize, seed``).
     provenance : mapping
         ``environment`` (package versions), ``datasets`` (metadata and fingerprints), ``models`` (each model's
-        provenance dict), ``timings_s``, ``analysis_failures`` (name -> message), optional ``study_toml`` text.
+        provenance dict), ``timings_s``, ``analysis_failures`` (name -> message), optional ``study_toml`` text,
+        optional ``warnings`` (counts by kind, :meth:`matteralign._warnings.WarningLog.summary`; default: those
+        of the run in progress).
     tables_dir : path, optional
         Folder where the runner saved the tables (``<tables_dir>/analysis/<analysis>/<table>.csv``); the report
         links those CSVs and writes its own copy under ``out_dir/tables/`` for any it does not find.
@@ -277,9 +279,23 @@ def write_report(
             prov.append(tag("details", tag("summary", esc(name)) + json_block(meta)))
     if provenance.get("timings_s"):
         prov += [tag("h3", "Timings (s)"), kv_table(dict(provenance["timings_s"]))]
+    warned = provenance.get("warnings")
+    if warned is None:
+        from .._warnings import current
+
+        log = current()  # the run in progress: the driver's and the workers' warnings so far
+        warned = log.summary() if log is not None else []
+    prov.append(tag("h3", "Warnings during the run", id="warnings"))
+    if warned:
+        head = "".join(tag("th", c) for c in ("count", "kind", "first example", "where"))
+        body = "".join("<tr>" + tag("td", esc(w["count"]), class_="num") + tag("td", esc(w["kind"]))
+                       + tag("td", esc(w["example"])) + tag("td", esc(w["source"])) + "</tr>" for w in warned)
+        prov.append(f'<table class="warnings"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    else:
+        prov.append(tag("p", "None.", class_="small muted"))
     rest = {k: v for k, v in provenance.items()
             if k not in {"environment", "versions", "datasets", "models", "timings_s", "analysis_failures",
-                         "study_toml"}}
+                         "study_toml", "warnings"}}
     if rest:
         prov += [tag("h3", "Other"), json_block(rest)]
     prov += [tag("h3", "Study file"), _study_toml(study, provenance, out_dir)]
