@@ -61,11 +61,12 @@ def test_best_match_path_against_a_copy_is_the_identity(net):
 
 def test_cells_equal_pairwise_and_permutation_test(net):
     other = _net(seed=3, depth=3, d=16)
-    t = layer_map(net, other, metrics=["cka", ("cknna", {"k": 10})], model_a="A", model_b="B",
-                  depths_a=[0, 1, 1, 2, 3], n_permutations=30, seed=7)
-    assert len(t) == 2 * 5 * 3 and list(t["depth_a"].iloc[:15:3]) == [0, 1, 1, 2, 3]
+    metrics = ["cka", "unbiased_cka", ("cknna", {"k": 10}), ("mutual_knn", {"k": 7})]
+    t = layer_map(net, other, metrics=metrics, model_a="A", model_b="B", depths_a=[0, 1, 1, 2, 3],
+                  n_permutations=30, seed=7)
+    assert len(t) == 4 * 5 * 3 and list(t["depth_a"].iloc[:15:3]) == [0, 1, 1, 2, 3]
     reps = {f"A/{k}": v for k, v in net.items()} | {f"B/{k}": v for k, v in other.items()}
-    ref = pairwise(reps, ["cka", ("cknna", {"k": 10})])
+    ref = pairwise(reps, metrics)  # the metrics' own all-pairs routes on the union of the layers
     for r in t.itertuples():
         want = ref[(ref["model_a"] == f"A/{r.layer_a}") & (ref["model_b"] == f"B/{r.layer_b}")
                    & (ref["metric"] == r.metric)]["value"].item()

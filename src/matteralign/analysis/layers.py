@@ -77,9 +77,78 @@ def _pair_value(spec, ca, cb, params) -> float:
     return float(spec.function(ca.features, cb.features, **params))
 
 
+_STACK_COLS = 4096  # widest stacked side of the cross-block CKA product (as the metric's own stacked route)
+
+
+def _linear_cka_cross(ca: list, cb: list, debiased: bool, eps: float) -> np.ndarray | None:
+    """Linear CKA of every (layer of A, layer of B) cell from one stacked cross product (``None``: not fit).
+
+    The metric's all-pairs route (:func:`matteralign.metrics.cka.cka_all_from_caches`) forms the Gram of the
+    union of both models' layers, ``(sum d)^2`` columns; a cross map needs only the ``A x B`` block
+    :math:`F_{ij} = \lVert X_{ic}^\top Y_{jc} \rVert_F^2`, one ``dgemm`` over row blocks of the centred
+    stacks (half the work), combined with each layer's cached kernel statistics by the metric's own HSIC
+    and ratio.
+    """
+    from scipy.linalg.blas import dgemm
+
+    from ..metrics.cka import _centred_block, _hsic, _linear_cache_stats, _ratio
+
+    n = ca[0].n
+    wa, wb = sum(c.d for c in ca), sum(c.d for c in cb)
+    if any(c.d >= n for c in [*ca, *cb]) or max(wa, wb) > _STACK_COLS:
+        return None
+    G = np.zeros((wa, wb), order="F")
+    rows = min(n, max(64, (1 << 23) // max(wa, wb)))
+    buf_a, buf_b = np.empty((rows, wa)), np.empty((rows, wb))
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        Za, Zb = _centred_block(ca, s, e, buf_a), _centred_block(cb, s, e, buf_b)
+        G = dgemm(1.0, Za.T, Zb.T, beta=1.0, c=G, trans_b=1, overwrite_c=1)
+    oa, ob = np.cumsum([0] + [c.d for c in ca]), np.cumsum([0] + [c.d for c in cb])
+    sa, sb = [_linear_cache_stats(c) for c in ca], [_linear_cache_stats(c) for c in cb]
+    ha = [_hsic(st.kk, st, st, n, debiased) for st in sa]
+    hb = [_hsic(st.kk, st, st, n, debiased) for st in sb]
+    M = np.empty((len(ca), len(cb)))
+    for i in range(len(ca)):
+        for j in range(len(cb)):
+            f = float(np.sum(G[oa[i]:oa[i + 1], ob[j]:ob[j + 1]] ** 2))
+            M[i, j] = _ratio(_hsic(f, sa[i], sb[j], n, debiased), ha[i], hb[j], eps)
+    return M
+
+
+def _knn_cross(name: str, k: int, ca: list, cb: list) -> np.ndarray:
+    """CKNNA or mutual kNN of every (layer of A, layer of B) cell: the metric's one overlap pass per pair
+    (compiled, pairs side by side on the kernels' thread pool), over the ``L_a x L_b`` cross pairs only
+    (its all-pairs route would also walk the ``L_a^2 + L_b^2`` pairs within each model)."""
+    from ..metrics._compiled import pool
+    from ..metrics.knn import _cknna_ratio, _graph_from_cache, _pair_stats, _self_hsic_cached
+
+    ga, gb = [_graph_from_cache(c, k) for c in ca], [_graph_from_cache(c, k) for c in cb]
+    for g in [*ga, *gb]:
+        g.recip  # noqa: B018 - computed once, before the threads share the graphs
+    cells = [(i, j) for i in range(len(ca)) for j in range(len(cb))]
+    stats = list(pool().map(lambda c: _pair_stats(ga[c[0]], gb[c[1]]), cells))
+    M = np.empty((len(ca), len(cb)))
+    if name == "cknna":
+        sa, sb = [_self_hsic_cached(c, k) for c in ca], [_self_hsic_cached(c, k) for c in cb]
+        for (i, j), (hxy, _, _) in zip(cells, stats, strict=True):
+            M[i, j] = _cknna_ratio(hxy, sa[i], sb[j])
+    else:
+        for (i, j), (_, _, hits) in zip(cells, stats, strict=True):
+            M[i, j] = hits / (ga[i].n * ga[i].k)
+    return M
+
+
 def _block(spec, params: dict, ca: list, cb: list, same: bool) -> np.ndarray:
     """Values of every (layer of A, layer of B) cell; ``same``: B's caches are A's (a self map)."""
     la, lb = len(ca), len(cb)
+    if not same and spec.name in ("cknna", "mutual_knn") and set(params) == {"k"}:
+        return _knn_cross(spec.name, int(params["k"]), ca, cb)
+    if not same and spec.name in ("cka", "unbiased_cka") and set(params) <= {"eps"}:
+        debiased = spec.name == "unbiased_cka"
+        M = _linear_cka_cross(ca, cb, debiased, float(params.get("eps", 1e-6 if debiased else 0.0)))
+        if M is not None:
+            return M
     if spec.from_caches_all is not None:  # stacked passes (CKA) or threaded overlaps (kNN metrics)
         if same:
             return np.asarray(spec.from_caches_all(ca, **params), dtype=float)
@@ -455,7 +524,7 @@ def _plot_map(table, metric: str, path, title: str, matches=None):
     return save(fig, path)
 
 
-@register_analysis("layers")
+@register_analysis("layers", options=_DEFAULTS)
 def run(ctx: AnalysisContext) -> AnalysisResult | None:
     """Layer maps of every pair of models with several extracted layers (``None`` when there are none).
 
