@@ -634,7 +634,12 @@ class Store:
         done = set(self._committed_shards(gp))
         for k, ids in enumerate(blocks):  # a committed shard must cover the same samples
             if k in done:
-                sha = _zarr().open_group(str(gp / "shards" / f"{k:06d}"), mode="r").attrs.get("block_ids_sha")
+                try:
+                    sha = _zarr().open_group(str(gp / "shards" / f"{k:06d}"), mode="r").attrs.get("block_ids_sha")
+                except Exception as exc:  # damaged shard metadata
+                    raise _Damage(f"store {str(self.path)!r}: {dataset}/{model}/{layer}: committed shard {k} cannot "
+                                  f"be read ({type(exc).__name__}: {exc}); {self._fix()}", group=gp, shards=[k],
+                                  in_progress=True) from None
                 if sha != _sha(list(ids)):
                     raise StoreError(f"shard {k} of {str(gp)!r} covers other samples than this dataset's block {k}; "
                                      "pass overwrite=True to start again")
