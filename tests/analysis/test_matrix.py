@@ -30,9 +30,13 @@ def test_condense_hand_computation():
 
 
 def test_matrix_analysis(ctx):
+    ctx.pairs["n"] = 300  # >= 10 k: every pair may make a headline
     res = get_analysis("matrix")(ctx)
     assert res.name == "matrix"
-    assert len(res.figures) == 4 and all(p.exists() and p.stat().st_size > 10_000 for p in res.figures)
+    # one figure per dataset and metric, full and condensed, each with a caption
+    assert len(res.figures) == 2 * 3 * 2 and all(p.exists() and p.stat().st_size > 10_000 for p in res.figures)
+    assert {p.name for p in res.figures} == set(res.captions)
+    assert "n = " in res.captions["matrix_molecules_cknna.png"]
     for ds in ("molecules", "crystals"):
         for metric in ("cknna", "mutual_knn", "information_imbalance"):
             t = res.tables[f"{ds}/{metric}"].set_index("model")
@@ -63,10 +67,41 @@ def test_matrix_analysis(ctx):
     assert any(f"max |CKNNA| {ctrl:.3g}" in f and f.startswith("molecules") for f in res.findings)
     real = t.drop(index="random", columns="random")
     best = np.nanmax(np.where(np.eye(7, dtype=bool), np.nan, real.to_numpy()))
-    assert any(f"(CKNNA {best:.3g})" in f for f in res.findings)
+    n = int(ctx.pairs[(ctx.pairs.dataset == "molecules")]["n"].iloc[0])
+    assert any(f"(CKNNA {best:.3g}, n = {n}, k = 25)" in f for f in res.findings)
+
+
+def test_matrix_figures_are_legible_and_thin_pairs_marked(ctx):
+    from PIL import Image
+
+    from matteralign.analysis.matrix import THIN_FACTOR
+
+    ctx.pairs["n"] = 300
+    sub = ctx.pairs
+    thin = (sub.dataset == "molecules") & (sub.model_a.isin(["orb-a"]) | sub.model_b.isin(["orb-a"])) & (
+        sub.model_a != sub.model_b)
+    ctx.pairs.loc[thin, "n"] = THIN_FACTOR * 25 - 1  # orb-a embeds only part of the samples
+    res = get_analysis("matrix")(ctx)
+    with Image.open(ctx.out_dir / "matrix_molecules_cknna.png") as im:
+        width, pt, dpi = im.width, float(im.info["matteralign:min_font_pt"]), float(im.info["matteralign:dpi"])
+    assert pt >= 8 and width <= 1116  # 8 models: shown at its own size within the report's 1116 px column
+    assert (ctx.out_dir / "matrix_molecules_cknna.svg").is_file()  # small enough for an SVG beside it
+    assert "* marks 14 value(s)" in res.captions["matrix_molecules_cknna.png"]
+    heads = [f for f in res.findings if f.startswith("molecules")]
+    assert any("7 pair(s) rest on fewer than 10·k = 250 samples" in f for f in heads)
+    best = next(f for f in heads if "most aligned pair" in f)
+    assert "orb-a" not in best.split("(")[0]  # a thin pair never makes a headline
+    assert dpi > 0
 
 
 def test_matrix_empty_pairs(ctx):
     ctx.pairs = ctx.pairs.iloc[:0]
     res = get_analysis("matrix")(ctx)
     assert res.figures == [] and "No pair results" in res.findings[0]
+
+
+def test_matrix_all_pairs_thin_gives_no_headline(ctx):
+    res = get_analysis("matrix")(ctx)  # the synthetic study has n = 240 < 10 k = 250 for every pair
+    heads = [f for f in res.findings if f.startswith("molecules")]
+    assert not any("most aligned pair" in f for f in heads)
+    assert any("every pair rests on fewer than 10·k = 250 samples" in f for f in heads)

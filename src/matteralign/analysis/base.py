@@ -112,6 +112,9 @@ class AnalysisResult:
         is at most 0.02"). Each must be true of the data by construction.
     files : list of Path
         Other artefacts (e.g. a Newick tree file).
+    captions : dict of str -> str
+        Caption of each figure, keyed by the figure's file name (what it shows, on which samples, how
+        to read it); the report falls back to the section title and the file name.
     """
 
     name: str
@@ -121,6 +124,7 @@ class AnalysisResult:
     tables: dict[str, Any] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    captions: dict[str, str] = field(default_factory=dict)
 
 
 #: Registered analyses: name -> ``run(ctx) -> AnalysisResult``. Order = report order.

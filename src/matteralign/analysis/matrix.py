@@ -101,12 +101,38 @@ def _colour_scale(metric: str, M: np.ndarray):
     return lo, hi, cmap, label
 
 
+#: A pair value rests on too few samples when ``n < THIN_FACTOR * k``: each kNN neighbourhood then spans
+#: more than a tenth of the samples, chance overlap ``k / (n - 1)`` exceeds 0.1, and the score says more
+#: about n than about the models. Such pairs are marked in figures and tables and left out of headlines.
+THIN_FACTOR = 10
+
+
+def pair_n_matrix(rows, names: list[str]) -> np.ndarray:
+    """``N[i, j]``: the number of samples behind the pair value ``M[i, j]`` (NaN where there is none)."""
+    rows = rows.assign(value=rows["n"].astype(float))
+    return pair_matrix(rows, names, symmetric=True)
+
+
+def thin_mask(N: np.ndarray, k: int | None) -> np.ndarray:
+    """Pairs whose value rests on fewer than :data:`THIN_FACTOR` · k samples (none for metrics without k)."""
+    if not k:
+        return np.zeros(N.shape, dtype=bool)
+    return np.isfinite(N) & (N < THIN_FACTOR * k)
+
+
+def _k_of(label: str) -> int | None:
+    for part in label.split(", "):
+        if part.startswith("k="):
+            return int(float(part[2:]))
+    return None
+
+
 @register_analysis("matrix", options=["k"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Heatmaps and tables of every pair metric per dataset, full and condensed by family."""
     import pandas as pd
 
-    from ._plot import heatmap, model_colors, pyplot, safe_name, save
+    from ._plot import family_colors, heatmap, matrix_figsize, model_colors, pyplot, safe_name, save
 
     plt = pyplot()
     k = int(ctx.params.get("k", 25))
@@ -114,89 +140,122 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         name="matrix",
         title="Alignment matrices",
         summary=(
-            "Every model against every other, per dataset and metric. Models are ordered by family (tick "
-            "labels coloured by family; random controls last, in grey). For information imbalance the cell "
-            "(row, column) is Δ(row → column): low means the row model's neighbourhoods predict the column "
-            "model's. Condensed matrices average the values of each block of families: a cell is the mean "
-            "over all pairs (i in row family, j in column family, i ≠ j), so diagonal blocks exclude the self "
-            "pairs and are below 1; a family with a single model has an empty (blank) diagonal block."
+            "Every model against every other, per dataset and metric, one figure each. Models are ordered by "
+            "family (tick labels coloured by family; random controls last, in grey). For information imbalance "
+            "the cell (row, column) is Δ(row → column): low means the row model's neighbourhoods predict the "
+            "column model's. Condensed matrices average the values of each block of families: a cell is the "
+            "mean over all pairs (i in row family, j in column family, i ≠ j), so diagonal blocks exclude the "
+            "self pairs and are below 1; a family with a single model has an empty (blank) diagonal block.\n\n"
+            f"A value marked * rests on fewer than {THIN_FACTOR}·k samples (a model that embeds only part of "
+            "the dataset): its kNN neighbourhoods span more than a tenth of the samples, so it is shown but "
+            "left out of the headlines. Each headline gives the number of samples n behind it."
         ),
     )
-    fam_colors_all = None
+    fam_colors_all = family_colors(ctx.models)
     for dataset in sorted(set(ctx.pairs["dataset"])) if len(ctx.pairs) else []:
         mats = metric_matrices(ctx, dataset, k=k)
-        if not mats:
-            continue
-        n_panels = len(mats)
-        ncol = 2 if n_panels > 1 else 1
-        nrow = int(np.ceil(n_panels / ncol))
-        m_max = max(len(v[1]) for v in mats.values())
-        side = max(4.0, 0.42 * m_max + 2.2)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * side + 1.0, nrow * side), squeeze=False)
-        fig_c, axes_c = plt.subplots(nrow, ncol, figsize=(ncol * 5.2, nrow * 4.6), squeeze=False)
-        for ax, ax_c, (metric, (M, names, plabel)) in zip(axes.flat, axes_c.flat, mats.items(), strict=False):
+        df = ctx.pairs[ctx.pairs["dataset"] == dataset]
+        for metric, (M, names, plabel) in mats.items():
+            rows = select_params(df, metric, prefer={"k": k})
+            N = pair_n_matrix(rows, names)
+            kk = _k_of(plabel)
+            thin = thin_mask(N, kk)
             lo, hi, cmap, clabel = _colour_scale(metric, M)
-            title = METRIC_LABELS.get(metric, metric) + (f" ({plabel})" if plabel else "")
+            label = METRIC_LABELS.get(metric, metric)
+            title = f"{dataset}: {label}" + (f" ({plabel})" if plabel else "")
             colors = model_colors(ctx.models, names)
+            fig, ax = plt.subplots(figsize=matrix_figsize(len(names), len(names), names))
             heatmap(ax, M, names, vmin=lo, vmax=hi, cmap=cmap, cbar_label=clabel, row_colors=colors,
-                    col_colors=colors, title=title)
-            res.tables[f"{dataset}/{metric}"] = pd.DataFrame(
-                M, index=pd.Index(names, name="model"), columns=names
-            ).reset_index()
+                    col_colors=colors, title=title, annotate=True, marks=thin)
+            fig.tight_layout()
+            path = save(fig, ctx.out_dir / f"matrix_{safe_name(dataset)}_{safe_name(metric)}.png")
+            res.figures.append(path)
+            n_vals = N[np.isfinite(N)]
+            n_text = (f"n = {int(n_vals.min())} samples per pair" if n_vals.size and n_vals.min() == n_vals.max()
+                      else f"n = {int(n_vals.min())}–{int(n_vals.max())} samples per pair" if n_vals.size else "")
+            res.captions[path.name] = (
+                f"{label} of every pair of models on {dataset} ({plabel or 'default parameters'}; {n_text}; "
+                f"rows = model a, columns = model b; {clabel})."
+                + (f" * marks {int(thin.sum())} value(s) on fewer than {THIN_FACTOR}·k = {THIN_FACTOR * kk} "
+                   "samples." if thin.any() else "")
+            )
+            table = pd.DataFrame(M, index=pd.Index(names, name="model"), columns=names)
+            res.tables[f"{dataset}/{metric}"] = table.reset_index()
+            res.tables[f"{dataset}/{metric}/n"] = pd.DataFrame(
+                N, index=pd.Index(names, name="model"), columns=names).reset_index()
 
             fams = [family_of(ctx.models, m) for m in names]
-            C, fam_list = condense(M, fams)
-            if fam_colors_all is None:
-                from ._plot import family_colors
-
-                fam_colors_all = family_colors(ctx.models)
+            C, fam_list = condense(np.where(thin, np.nan, M), fams)
             fcol = [fam_colors_all.get(f, "#000000") for f in fam_list]
+            fig_c, ax_c = plt.subplots(figsize=matrix_figsize(len(fam_list), len(fam_list), fam_list))
             heatmap(ax_c, C, fam_list, vmin=lo, vmax=hi, cmap=cmap, cbar_label=clabel, row_colors=fcol,
-                    col_colors=fcol, title=title + " — family means")
+                    col_colors=fcol, title=title + " — family means", annotate=True)
+            fig_c.tight_layout()
+            cpath = save(fig_c, ctx.out_dir / f"condensed_{safe_name(dataset)}_{safe_name(metric)}.png")
+            res.figures.append(cpath)
+            res.captions[cpath.name] = (
+                f"{label} on {dataset} averaged over the pairs of each block of families (i ≠ j; values on fewer "
+                f"than {THIN_FACTOR}·k samples left out); blank: a family with one model or no pair."
+            )
             res.tables[f"{dataset}/{metric}/condensed"] = pd.DataFrame(
                 C, index=pd.Index(fam_list, name="family"), columns=fam_list
             ).reset_index()
             if metric == "cknna":
-                res.findings.extend(_cknna_findings(ctx, dataset, M, names, C, fam_list))
-        for ax in list(axes.flat)[n_panels:] + list(axes_c.flat)[n_panels:]:
-            ax.set_visible(False)
-        fig.suptitle(f"{dataset}: pair metrics", y=1.0)
-        fig_c.suptitle(f"{dataset}: condensed by family", y=1.0)
-        fig.tight_layout()
-        fig_c.tight_layout()
-        res.figures.append(save(fig, ctx.out_dir / f"matrix_{safe_name(dataset)}.png"))
-        res.figures.append(save(fig_c, ctx.out_dir / f"condensed_{safe_name(dataset)}.png"))
+                res.findings.extend(_cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, kk))
     if not res.figures:
         res.findings.append("No pair results were available, so no matrix was drawn.")
     return res
 
 
-def _cknna_findings(ctx, dataset, M, names, C, fam_list) -> list[str]:
+def _n_text(N: np.ndarray, idx) -> str:
+    vals = N[idx]
+    vals = vals[np.isfinite(vals)]
+    if not vals.size:
+        return "n unknown"
+    lo, hi = int(vals.min()), int(vals.max())
+    return f"n = {lo}" if lo == hi else f"n = {lo}–{hi}"
+
+
+def _cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, k) -> list[str]:
     out = []
     ctrl = [i for i, m in enumerate(names) if is_control(ctx.models.get(m))]
     real = [i for i in range(len(names)) if i not in ctrl]
+    kk = f", k = {k}" if k else ""
+    if k and (thin | np.eye(len(names), dtype=bool)).all():
+        return [f"{dataset}: every pair rests on fewer than {THIN_FACTOR}·k = {THIN_FACTOR * k} samples "
+                f"({_n_text(N, np.isfinite(N))}, k = {k}), too few for the kNN metrics to say more than the sample "
+                "size; no headline is drawn (raise n or lower k)."]
+    if thin.any():
+        pairs = int(np.triu(thin | thin.T, 1).sum())
+        out.append(f"{dataset}: {pairs} pair(s) rest on fewer than {THIN_FACTOR}·k = {THIN_FACTOR * k} samples "
+                   "(marked * in the figure) and are left out of the statements below.")
     if len(real) >= 2:
-        sub = M[np.ix_(real, real)].copy()
+        sub = np.where(thin, np.nan, M)[np.ix_(real, real)].copy()
         np.fill_diagonal(sub, np.nan)
         if np.isfinite(sub).any():
             i, j = np.unravel_index(np.nanargmax(sub), sub.shape)
+            a, b = real[i], real[j]
+            mask = np.isfinite(sub)
             out.append(
-                f"{dataset}: the most aligned pair of real models is {names[real[i]]} – {names[real[j]]} "
-                f"(CKNNA {fmt(sub[i, j])}); the median over real pairs is {fmt(float(np.nanmedian(sub)))}."
+                f"{dataset}: the most aligned pair of real models is {names[a]} – {names[b]} "
+                f"(CKNNA {fmt(sub[i, j])}, {_n_text(N, (np.array([a]), np.array([b])))}{kk}); the median over "
+                f"{int(np.triu(mask | mask.T, 1).sum())} real pairs is {fmt(float(np.nanmedian(sub)))} "
+                f"({_n_text(N, np.ix_(real, real))})."
             )
     if ctrl and real:
-        vals = M[np.ix_(ctrl, real)]
-        vals = np.concatenate([vals[np.isfinite(vals)], M[np.ix_(real, ctrl)][np.isfinite(M[np.ix_(real, ctrl)])]])
+        Mt = np.where(thin, np.nan, M)
+        vals = np.concatenate([Mt[np.ix_(ctrl, real)].ravel(), Mt[np.ix_(real, ctrl)].ravel()])
+        vals = vals[np.isfinite(vals)]
         if vals.size:
             out.append(
                 f"{dataset}: random controls ({', '.join(names[i] for i in ctrl)}) vs every other model: "
-                f"max |CKNNA| {fmt(float(np.abs(vals).max()))}."
+                f"max |CKNNA| {fmt(float(np.abs(vals).max()))} ({_n_text(N, np.ix_(ctrl, real))}{kk})."
             )
     diag = np.diag(C)
     off = C[~np.eye(len(fam_list), dtype=bool)]
     if np.isfinite(diag).any() and np.isfinite(off).any():
         out.append(
             f"{dataset}: mean CKNNA within a family {fmt(float(np.nanmean(diag)))} vs between families "
-            f"{fmt(float(np.nanmean(off)))} (condensed matrix, controls included)."
+            f"{fmt(float(np.nanmean(off)))} (condensed matrix, controls included; {_n_text(N, np.isfinite(N))}{kk})."
         )
     return out

@@ -171,6 +171,38 @@ def _study_toml(study: Mapping[str, Any], provenance: Mapping[str, Any], out_dir
         json_block(study)
 
 
+def _png_info(path: Path) -> dict[str, Any]:
+    """Pixel size and the text chunks matteralign writes into its PNGs (smallest font, DPI)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            info = {"width": im.width, "height": im.height, **{k: v for k, v in im.info.items() if isinstance(v, str)}}
+    except Exception:  # not a PNG we can read: shown without size hints
+        return {}
+    return info
+
+
+def _figure_html(fig: Path, out_dir: Path, r: Any, caption: str | None) -> str:
+    """One figure: shown at its own pixel size (a wide one scrolls sideways instead of shrinking, so its text
+    keeps its size), linked to the full-size image (the SVG beside it when there is one), with a caption."""
+    sub = f"figures/{_safe(r.name)}"
+    src = _place(fig, out_dir, sub)
+    svg = fig.with_suffix(".svg")
+    full = _place(svg, out_dir, sub) if svg.is_file() else src
+    info = _png_info(fig) if fig.suffix.lower() == ".png" else {}
+    attrs = f'src="{esc(src)}" alt="{esc(caption or fig.stem)}" loading="lazy"'
+    if info.get("width"):
+        attrs += f' width="{info["width"]}" height="{info["height"]}"'
+    pt, dpi = info.get("matteralign:min_font_pt"), info.get("matteralign:dpi")
+    if pt and dpi:
+        attrs += f' data-min-font-px="{float(pt) * float(dpi) / 72:.2f}"'
+    kind = "SVG" if full != src else "PNG"
+    text = esc(caption) if caption else esc(f"{r.title or r.name}: {fig.stem.replace('_', ' ')}")
+    cap = tag("figcaption", text + " " + tag("a", f"Full-size image ({kind})", href=full, class_="full"))
+    return tag("figure", tag("div", tag("a", f"<img {attrs}>", href=full), class_="figscroll") + cap)
+
+
 def write_report(
     results: Sequence[Any],
     *,
@@ -232,10 +264,9 @@ def write_report(
             sec += [tag("p", esc(p)) for p in str(r.summary).split("\n\n") if p.strip()]
         if r.findings:
             sec.append(tag("ul", "".join(tag("li", esc(f)) for f in r.findings), class_="findings"))
+        captions = getattr(r, "captions", None) or {}
         for fig in r.figures:
-            src = _place(Path(fig), out_dir, f"figures/{_safe(r.name)}")
-            sec.append(tag("figure", f'<img src="{esc(src)}" alt="{esc(Path(fig).stem)}" loading="lazy">'
-                           + tag("figcaption", esc(Path(fig).name))))
+            sec.append(_figure_html(Path(fig), out_dir, r, captions.get(Path(fig).name)))
         if r.files:
             links = [tag("a", esc(Path(f).name), href=_place(Path(f), out_dir, f"files/{_safe(r.name)}"))
                      for f in r.files]

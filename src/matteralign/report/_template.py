@@ -25,7 +25,8 @@ dl.run { display: grid; grid-template-columns: max-content 1fr; gap: 3px 16px; m
 dl.run dt { font-weight: 600; color: #2b3440; } dl.run dd { margin: 0; }
 ul.findings { background: #f3f8fc; border-left: 4px solid var(--accent); padding: 10px 14px 10px 32px; margin: 12px 0; }
 ul.findings li { margin: 3px 0; }
-figure { margin: 16px 0; } figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figure { margin: 16px 0; } figure img { max-width: none; height: auto; border: 1px solid var(--line); }
+.figscroll { overflow-x: auto; } figcaption a.full { white-space: nowrap; }
 figcaption { font-size: 12px; color: var(--muted); }
 .tablewrap { overflow-x: auto; max-height: 520px; overflow-y: auto; border: 1px solid var(--line); margin: 6px 0 2px; }
 table.data { border-collapse: collapse; font-size: 12.5px; font-variant-numeric: tabular-nums; }
