@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from matteralign.errors import InputError, StoreError, UnknownNameError
+from matteralign.execute import extract
 from matteralign.models.base import Extractor
 from matteralign.samples import Dataset, Sample
 from matteralign.store import MARKER, Store
@@ -54,7 +55,7 @@ def test_round_trip_and_poolings(tmp_path):
     ds = _dataset()
     ex = Toy(batch_size=4)
     st = Store(tmp_path / "s")
-    summary = st.extract(ds, ex, shard_size=5, poolings=("sum", "max"), progress=False)
+    summary = extract(st, ds, ex, shard_size=5, poolings=("sum", "max"), progress=False)
     kept = [s for s in ds if s.smiles]
     assert summary["n"] == len(kept) and summary["n_skipped"] == len(ds) - len(kept) and summary["dim"] == 5
     per_atom = ex.embed([s.smiles for s in kept])
@@ -82,16 +83,16 @@ def test_round_trip_and_poolings(tmp_path):
     np.testing.assert_array_equal(ro.read("toyset", "toy", "h")[1], X)
     # pooling computed from atoms when not stored
     st2 = Store(tmp_path / "s2")
-    st2.extract(ds, ex, shard_size=7, progress=False)
+    extract(st2, ds, ex, shard_size=7, progress=False)
     np.testing.assert_allclose(st2.read("toyset", "toy", "h", pooling="sum")[1], [p.sum(0) for p in per_atom], rtol=1e-5)
 
 
 def test_second_run_is_a_no_op(tmp_path):
     ds = _dataset()
     st = Store(tmp_path / "s")
-    st.extract(ds, Toy(), shard_size=5, progress=False)
+    extract(st, ds, Toy(), shard_size=5, progress=False)
     ex = Toy()
-    summary = st.extract(ds, ex, shard_size=5, progress=False)
+    summary = extract(st, ds, ex, shard_size=5, progress=False)
     assert summary["computed_shards"] == 0 and ex.calls == 0
 
 
@@ -99,11 +100,11 @@ def test_second_run_is_a_no_op(tmp_path):
 def test_resume_after_crash_matches_uninterrupted(tmp_path, crash_after):
     ds = _dataset(n=23)
     ref = Store(tmp_path / "ref")
-    ref.extract(ds, Toy(batch_size=5), shard_size=5, progress=False)
+    extract(ref, ds, Toy(batch_size=5), shard_size=5, progress=False)
 
     st = Store(tmp_path / "s")
     with pytest.raises(KeyboardInterrupt):
-        st.extract(ds, Toy(batch_size=5, fail_after=crash_after), shard_size=5, progress=False)
+        extract(st, ds, Toy(batch_size=5, fail_after=crash_after), shard_size=5, progress=False)
     assert not st.has("toyset", "toy", "h")
     assert st.list()[0]["n_shards"] == crash_after  # one batch per shard: `crash_after` shards committed
     with pytest.raises(StoreError, match="incomplete"):
@@ -112,7 +113,7 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, crash_after):
     tmp = tmp_path / "s" / "toyset" / "toy" / "h" / "shards" / ".tmp-000004-dead"
     tmp.mkdir()
     ex = Toy(batch_size=5)
-    summary = st.extract(ds, ex, shard_size=5, progress=False)
+    summary = extract(st, ds, ex, shard_size=5, progress=False)
     assert summary["computed_shards"] == 5 - crash_after and ex.calls == 5 - crash_after
     ids, X = st.read("toyset", "toy", "h")
     rids, RX = ref.read("toyset", "toy", "h")
@@ -124,12 +125,12 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, crash_after):
 
 def test_different_dataset_or_plan_needs_overwrite(tmp_path):
     st = Store(tmp_path / "s")
-    st.extract(_dataset(n=10), Toy(), shard_size=5, progress=False)
+    extract(st, _dataset(n=10), Toy(), shard_size=5, progress=False)
     with pytest.raises(StoreError, match="overwrite"):
-        st.extract(_dataset(n=12), Toy(), shard_size=5, progress=False)
+        extract(st, _dataset(n=12), Toy(), shard_size=5, progress=False)
     with pytest.raises(StoreError, match="shard_size"):
-        st.extract(_dataset(n=10), Toy(), shard_size=4, progress=False)
-    st.extract(_dataset(n=12), Toy(), shard_size=5, progress=False, overwrite=True)
+        extract(st, _dataset(n=10), Toy(), shard_size=4, progress=False)
+    extract(st, _dataset(n=12), Toy(), shard_size=5, progress=False, overwrite=True)
     assert len(st.read("toyset", "toy", "h")[0]) == 10  # 12 samples, 2 with empty SMILES
 
 
@@ -168,24 +169,24 @@ def test_bad_reads_and_inputs(tmp_path):
     st = Store(tmp_path / "s")
     with pytest.raises(StoreError, match="store is empty"):
         st.read("toyset", "toy", "h")
-    st.extract(_dataset(n=6), Toy(), progress=False)
+    extract(st, _dataset(n=6), Toy(), progress=False)
     with pytest.raises(StoreError, match="toyset/toy/h"):
         st.read("toyset", "toy", "g")
     with pytest.raises(UnknownNameError):
         st.read("toyset", "toy", "h", pooling="median")
     with pytest.raises(InputError, match="empty"):
-        st.extract(Dataset("e", []), Toy(), progress=False)
+        extract(st, Dataset("e", []), Toy(), progress=False)
     with pytest.raises(InputError, match="shard_size"):
-        st.extract(_dataset(n=6), Toy(), shard_size=0, progress=False)
+        extract(st, _dataset(n=6), Toy(), shard_size=0, progress=False)
     with pytest.raises(UnknownNameError, match="layer"):
-        st.extract(_dataset(n=6), Toy(), layer="zz", progress=False)
+        extract(st, _dataset(n=6), Toy(), layer="zz", progress=False)
     with pytest.raises(InputError, match="NaN"):
         st.write_shard("d", "m", "l", 0, ids=["a"], arrays=[np.array([[np.nan]])])
 
 
 def test_corrupt_layer_group_is_reported(tmp_path):
     st = Store(tmp_path / "s")
-    st.extract(_dataset(n=6), Toy(), progress=False)
+    extract(st, _dataset(n=6), Toy(), progress=False)
     (tmp_path / "s" / "toyset" / "toy" / "h" / "zarr.json").write_text("garbage")
     with pytest.raises(StoreError, match="corrupt"):
         st.read("toyset", "toy", "h")
@@ -195,7 +196,7 @@ def test_corrupt_layer_group_is_reported(tmp_path):
 
 def test_progress_callback(tmp_path):
     seen = []
-    Store(tmp_path / "s").extract(_dataset(n=11), Toy(), shard_size=4, progress=lambda d, t: seen.append((d, t)))
+    extract(Store(tmp_path / "s"), _dataset(n=11), Toy(), shard_size=4, progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (11, 11) and seen[0] == (0, 11)
 
 
@@ -210,23 +211,23 @@ def test_chgnet_resume_after_crash(tmp_path):
     ds = Dataset("mini", [Sample(f"mini:{i}", atoms=a) for i, a in enumerate(structures)])
     ex = models.load("chgnet-0.3.0", batch_size=2)
     ref = Store(tmp_path / "ref")
-    ref.extract(ds, ex, shard_size=2, progress=False)
+    extract(ref, ds, ex, shard_size=2, progress=False)
 
     calls = {"n": 0}
     original = ex._embed
 
     def crashing(inputs, layer):
         calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("killed")
+        if calls["n"] == 3:  # Ctrl-C in the middle of the second shard
+            raise KeyboardInterrupt("killed")
         return original(inputs, layer)
 
     ex._embed = crashing
     st = Store(tmp_path / "s")
-    with pytest.raises(RuntimeError, match="killed"):
-        st.extract(ds, ex, shard_size=2, progress=False)
+    with pytest.raises(KeyboardInterrupt, match="killed"):
+        extract(st, ds, ex, shard_size=2, progress=False)
     ex._embed = original
-    st.extract(ds, ex, shard_size=2, progress=False)
+    extract(st, ds, ex, shard_size=2, progress=False)
     ids, X = st.read("mini", "chgnet-0.3.0", "readout_norm")
     rids, RX = ref.read("mini", "chgnet-0.3.0", "readout_norm")
     assert ids == rids == [f"mini:{i}" for i in range(6)]

@@ -46,22 +46,23 @@ def test_small_study_tables_report_and_resume(tmp_path, monkeypatch):
     html = ref.report.read_text()
     assert "Alignment matrices" in html and "small" in html
 
-    # an interrupted run (killed during the extraction of the second model) resumes to identical results
-    from matteralign import store as store_mod
+    # Ctrl-C on the driver while it commits the second shard: the store stays consistent and a rerun
+    # resumes to identical results
+    from matteralign.execute.commit import Committer
 
     calls = {"n": 0}
-    original = store_mod.Store.extract
+    original = Committer._commit_shard
 
-    def flaky(self, dataset, extractor, **kw):
+    def flaky(self, unit, result):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return original(self, dataset, extractor, **kw)
+        return original(self, unit, result)
 
-    monkeypatch.setattr(store_mod.Store, "extract", flaky)
+    monkeypatch.setattr(Committer, "_commit_shard", flaky)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "resumed")
-    monkeypatch.setattr(store_mod.Store, "extract", original)
+    monkeypatch.setattr(Committer, "_commit_shard", original)
     again = _run(tmp_path, "resumed")
     pd.testing.assert_frame_equal(_sorted(again.pairs), _sorted(ref.pairs), check_exact=False, rtol=1e-12)
     pd.testing.assert_frame_equal(_sorted(again.per_model), _sorted(ref.per_model), check_exact=False, rtol=1e-12)

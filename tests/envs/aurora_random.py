@@ -69,14 +69,14 @@ def aurora(model_name, outdir):
     from einops import rearrange
 
     from matteralign.datasets.weather import grid_dataset
-    from matteralign.envs import _write_dataset
+    from matteralign.execute.wire import write_samples
     from matteralign.samples import Dataset
 
     grid = random_grid()
     full = grid_dataset(grid)
     order = np.random.default_rng(SEED).permutation(len(full))
     ds = Dataset("envgrid", [full[int(k)] for k in order], full.meta)
-    _write_dataset(ds, os.path.join(outdir, "dataset.npz"))
+    write_samples(ds, os.path.join(outdir, "dataset.npz"))
 
     torch.manual_seed(SEED)
     model = AuroraSmallPretrained().eval()

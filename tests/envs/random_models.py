@@ -129,7 +129,7 @@ def main():
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
-    from matteralign.envs import _write_dataset
+    from matteralign.execute.wire import write_samples
     from matteralign.samples import Dataset, Sample
 
     if args.model.startswith("aurora"):  # a grid model: its own grid samples (aurora_random.py)
@@ -143,7 +143,7 @@ def main():
     if args.model == "mattergen":  # crystals only (molecules are skipped, tested apart)
         ids, atoms_list = map(list, zip(*[(i, a) for i, a in zip(ids, atoms_list, strict=True) if a.pbc.all()],
                                         strict=True))
-    _write_dataset(Dataset("envtest", [Sample(id=i, atoms=a) for i, a in zip(ids, atoms_list, strict=True)]),
+    write_samples(Dataset("envtest", [Sample(id=i, atoms=a) for i, a in zip(ids, atoms_list, strict=True)]),
                    os.path.join(args.outdir, "dataset.npz"))
     family = {"mace": mace, "orb": orb}
     try:

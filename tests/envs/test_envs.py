@@ -7,6 +7,9 @@ import pytest
 
 from matteralign import envs, models
 from matteralign.errors import InputError, ModelError, UnknownNameError
+from matteralign.execute import extract
+from matteralign.execute.placement import model_info
+from matteralign.execute.wire import read_samples, write_samples
 
 
 @pytest.fixture()
@@ -39,7 +42,7 @@ def test_default_root_is_per_user_cache(monkeypatch, tmp_path):
 
 
 def test_registry_names_env_and_checkpoint(empty_env_dir):
-    rows = {r["name"]: r for r in models.info()}
+    rows = {r["name"]: r for r in model_info()}
     for name, fam in [("mace-mp", "mace"), ("mace-off", "mace"), ("mace-omat", "mace"), ("uma-s", "fairchem"),
                       ("uma-m", "fairchem"), ("esen", "fairchem"), ("orb-v2", "orb"), ("orb-v3-direct", "orb"),
                       ("orb-v3-conservative", "orb")]:
@@ -60,7 +63,7 @@ def test_missing_env_in_extract_in_env(empty_env_dir, tmp_path):
 
     ds = Dataset("d", [Sample(id="a")])
     with pytest.raises(ModelError, match=r"`matteralign env create orb`"):
-        envs.extract_in_env(tmp_path / "store", ds, "orb-v2", options={"checkpoint": "x.ckpt"})
+        extract(tmp_path / "store", ds, "orb-v2", options={"checkpoint": "x.ckpt"})
 
 
 def test_eqv2_env_runs_fairchem_1x_on_torch_2_13(empty_env_dir):
@@ -71,7 +74,7 @@ def test_eqv2_env_runs_fairchem_1x_on_torch_2_13(empty_env_dir):
     assert "numpy<2" in spec.requirements and not any(r.startswith("torch==") for r in spec.requirements)
     assert "torch~=2.4.0" in (envs.__doc__ or "")  # the declared pin and why it is not followed are documented
     assert models.get_spec("equiformer-v2").env == "eqv2"
-    row = next(r for r in models.info() if r["name"] == "equiformer-v2")
+    row = next(r for r in model_info() if r["name"] == "equiformer-v2")
     assert row["env"] == "eqv2" and row["available"] is False
     assert row["reason"] == "needs env eqv2: `matteralign env create eqv2`"
     with pytest.raises(ModelError, match="matteralign env create eqv2"):
@@ -88,8 +91,8 @@ def test_dataset_file_roundtrip(tmp_path):
     cr = bulk("NaCl", "rocksalt", a=5.64)
     ds = Dataset("mix", [Sample(id="m", atoms=mol), Sample(id="none", smiles="C"), Sample(id="c", atoms=cr)],
                  meta={"source": "test", "n": 3})
-    envs._write_dataset(ds, tmp_path / "d.npz")
-    back = envs.read_dataset(tmp_path / "d.npz")
+    write_samples(ds, tmp_path / "d.npz")
+    back = read_samples(tmp_path / "d.npz")
     assert back.name == "mix" and back.ids == ["m", "none", "c"] and back.meta == ds.meta
     assert back.fingerprint() == ds.fingerprint()
     assert back[1].atoms is None
@@ -120,7 +123,7 @@ def test_cli_env_list_and_missing_env(empty_env_dir, capsys):
     with pytest.raises(SystemExit):
         main(["extract", "--dataset", "g2", "--n", "2", "--model", "mace-mp", "--checkpoint", "x.model",
               "--store", str(empty_env_dir.parent / "store")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "matteralign env create mace" in " ".join(out.split())
 
 
@@ -198,12 +201,12 @@ def test_worker_subprocess_writes_the_same_store(empty_env_dir, monkeypatch, tmp
     py.chmod(py.stat().st_mode | stat.S_IEXEC)
     ds = Dataset("mix", [Sample(id="m", atoms=molecule("CH3CH2OH")), Sample(id="s", smiles="C"),
                          Sample(id="c", atoms=bulk("NaCl", "rocksalt", a=5.64))])
-    ref = Store(tmp_path / "ref").extract(ds, models.load("composition"), progress=False)
+    ref = extract(Store(tmp_path / "ref"), ds, models.load("composition"), progress=False)
     assert ref["n"] == 2
     spec = _registry.MODELS["composition"]
     monkeypatch.setitem(_registry.MODELS, "composition", dataclasses.replace(spec, env="fake"))
     seen = []
-    summary = envs.extract_in_env(tmp_path / "store", ds, "composition", progress=lambda d, t: seen.append((d, t)))
+    summary = extract(tmp_path / "store", ds, "composition", progress=lambda d, t: seen.append((d, t)))
     assert summary["env"] == "fake" and summary["n"] == 2 and summary["n_skipped"] == 1
     assert seen and seen[-1] == (3, 3)
     with pytest.raises(ModelError, match="runs in the 'fake' model environment"):
@@ -214,4 +217,4 @@ def test_worker_subprocess_writes_the_same_store(empty_env_dir, monkeypatch, tmp
     np.testing.assert_array_equal(a[1], b[1])
     assert Store(tmp_path / "store").provenance("mix", "composition", summary["layer"])["dataset"] == "mix"
     with pytest.raises(UnknownNameError):  # errors in the worker come back as the same class
-        envs.extract_in_env(tmp_path / "store", ds, "composition", layer="nope")
+        extract(tmp_path / "store", ds, "composition", layer="nope")

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matteralign import envs
+from matteralign import envs, models
 from matteralign.errors import ModelError
+from matteralign.execute import extract
+from matteralign.execute.wire import read_samples
 from matteralign.store import Store
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]
@@ -75,7 +77,7 @@ ERROR_CASES = ("mace-mp", "orb-v3-conservative", "esen", "mattergen", "equiforme
 @pytest.fixture(scope="module")
 def case(request, built_env, tmp_path_factory):
     model = request.param
-    family = envs.model_env(model)
+    family = models.get_spec(model).env
     built_env(family)
     out = tmp_path_factory.mktemp(model)
     proc = envs.run_in_env(family, [HERE / "random_models.py", model, out])
@@ -91,13 +93,13 @@ def _options(model, ckpt):
 def test_layers_equal_independent_path_and_are_invariant(case, tmp_path):
     model, out, info = case
     layers, invariant, _ = CASES[model]
-    ds = envs.read_dataset(out / "dataset.npz")
+    ds = read_samples(out / "dataset.npz")
     ref = np.load(out / "reference.npz")
     store = Store(tmp_path / "store")
     for layer in layers:
-        summary = envs.extract_in_env(tmp_path / "store", ds, model, layer=layer,
+        summary = extract(tmp_path / "store", ds, model, layer=layer,
                                       options=_options(model, info["checkpoint"]), shard_size=4)
-        assert summary["env"] == envs.model_env(model) and summary["n"] == len(ds) and summary["n_skipped"] == 0
+        assert summary["env"] == models.get_spec(model).env and summary["n"] == len(ds) and summary["n_skipped"] == 0
         ids, feats, offs = store.read_atoms(ds.name, model, layer)
         assert ids == ds.ids
         want = ref[layer].astype(np.float32)
@@ -131,25 +133,25 @@ def test_layers_equal_independent_path_and_are_invariant(case, tmp_path):
             Path(info["checkpoint"]) / "checkpoints" / "last.ckpt")
     else:
         assert prov["weights_sha256"] == file_sha256(info["checkpoint"])
-    assert prov["env"] == envs.model_env(model)
-    if envs.model_env(model) == "fairchem":
+    assert prov["env"] == models.get_spec(model).env
+    if models.get_spec(model).env == "fairchem":
         assert prov["task_rule"].startswith("auto: omat for periodic, omol")
 
 
 @pytest.mark.parametrize("case", ERROR_CASES, indirect=True)
 def test_checkpoint_errors_name_the_path(case, tmp_path):
     model, out, info = case
-    ds = envs.read_dataset(out / "dataset.npz")[:2]
+    ds = read_samples(out / "dataset.npz")[:2]
     missing = tmp_path / "nope" / "missing.ckpt"
     with pytest.raises(ModelError, match=str(missing)):
-        envs.extract_in_env(tmp_path / "s1", ds, model, options=_options(model, missing))
+        extract(tmp_path / "s1", ds, model, options=_options(model, missing))
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(os.urandom(4096))
     with pytest.raises(ModelError, match=str(corrupt)):
-        envs.extract_in_env(tmp_path / "s2", ds, model, options=_options(model, corrupt))
+        extract(tmp_path / "s2", ds, model, options=_options(model, corrupt))
     if CASES[model][2]:
         with pytest.raises(ModelError, match="trust_checkpoint=True"):
-            envs.extract_in_env(tmp_path / "s3", ds, model,
+            extract(tmp_path / "s3", ds, model,
                                 options={"checkpoint": info["checkpoint"], "trust_checkpoint": False})
 
 
@@ -163,7 +165,7 @@ def test_cli_extract_runs_in_the_models_env(case, tmp_path, capsys):
             "--checkpoint", f"{model}={info['checkpoint']}"]
     with pytest.raises(SystemExit):  # a pickle without --trust-checkpoint: one clear line
         main(args)
-    assert "--trust-checkpoint" in " ".join(capsys.readouterr().out.split())
+    assert "--trust-checkpoint" in " ".join(capsys.readouterr().err.split())
     main([*args, "--trust-checkpoint"])
     assert "4 samples embedded" in " ".join(capsys.readouterr().out.split())
     ids, X = Store(store).read("g2", model, "invariants")
@@ -175,28 +177,28 @@ def test_mattergen_folder_errors_molecules_and_times(case, tmp_path):
     import shutil
 
     model, out, info = case
-    ds = envs.read_dataset(out / "dataset.npz")
+    ds = read_samples(out / "dataset.npz")
     # a folder with a corrupt last.ckpt, and one without it: errors name the folder
     bad = tmp_path / "bad"
     shutil.copytree(info["checkpoint"], bad)
     (bad / "checkpoints" / "last.ckpt").write_bytes(os.urandom(4096))
     with pytest.raises(ModelError, match=f"could not load checkpoint '{bad}'"):
-        envs.extract_in_env(tmp_path / "s1", ds[:2], model, options=_options(model, bad))
+        extract(tmp_path / "s1", ds[:2], model, options=_options(model, bad))
     (bad / "checkpoints" / "last.ckpt").unlink()
     with pytest.raises(ModelError, match=f"{bad}.*lacks checkpoints/last.ckpt"):
-        envs.extract_in_env(tmp_path / "s2", ds[:2], model, options=_options(model, bad))
+        extract(tmp_path / "s2", ds[:2], model, options=_options(model, bad))
     # a molecule is skipped with a reason; the crystals are embedded
     from ase.build import molecule
 
     from matteralign.samples import Dataset, Sample
 
     mixed = Dataset("mixed", [Sample(id="water", atoms=molecule("H2O")), *list(ds[:2])])
-    summary = envs.extract_in_env(tmp_path / "s3", mixed, model, options=_options(model, info["checkpoint"]))
+    summary = extract(tmp_path / "s3", mixed, model, options=_options(model, info["checkpoint"]))
     assert summary["n"] == 2 and summary["n_skipped"] == 1
     ids, X = Store(tmp_path / "s3").read("mixed", model, "node_embedding_t0.01")
     assert ids == ds.ids[:2] and X.shape == (2, 64) and np.isfinite(X).all()
     # the diffusion time matters (the layers differ), and the provenance says how they were made
-    summary = envs.extract_in_env(tmp_path / "s3", mixed, model, layer="node_embedding_t0.5",
+    summary = extract(tmp_path / "s3", mixed, model, layer="node_embedding_t0.5",
                                   options=_options(model, info["checkpoint"]))
     _, Y = Store(tmp_path / "s3").read("mixed", model, "node_embedding_t0.5")
     assert not np.allclose(X, Y, atol=1e-3)
@@ -218,10 +220,10 @@ def test_equiformer_v2_oc20_layout_and_pickled_checkpoints(built_env, tmp_path):
     proc = envs.run_in_env("eqv2", [HERE / "random_models.py", "equiformer-v2-oc20", out])
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["model_class"] == "EquiformerV2"
-    ds = envs.read_dataset(out / "dataset.npz")
+    ds = read_samples(out / "dataset.npz")
     ref = np.load(out / "reference.npz")
     for layer in ("node_embedding_l0", "node_embedding"):
-        envs.extract_in_env(tmp_path / "store", ds, "equiformer-v2", layer=layer,
+        extract(tmp_path / "store", ds, "equiformer-v2", layer=layer,
                             options={"checkpoint": info["checkpoint"], "seed": 0}, shard_size=5)
         ids, feats, _ = Store(tmp_path / "store").read_atoms(ds.name, "equiformer-v2", layer)
         want = ref[layer]
@@ -236,7 +238,7 @@ def test_equiformer_v2_oc20_layout_and_pickled_checkpoints(built_env, tmp_path):
     pickled = tmp_path / "pickled.pt"
     torch.save(ckpt, pickled)
     with pytest.raises(ModelError, match=f"{pickled}.*trust_checkpoint=True"):
-        envs.extract_in_env(tmp_path / "s1", ds[:2], "equiformer-v2", options={"checkpoint": str(pickled)})
-    summary = envs.extract_in_env(tmp_path / "s1", ds[:2], "equiformer-v2",
+        extract(tmp_path / "s1", ds[:2], "equiformer-v2", options={"checkpoint": str(pickled)})
+    summary = extract(tmp_path / "s1", ds[:2], "equiformer-v2",
                                   options={"checkpoint": str(pickled), "trust_checkpoint": True})
     assert summary["n"] == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matteralign import envs
+from matteralign import envs, models
 from matteralign.study import Study
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]
@@ -19,10 +19,10 @@ HERE = Path(__file__).resolve().parent
 
 def test_study_runs_a_model_in_its_own_environment(tmp_path):
     model = "orb-v3-direct"
-    envs.create(envs.model_env(model))
+    envs.create(models.get_spec(model).env)
     out = tmp_path / "ckpt"
     out.mkdir()
-    proc = envs.run_in_env(envs.model_env(model), [HERE / "random_models.py", model, out])
+    proc = envs.run_in_env(models.get_spec(model).env, [HERE / "random_models.py", model, out])
     ckpt = json.loads(proc.stdout.strip().splitlines()[-1])["checkpoint"]
     study = Study.from_dict({
         "name": "env-study", "out": str(tmp_path / "run"), "models": [model, "composition", "random"],

@@ -110,7 +110,8 @@ class Executor:
 
     def describe(self) -> dict[str, Any]:
         """What ran the units (recorded in the study's provenance)."""
-        return {"executor": self.name, "workers": self.workers, "threads_per_worker": self.threads}
+        return {"executor": self.name, "workers": self.workers, "threads_per_worker": self.threads,
+                "retries": getattr(self, "retries", 0)}
 
     def close(self) -> None:
         pass
@@ -194,6 +195,8 @@ class SlotExecutor(Executor):
         self.workers = int(workers)
         self._slots: list[_Slot | None] = [None] * self.workers
         self._kept: dict[tuple, Any] = {}
+        #: Units that ran again because their worker died (for provenance and fault tests).
+        self.retries = 0
 
     # subclasses
     def _new_slot(self, unit) -> _Slot:  # pragma: no cover - abstract
@@ -256,6 +259,7 @@ class SlotExecutor(Executor):
                         if n > self.max_retries:
                             raise ModelError(f"{unit.label}: the worker died {n} times running this unit "
                                              f"(last: {exc}); giving up") from None
+                        self.retries += 1
                         pending.insert(0, unit)
                         continue
                     if isinstance(unit, CallUnit) and unit.share:
@@ -325,6 +329,8 @@ class _ProcSlot(_Slot):
                 fut, unit = self._futures.pop(reply.get("id"), (None, None))
             if fut is None:
                 continue
+            if fut.done():  # cancelled by the driver (an interrupted run)
+                continue
             if reply.get("ok"):
                 try:
                     fut.set_result(_read_result(unit, reply["output"]))
@@ -338,7 +344,8 @@ class _ProcSlot(_Slot):
         with self._lock:
             left, self._futures = list(self._futures.values()), {}
         for fut, _unit in left:
-            fut.set_exception(WorkerDied(f"worker process {self.proc.pid} exited with code {self.proc.returncode}; "
+            if not fut.done():
+                fut.set_exception(WorkerDied(f"worker process {self.proc.pid} exited with code {self.proc.returncode}; "
                                          f"log: {self._log_tail()}"))
 
     def _log_tail(self) -> str:

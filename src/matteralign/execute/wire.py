@@ -30,10 +30,16 @@ def jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-def write_samples(samples: Sequence, path: str | os.PathLike, *, name: str = "", meta: dict | None = None) -> None:
-    """Write ``samples`` (every view a model reads) to ``path`` (``.npz``)."""
+def write_samples(samples: Sequence, path: str | os.PathLike, *, name: str | None = None,
+                  meta: dict | None = None) -> None:
+    """Write ``samples`` (every view a model reads) to ``path`` (``.npz``).
+
+    ``samples`` may be a :class:`~matteralign.samples.Dataset`, whose name and meta are kept unless given.
+    """
     from ..datasets.weather import pack_grids
 
+    name = getattr(samples, "name", "") if name is None else name
+    meta = getattr(samples, "meta", None) if meta is None else meta
     ids, numbers, positions, counts, cells, pbc, has, infos = [], [], [], [], [], [], [], []
     strings: dict[str, list[str]] = {v: [] for v in _STRING_VIEWS}
     present: dict[str, list[bool]] = {v: [] for v in _STRING_VIEWS}

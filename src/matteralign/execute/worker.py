@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["Handler", "embed_shard", "main"]
+__all__ = ["Handler", "embed_shard", "load_plugins", "main"]
 
 
 def _reason(exc: BaseException) -> str:
@@ -203,10 +203,22 @@ def rebuild_error(payload: dict[str, str]):
     return exc
 
 
+def load_plugins() -> list[str]:
+    """Import the modules named in ``MATTERALIGN_PLUGINS`` (comma-separated), e.g. a module of your own that
+    registers model adapters, so that workers on every machine know them too. Returns their names."""
+    import importlib
+
+    names = [m.strip() for m in os.environ.get("MATTERALIGN_PLUGINS", "").split(",") if m.strip()]
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
 def main() -> int:
     """Serve requests from stdin until it closes."""
     from .._warnings import install_worker_hook
 
+    load_plugins()
     install_worker_hook()  # a study run counts the workers' warnings and shows them once at its end
     threads = os.environ.get("MATTERALIGN_THREADS")
     handler = Handler(threads=int(threads) if threads else None)

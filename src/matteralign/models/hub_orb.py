@@ -86,6 +86,31 @@ class OrbExtractor(CheckpointExtractor):
         h = got["backbone"][-1].cpu().numpy().astype(np.float32)
         return np.split(h, np.cumsum([len(a) for a in inputs])[:-1])
 
+    def embed_with_energy(self, inputs, layers) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Node features and the model's total energy (eV) per structure, from one ``predict`` pass.
+
+        The backbone's ``node_features`` are read by a hook while the package's own ``predict`` runs the
+        heads (and, for conservative models, the autograd forces it always computes).
+        """
+        import torch
+
+        from ._atoms import capture
+
+        inputs = self._checked_structures(inputs, "embed")
+        layers = [self.resolve_layer(layer) for layer in layers]
+        conservative = "conservative" in type(self.model).__name__.lower()
+        with self._runtime(), torch.set_grad_enabled(conservative):
+            with capture({"backbone": self.model.model}, take=lambda _n, out: out["node_features"]) as got:
+                pred = self.model.predict(self._graphs(inputs))
+            h = got["backbone"][-1].detach().cpu().numpy().astype(np.float32)
+            energy = pred["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
+        feats = np.split(h, np.cumsum([len(a) for a in inputs])[:-1])
+        return {layer: list(feats) for layer in layers}, energy
+
+    def predict_energy(self, atoms_list) -> np.ndarray:
+        """The model's total energy per structure, in eV (the package's ``predict``)."""
+        return self.embed_with_energy(atoms_list, [self.default_layer])[1]
+
     def _hub_provenance(self) -> dict[str, Any]:
         sc = self.system_config
         return {"loader": self.loader, "compile": False, "model_class": type(self.model).__name__,
@@ -95,6 +120,7 @@ class OrbExtractor(CheckpointExtractor):
 def _spec(name: str, description: str) -> ModelSpec:
     return ModelSpec(name=name, factory=f"{__name__}:OrbExtractor", family="orb", modality="atoms", kind="mlip",
                      embedding_type="equivariant" if name.startswith("orb-v3-conservative") else "vanilla", gpu=True,
+                     properties=("energy",), energy_in_forward=True,
                      layers=("node_features",), default_layer="node_features",
                      kwargs={"name": name, "loader": LOADERS[name]}, requires=("orb_models", "torch", "ase"),
                      requires_checkpoint=True, description=description, env="orb")
