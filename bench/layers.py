@@ -11,7 +11,7 @@ Items (each in its own subprocess, so ``ru_maxrss`` is the item's peak RSS):
   width 128, float32) for CKNNA (k = 25) and linear CKA with :func:`matteralign.analysis.layers.layer_map`
   (normalisation, one exact kNN search per layer, every cell), against its floor: the 20 single-layer exact
   kNN searches alone (``knn_graph(k=25, metric="ip")`` on the normalised layers, the search each layer's
-  cache runs). ``REPEATS`` runs interleaved; ratio of the medians, target <= 1.3.
+  cache runs). ``MAP_REPEATS`` runs interleaved; ratio of the medians, target <= 1.3.
 
 Data of the capture items: the bundled ``molecules`` dataset (seeded subset).
 
@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "layers.json"
 CAPTURE = ["chgnet-0.3.0", "sevennet-0", "minilm-smiles"]
 REPEATS = 3
+MAP_REPEATS = 5  # the map item is short: more runs, interleaved with its floor
 THREADS = 1  # the 2-core machine is shared: one torch thread per item is the least noisy setting
 LAYERS, WIDTH, K = 10, 128, 25
 
@@ -101,7 +102,7 @@ def layer_map_item(n: int) -> dict:
     knn_graph(normed[0][:500], k=K, metric="ip")
     floor, full = [], []
     table = None
-    for _ in range(REPEATS):
+    for _ in range(MAP_REPEATS):
         t = time.perf_counter()
         for v in normed:
             knn_graph(v, k=K, metric="ip")

@@ -169,3 +169,12 @@ def test_report_section(tmp_path):
     assert self_ref["layer2"] == pytest.approx(1.0)  # the reference layer with itself
     assert len(res.figures) == 3 + 1 and all(p.exists() and p.stat().st_size > 1000 for p in res.figures)
     assert res.findings and "best matches" in res.findings[0]
+
+
+def test_cross_map_with_shared_caches_equals_fresh_ones(net):
+    from matteralign.metrics import prepare
+
+    shared = {k: prepare(v, k_max=10) for k, v in net.items()}
+    fresh = layer_map(net, {k: v.copy() for k, v in net.items()}, metrics=["cka", "unbiased_cka"], model_b="b")
+    same = layer_map(shared, dict(shared), metrics=["cka", "unbiased_cka"], model_b="b")
+    np.testing.assert_allclose(same["value"], fresh["value"], rtol=1e-12, atol=1e-12)

@@ -85,26 +85,43 @@ def _linear_cka_cross(ca: list, cb: list, debiased: bool, eps: float) -> np.ndar
 
     The metric's all-pairs route (:func:`matteralign.metrics.cka.cka_all_from_caches`) forms the Gram of the
     union of both models' layers, ``(sum d)^2`` columns; a cross map needs only the ``A x B`` block
-    :math:`F_{ij} = \lVert X_{ic}^\top Y_{jc} \rVert_F^2`, one ``dgemm`` over row blocks of the centred
+    :math:`F_{ij} = \\lVert X_{ic}^\top Y_{jc} \rVert_F^2`, one ``dgemm`` over row blocks of the centred
     stacks (half the work), combined with each layer's cached kernel statistics by the metric's own HSIC
     and ratio.
     """
-    from scipy.linalg.blas import dgemm
+    from scipy.linalg.blas import dgemm, dsyrk
 
-    from ..metrics.cka import _centred_block, _hsic, _linear_cache_stats, _ratio
+    from ..metrics.cka import _centred_block, _hsic, _KernelStats, _linear_cache_stats, _ratio
 
     n = ca[0].n
     wa, wb = sum(c.d for c in ca), sum(c.d for c in cb)
     if any(c.d >= n for c in [*ca, *cb]) or max(wa, wb) > _STACK_COLS:
         return None
+    oa, ob = np.cumsum([0] + [c.d for c in ca]), np.cumsum([0] + [c.d for c in cb])
+    # each layer's own kernel statistics come from the same centring pass (as in the metric's stacked route):
+    # squared row norms from the centring kernel, <K, K> = ||X_c^T X_c||_F^2 from one dsyrk per layer and block
+    todo = {id(c): c for c in [*ca, *cb] if ("cka", "linear_stats") not in c.extras}
+    sq = {key: np.empty(n) for key in todo}
+    gram = {key: np.zeros((c.d, c.d), order="F") for key, c in todo.items()}
     G = np.zeros((wa, wb), order="F")
     rows = min(n, max(64, (1 << 23) // max(wa, wb)))
     buf_a, buf_b = np.empty((rows, wa)), np.empty((rows, wb))
     for s in range(0, n, rows):
         e = min(n, s + rows)
-        Za, Zb = _centred_block(ca, s, e, buf_a), _centred_block(cb, s, e, buf_b)
+        Za = _centred_block(ca, s, e, buf_a, [sq.get(id(c), np.empty(n)) for c in ca])
+        Zb = _centred_block(cb, s, e, buf_b, [sq.get(id(c), np.empty(n)) for c in cb])
         G = dgemm(1.0, Za.T, Zb.T, beta=1.0, c=G, trans_b=1, overwrite_c=1)
-    oa, ob = np.cumsum([0] + [c.d for c in ca]), np.cumsum([0] + [c.d for c in cb])
+        seen = set()  # a cache given twice (on both sides, or twice on one) is accumulated once
+        for Z, cs, offs in ((Za, ca, oa), (Zb, cb, ob)):
+            for t, c in enumerate(cs):
+                if id(c) in gram and id(c) not in seen:
+                    seen.add(id(c))
+                    part = np.ascontiguousarray(Z[:, offs[t]:offs[t + 1]])
+                    gram[id(c)] = dsyrk(1.0, part.T, beta=1.0, c=gram[id(c)], trans=0, lower=0, overwrite_c=1)
+    for key, c in todo.items():
+        g = gram[key]  # upper triangle with the diagonal: the strict part counts twice
+        kk = 2.0 * float(np.sum(np.triu(g) ** 2)) - float(np.sum(np.diagonal(g) ** 2))
+        c.extras.setdefault(("cka", "linear_stats"), _KernelStats(sq[key], np.zeros(n), kk))
     sa, sb = [_linear_cache_stats(c) for c in ca], [_linear_cache_stats(c) for c in cb]
     ha = [_hsic(st.kk, st, st, n, debiased) for st in sa]
     hb = [_hsic(st.kk, st, st, n, debiased) for st in sb]
