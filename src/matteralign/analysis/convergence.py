@@ -215,10 +215,10 @@ def convergence_table(ctx: AnalysisContext):
 
 
 def _figure(ctx: AnalysisContext, ds: str, sub, metric: str):
-    from ._plot import model_colors, pyplot, safe_name, save
+    from ._plot import label_points, model_colors, pyplot, safe_name, save
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.4, 4.0))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     x = sub[f"{metric}_to_best"].to_numpy(dtype=float)
     y = sub["mae_mev_per_atom"].to_numpy(dtype=float)
     npar = _numeric(sub["n_params"])
@@ -229,9 +229,7 @@ def _figure(ctx: AnalysisContext, ds: str, sub, metric: str):
     ok = np.isfinite(x)
     ax.scatter(x[ok], y[ok], s=sizes[ok], c=[c for c, o in zip(colors, ok, strict=True) if o], alpha=0.75,
                edgecolors="black", linewidths=0.5)  # fmt: skip
-    for xi, yi, m in zip(x, y, sub["model"], strict=True):
-        if np.isfinite(xi):
-            ax.annotate(m, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    label_points(ax, x[ok], y[ok], [m for m, o in zip(sub["model"], ok, strict=True) if o], fontsize=8)
     best = sub["best_model"].iloc[0]
     ax.set_xlabel(f"{metric.upper() if metric == 'cknna' else metric} to the most accurate model ({best})")
     ax.set_ylabel("composition-corrected energy MAE (meV/atom)")

@@ -47,7 +47,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     import pandas as pd
     from scipy.stats import kendalltau, spearmanr
 
-    from ._plot import CONTROL_COLOR, family_colors, pyplot, safe_name, save
+    from ._plot import model_styles, pyplot, safe_name, save
 
     plt = pyplot()
     ks_req = [int(k) for k in ctx.params.get("ks", DEFAULT_KS)]
@@ -65,7 +65,6 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         ),
     )
     scores_rows, stab_rows = [], []
-    fc = family_colors(ctx.models)
     rng = np.random.default_rng(ctx.seed)
     for dataset in sorted(ctx.embeddings):
         embs = ctx.embeddings[dataset]
@@ -113,18 +112,19 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             stab_rows.append((dataset, k, n, len(real), float(np.nanmean(vals)), rho, tau))
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.0), gridspec_kw={"width_ratios": [1.6, 1]})
+        styles = model_styles(ctx.models, names)  # family colour, a shade and a marker per model of the family
         for m in names:
             y = [score[(k, m)] for k in ks]
             ctrl = is_control(ctx.models.get(m))
-            ax1.plot(ks, y, marker="o", ms=3.5, lw=1.3, ls="--" if ctrl else "-",
-                     color=CONTROL_COLOR if ctrl else fc.get(family_of(ctx.models, m), "#000000"), label=m)
+            ax1.plot(ks, y, marker=styles[m]["marker"], ms=4.5, lw=1.3, ls="--" if ctrl else "-",
+                     color=styles[m]["color"], label=m)
         ax1.set_xscale("log")
         ax1.set_xticks(ks, labels=[str(k) for k in ks])
         ax1.minorticks_off()
         ax1.set_xlabel("k (neighbours)")
         ax1.set_ylabel("mean CKNNA to the other models")
         ax1.set_title(f"{dataset}: CKNNA vs k (n = {n})")
-        ax1.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=7,
+        ax1.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8,
                    ncol=1 if len(names) <= 18 else 2)
         st = [r for r in stab_rows if r[0] == dataset]
         ax2.plot([r[1] for r in st], [r[5] for r in st], marker="o", label="Spearman ρ", color="#1f77b4")
@@ -139,7 +139,13 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         ax2.set_title("stability of the model ranking")
         ax2.legend(frameon=False, loc="lower left")
         fig.tight_layout()
-        res.figures.append(save(fig, ctx.out_dir / f"ksweep_{safe_name(dataset)}.png"))
+        path = save(fig, ctx.out_dir / f"ksweep_{safe_name(dataset)}.png")
+        res.figures.append(path)
+        res.captions[path.name] = (
+            f"{dataset} (n = {n} samples every model embedded): left, each model's mean CKNNA to the other real "
+            "models at each k (colour = family, shade and marker = model, dashed = control); right, agreement "
+            f"of the model ranking at each k with the ranking at k = {k_ref}."
+        )
 
     scores = pd.DataFrame(scores_rows, columns=["dataset", "k", "model", "family", "mean_cknna", "rank"])
     stab = pd.DataFrame(stab_rows, columns=["dataset", "k", "n", "n_models", "mean_cknna", "spearman_rho",

@@ -17,7 +17,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     import pandas as pd
     from scipy.stats import pearsonr, spearmanr
 
-    from ._plot import pyplot, save
+    from ._plot import label_points, pyplot, save
 
     id_ds = str(ctx.params.get("id_dataset", "crystals"))
     ood_ds = str(ctx.params.get("ood_dataset", "molecules"))
@@ -63,10 +63,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     hi = max(x.max(), y.max()) * 1.05 + 1e-9
     ax.plot([lo, hi], [lo, hi], color="#999999", lw=0.8, ls="--", label="identity")
     ax.scatter(x, y, s=32, color="#1f77b4", edgecolors="white", linewidths=0.5, zorder=3)
-    for i in np.argsort(-np.abs(y - x))[: min(4, len(tab))]:  # label the pairs farthest from the identity
-        a, b = keys[i]
-        ax.annotate(f"{a} · {b}", (x[i], y[i]), fontsize=6.5, color="#333333", xytext=(4, -9),
-                    textcoords="offset points")
+    far = np.argsort(-np.abs(y - x))[: min(4, len(tab))]  # label the pairs farthest from the identity
+    label_points(ax, x[far], y[far], [f"{keys[i][0]} · {keys[i][1]}" for i in far], fontsize=8)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_aspect("equal")
