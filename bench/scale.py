@@ -111,7 +111,7 @@ def item_schedule(n_units: int, cost_ms: float) -> dict:
         store = Store(tmp / "plan-store")
         t0 = time.perf_counter()
         jobs, units = {}, []
-        for j, ds in enumerate(datasets):
+        for ds in datasets:
             for k in range(n_models):
                 job, todo = plan_extraction(store, ds, f"standin-{k}", layers=("h",), shard_size=shard)
                 jobs[(ds.name, job.model)] = job
@@ -131,7 +131,7 @@ def item_schedule(n_units: int, cost_ms: float) -> dict:
                 if (u.dataset, u.model) not in run_jobs:
                     ds = next(d for d in datasets if d.name == u.dataset)
                     job, _ = plan_extraction(run_store, ds, u.model, layers=("h",), shard_size=shard)
-                    job.todo = sorted(x.shard for x in subset if (x.dataset, x.model) == (u.dataset, u.model))
+                    job.todo = list(range(job.n_shards))  # a slice of the plan: shards are committed, not consolidated
                     run_jobs[(u.dataset, u.model)] = job
             committer = Committer(run_store, run_jobs)
             cluster = None

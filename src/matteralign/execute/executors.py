@@ -221,32 +221,37 @@ class SlotExecutor(Executor):
         pending = list(units)
         attempts: dict[tuple, int] = {}
         running: dict[cf.Future, tuple[int | None, Any]] = {}
+
+        def dispatch():
+            # call units that run outside the slots (Ray tasks) go as soon as their inputs exist
+            for unit in [u for u in pending if isinstance(u, CallUnit) and self._ready(u)]:
+                fut = self._submit_call(unit)
+                if fut is not None:
+                    pending.remove(unit)
+                    running[fut] = (None, unit)
+            busy = {i for i, _u in running.values() if i is not None}
+            for i in range(self.workers):
+                ready = [u for u in pending if self._ready(u)]
+                if i in busy or not ready:
+                    continue
+                unit = self._pick(self._slots[i], ready)
+                pending.remove(unit)
+                slot = self._slots[i]
+                if slot is None or not self._can_host(slot, unit):
+                    if slot is not None:
+                        slot.close()
+                    slot = self._slots[i] = self._new_slot(unit)
+                running[slot.submit(unit, self._resolve)] = (i, unit)
+
         try:
             while pending or running:
-                # call units that run outside the slots (Ray tasks) go as soon as their inputs exist
-                for unit in [u for u in pending if isinstance(u, CallUnit) and self._ready(u)]:
-                    fut = self._submit_call(unit)
-                    if fut is not None:
-                        pending.remove(unit)
-                        running[fut] = (None, unit)
-                busy = {i for i, _u in running.values() if i is not None}
-                for i in range(self.workers):
-                    ready = [u for u in pending if self._ready(u)]
-                    if i in busy or not ready:
-                        continue
-                    unit = self._pick(self._slots[i], ready)
-                    pending.remove(unit)
-                    slot = self._slots[i]
-                    if slot is None or not self._can_host(slot, unit):
-                        if slot is not None:
-                            slot.close()
-                        slot = self._slots[i] = self._new_slot(unit)
-                    running[slot.submit(unit, self._resolve)] = (i, unit)
+                dispatch()
                 if not running:
                     missing = sorted({str(a.key) for u in pending for a in getattr(u, "args", ()) if isinstance(a, Ref)
                                       and a.key not in self._kept})
                     raise ModelError(f"units wait for results no unit produces: {missing}")
                 done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                landed = []
                 for fut in done:
                     i, unit = running.pop(fut)
                     try:
@@ -264,6 +269,10 @@ class SlotExecutor(Executor):
                         continue
                     if isinstance(unit, CallUnit) and unit.share:
                         self._kept[unit.key] = result
+                    landed.append((unit, result))
+                if landed:
+                    dispatch()  # free slots take their next unit before the driver commits
+                for unit, result in landed:
                     on_result(unit, result)
                     if progress:
                         progress(unit)

@@ -83,7 +83,8 @@ def read_samples(path: str | os.PathLike):
     from ..datasets.weather import unpack_grids
     from ..samples import Dataset, Sample
 
-    z = np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as npz:
+        z = {k: npz[k] for k in npz.files}  # each NpzFile lookup decompresses again: read every array once
     meta = json.loads(str(z["meta"]))
     offs = np.concatenate([[0], np.cumsum(z["counts"])])
     samples = []
@@ -134,7 +135,8 @@ def unpack_embedding(path: str | os.PathLike) -> dict[str, Any]:
         ``ids`` (list of str), ``arrays`` ({layer: list of (n_i, D) float32}), ``skipped`` ({id: reason}),
         ``energies`` (ndarray or None), ``provenance`` (dict).
     """
-    z = np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as npz:
+        z = {k: npz[k] for k in npz.files}
     arrays = {}
     for k, layer in enumerate(z["layers"].tolist()):
         counts = z[f"counts{k}"]
