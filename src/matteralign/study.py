@@ -273,8 +273,9 @@ class StudyResults:
             lines.append(f"  analysis {name} failed: {last[-1] if last else ''}")
         if not lines:
             return ""
-        head = (f"{len(self.missing)} requested number(s) could not be computed"
-                f"{f' and {len(self.failed_analyses)} analysis(es) failed' if self.failed_analyses else ''}:")
+        parts = [f"{len(self.missing)} requested number(s) could not be computed"] if self.missing else []
+        parts += [f"{len(self.failed_analyses)} analysis(es) failed"] if self.failed_analyses else []
+        head = " and ".join(parts) + ":"
         return "\n".join([head, *lines])
 
 
