@@ -16,8 +16,11 @@ def test_all_analyses_render_into_one_report(ctx, tmp_path):
     index = write_report(results, out_dir=out, study={"name": "synthetic"}, provenance={})
     html = index.read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
-    assert len(srcs) == sum(len(r.figures) for r in results) == 4 + 2 + 2 + 2 + 1
+    # matrix: one full and one condensed figure per dataset and metric (2 x 3 x 2)
+    assert len(srcs) == sum(len(r.figures) for r in results) == 12 + 2 + 2 + 2 + 1
     assert all((out / s).is_file() for s in srcs)
+    captions = re.findall(r"<figcaption>(.*?) <a ", html)
+    assert len(captions) == len(srcs) and not any(c.endswith(".png") for c in captions)
     for r in results:
         assert f'id="{r.name}"' in html
         for f in r.findings:

@@ -270,6 +270,10 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     for ds in dict.fromkeys(table["dataset"]):
         sub = table[table["dataset"] == ds].sort_values("mae_mev_per_atom")
         res.figures.append(_figure(ctx, ds, sub, metric))
+        res.captions[res.figures[-1].name] = (
+            f"{ds}: each energy model's composition-corrected energy MAE against the reference (y; n = "
+            f"{int(sub['n'].min())}–{int(sub['n'].max())} structures) and its {metric} to the most accurate "
+            "model (x); marker area grows with the parameter count, colour = family.")
         best = sub.iloc[0]
         res.findings.append(
             f"{ds}: the most accurate model is {best['model']} with a composition-corrected MAE of "

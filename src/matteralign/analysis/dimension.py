@@ -85,6 +85,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                       bbox_to_anchor=(1.0, 1.0), title="family")
         fig.tight_layout()
         res.figures.append(save(fig, ctx.out_dir / f"dimension_{safe_name(dataset)}.png"))
+        res.captions[res.figures[-1].name] = (
+            f"{dataset}: intrinsic dimension of each model's embedding ({', '.join(ests)}), grouped by embedding "
+            "type; a dot per model (colour = family), a bar at each type's median.")
     med = pd.DataFrame(med_rows, columns=["dataset", "estimator", "embedding_type", "n_models", "median_id"])
     res.tables["median_by_type"] = med
     for (dataset, est), g in med.groupby(["dataset", "estimator"], sort=True):

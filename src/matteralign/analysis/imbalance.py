@@ -103,6 +103,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         cbar = fig.colorbar(sc, ax=list(axes[0]), fraction=0.035, pad=0.02)
         cbar.set_label(f"{color_metric} (higher = more aligned)")
         res.figures.append(save(fig, ctx.out_dir / f"imbalance_{safe_name(dataset)}.png"))
+        res.captions[res.figures[-1].name] = (
+            f"{dataset}: every pair of models in the information-imbalance plane, Δ(a → b) against Δ(b → a), "
+            f"for each k; colour = {color_metric} of the pair.")
     if not tables:
         return res
     tab = pd.concat(tables, ignore_index=True).rename(columns={"color": color_metric})

@@ -245,6 +245,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     for model in models:
         parts, Xn, Y, ds_of, all_ids, labels = _map_one(ctx, model, p, errors)
         res.figures.append(_figure(ctx, model, Y, ds_of, labels))
+        res.captions[res.figures[-1].name] = (
+            f"UMAP map of {model}'s embeddings of {len(Y)} samples ({', '.join(dict.fromkeys(ds_of))}), coloured "
+            "by dataset and by each label.")
         coords.append(pd.DataFrame({"model": model, "dataset": ds_of, "id": all_ids, "umap_1": Y[:, 0],
                                     "umap_2": Y[:, 1]}))  # fmt: skip
         dsets = list(dict.fromkeys(ds_of))

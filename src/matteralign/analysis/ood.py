@@ -73,6 +73,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     ax.set_title(f"{len(tab)} pairs of interatomic potentials (labelled: farthest from identity)", fontsize=9)
     ax.legend(frameon=False, loc="upper left")
     res.figures.append(save(fig, ctx.out_dir / "ood_scatter.png"))
+    res.captions[res.figures[-1].name] = (
+        f"{metric} of each pair of interatomic potentials on {id_ds} (x, in distribution) and {ood_ds} (y, out of "
+        "distribution); dashed: equal alignment on both.")
 
     if len(tab) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
         r = float(pearsonr(x, y).statistic)

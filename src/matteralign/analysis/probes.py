@@ -192,6 +192,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     res.tables["probe_baselines"] = baselines
     for ds in dict.fromkeys(scores["dataset"]):
         res.figures.append(_figure(ctx, ds, scores, baselines))
+        res.captions[res.figures[-1].name] = (
+            f"{ds}: cross-validated R² of a linear probe of each label from each model's embedding, beside the "
+            "baselines.")
         sub = scores[(scores["dataset"] == ds) & ~scores["control"]]
         if sub.empty:
             continue

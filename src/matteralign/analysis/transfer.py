@@ -127,6 +127,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     res.tables["probe_transfer"] = table
     for ds in dict.fromkeys(table["dataset"]):
         res.figures.append(_figure(ctx, ds, table))
+        res.captions[res.figures[-1].name] = (
+            f"{ds}: R² of a probe trained on the source model's embedding (row) and applied to the target model's "
+            "embedding (column) through a linear map between the two.")
         sub = table[(table["dataset"] == ds) & ~table["source_control"] & ~table["target_control"]]
         if sub.empty:
             continue

@@ -217,6 +217,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         fams_present = list(dict.fromkeys(family_of(ctx.models, m) for m in names))
         family_legend(ax, ctx.models, fams_present, loc="lower right", title="family")
         res.figures.append(save(fig, ctx.out_dir / f"tree_{safe_name(dataset)}.png"))
+        res.captions[res.figures[-1].name] = (
+            f"{dataset}: neighbour-joining tree of the {len(names)} models (controls left out) from the "
+            f"Jensen–Shannon distances of their {metric} profiles; leaves coloured by family (Newick file below).")
 
         fams = {m: family_of(ctx.models, m) for m in names}
         clades = family_clades(tree, fams)
