@@ -171,13 +171,14 @@ def heatmap(
     col_colors: Sequence[str] | None = None,
     title: str = "",
     marks: np.ndarray | None = None,
+    value_format=None,
 ):
     """Draw matrix ``M`` on ``ax`` with a colour bar; NaN cells are left blank (light grey).
 
     Values are printed in the cells when ``annotate`` (default: at most 20 rows and columns), at
     :data:`CELL_FONT_PT` in white or black depending on the cell's luminance (size the figure with
     :func:`matrix_figsize`); a cell where ``marks`` (bool, same shape) is true gets a ``*``. Tick labels may
-    be coloured (e.g. by family).
+    be coloured (e.g. by family). ``value_format(v) -> str`` writes a cell's value (default ``f"{v:.2f}"``).
     """
     import matplotlib as mpl
 
@@ -217,7 +218,8 @@ def heatmap(
                 r, g, b, _ = cm(norm(v))
                 lum = 0.299 * r + 0.587 * g + 0.114 * b
                 star = "*" if marks is not None and marks[i, j] else ""
-                ax.text(j, i, f"{v:.2f}{star}", ha="center", va="center", fontsize=size,
+                text = value_format(v) if value_format is not None else f"{v:.2f}"
+                ax.text(j, i, f"{text}{star}", ha="center", va="center", fontsize=size,
                         color="black" if lum > 0.5 else "white")
     cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     cbar.ax.tick_params(labelsize=8)

@@ -170,7 +170,7 @@ def _figure(ctx: AnalysisContext, model: str, Y, ds_of, labels):
     panels = ["dataset", *labels]
     ncol = min(4, len(panels))
     nrow = int(np.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.0 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.0 * nrow), squeeze=False, layout="constrained")
     s = max(1.0, min(8.0, 6000.0 / len(Y)))
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"]
     for ax, panel in zip(axes.ravel(), panels, strict=False):
@@ -182,7 +182,7 @@ def _figure(ctx: AnalysisContext, model: str, Y, ds_of, labels):
                 ax.scatter(
                     Y[m, 0], Y[m, 1], s=s, c=palette[k % len(palette)], label=d, alpha=0.6, linewidths=0
                 )
-            ax.legend(frameon=False, markerscale=3, fontsize=7)
+            ax.legend(frameon=False, markerscale=3, fontsize=8)
             ax.set_title("dataset")
             continue
         v = labels[panel]
@@ -201,7 +201,7 @@ def _figure(ctx: AnalysisContext, model: str, Y, ds_of, labels):
                 sc = ax.scatter(Y[ok, 0], Y[ok, 1], s=s, c=vv, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1,
                                 linewidths=0)  # fmt: skip
             cb = fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.02)
-            cb.ax.tick_params(labelsize=6)
+            cb.ax.tick_params(labelsize=8)
         ax.set_title("|energy error| (meV/atom)" if panel == ERROR_LABEL else panel)
     for ax in axes.ravel()[len(panels) :]:
         ax.set_visible(False)

@@ -66,16 +66,21 @@ def transfer_table(ctx: AnalysisContext):
 
 
 def _figure(ctx: AnalysisContext, ds: str, table):
-    from ._plot import heatmap, model_colors, pyplot, safe_name, save
+    from ._plot import heatmap, matrix_figsize, model_colors, pyplot, safe_name, save
 
     plt = pyplot()
     sub = table[table["dataset"] == ds]
-    labels = list(dict.fromkeys(sub["label"]))
+    finite = sub.groupby("label")[["r2_transfer", "r2_source_own"]].apply(lambda g: bool(np.isfinite(g.to_numpy(
+        dtype=float)).any()))
+    labels = [lab for lab in dict.fromkeys(sub["label"]) if finite.get(lab, False)]  # no empty panel
+    if not labels:
+        labels = list(dict.fromkeys(sub["label"]))[:1]
     models = list(dict.fromkeys(list(sub["source"]) + list(sub["target"])))
     ncol = min(3, len(labels))
     nrow = int(np.ceil(len(labels) / ncol))
-    side = 2.2 + 0.42 * len(models)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(side * ncol + 1.5, side * nrow + 0.5), squeeze=False)
+    w, h = matrix_figsize(len(models), len(models), models)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol + 0.6, h * nrow + 0.6), squeeze=False,
+                             layout="constrained")
     colors = model_colors(ctx.models, models)
     pos = {m: i for i, m in enumerate(models)}
     for ax, lab in zip(axes.ravel(), labels, strict=False):
@@ -85,10 +90,10 @@ def _figure(ctx: AnalysisContext, ds: str, table):
             M[pos[r.source], pos[r.target]] = r.r2_transfer
             M[pos[r.source], pos[r.source]] = r.r2_source_own
         heatmap(ax, M, models, models, vmin=0.0, vmax=1.0, row_colors=colors, col_colors=colors,
-                cbar_label="held-out R²", title=lab)  # fmt: skip
+                cbar_label="held-out R²", title=lab, annotate=True,
+                value_format=lambda v: "<-1" if v < -1 else f"{v:.2f}")  # fmt: skip
     for ax in axes.ravel()[len(labels) :]:
         ax.set_visible(False)
-    fig.subplots_adjust(wspace=0.55, hspace=0.45)
     fig.supylabel("probe trained on (source)")
     fig.supxlabel("applied to (target, mapped → source)")
     fig.suptitle(f"{ds}: transferred linear probes (diagonal: own probe)")
