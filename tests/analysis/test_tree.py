@@ -69,4 +69,4 @@ def test_tree_analysis(ctx):
     np.testing.assert_allclose(D.to_numpy(), D.to_numpy().T)
     assert any("2 of 2 multi-model families form their own clade (mace, orb)" in f for f in res.findings)
     off = D.to_numpy() + np.diag(np.full(7, np.inf))
-    assert any(f"(D = {off.min():.3g})" in f and f.startswith("crystals") for f in res.findings)
+    assert any(f"(D = {off.min():.3g}; cknna profiles on n = 240)" in f and f.startswith("crystals") for f in res.findings)

@@ -187,3 +187,23 @@ def fmt(x: float, digits: int = 3) -> str:
     if x is None or not np.isfinite(x):
         return "n/a"
     return f"{x:.{digits}g}"
+
+
+def pair_n(pairs: pd.DataFrame, dataset: str, a: str, b: str, metric: str | None = None) -> int | None:
+    """The number of samples behind the pair (a, b) on ``dataset`` (either order; ``None`` if absent)."""
+    t = pairs[(pairs["dataset"] == dataset) & (((pairs["model_a"] == a) & (pairs["model_b"] == b))
+                                               | ((pairs["model_a"] == b) & (pairs["model_b"] == a)))]
+    if metric is not None:
+        t = t[t["metric"] == metric]
+    return int(t["n"].min()) if len(t) and "n" in t else None
+
+
+def n_phrase(pairs: pd.DataFrame, dataset: str, metric: str | None = None) -> str:
+    """``"n = 300"`` or ``"n = 47–300"``: the samples behind the pair values of ``dataset``."""
+    t = pairs[pairs["dataset"] == dataset]
+    if metric is not None:
+        t = t[t["metric"] == metric]
+    if not len(t) or "n" not in t:
+        return "n unknown"
+    lo, hi = int(t["n"].min()), int(t["n"].max())
+    return f"n = {lo}" if lo == hi else f"n = {lo}–{hi}"

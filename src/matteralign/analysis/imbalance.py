@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import fmt, parse_params, select_params
+from ._common import fmt, pair_n, parse_params, select_params
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
 __all__ = ["run", "imbalance_pairs"]
@@ -117,10 +117,11 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         i = int(asym.to_numpy().argmax())
         r = g.iloc[i]
         near = int(((g["delta_ab"] < 0.2) & (g["delta_ba"] < 0.2)).sum())
+        n_pair = pair_n(ctx.pairs, dataset, r["model_a"], r["model_b"], "information_imbalance")
         res.findings.append(
             f"{dataset} (k = {kk}): {near} of {len(g)} pairs lie near (0, 0) (both Δ < 0.2); the most asymmetric "
             f"pair is {r['model_a']} → {r['model_b']} Δ = {fmt(r['delta_ab'])} vs {r['model_b']} → {r['model_a']} "
-            f"Δ = {fmt(r['delta_ba'])}."
+            f"Δ = {fmt(r['delta_ba'])} (n = {n_pair})."
         )
         ok = g[color_metric].notna()
         if ok.sum() >= 3:

@@ -158,13 +158,15 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         others = g[g["k"] != k_ref]
         if others["spearman_rho"].notna().any():
             res.findings.append(
-                f"{dataset}: across k = {', '.join(str(k) for k in g['k'])}, the Spearman ρ of the model ranking "
+                f"{dataset} (n = {int(g['n'].iloc[0])}): across k = {', '.join(str(k) for k in g['k'])}, the "
+                "Spearman ρ of the model ranking "
                 f"vs k = {k_ref} is at least {fmt(others['spearman_rho'].min())} "
                 f"(Kendall τ at least {fmt(others['kendall_tau'].min())})."
             )
         mono = bool(np.all(np.diff(g["mean_cknna"].to_numpy()) > 0))
         res.findings.append(
-            f"{dataset}: mean CKNNA over real models goes from {fmt(g['mean_cknna'].iloc[0])} at k = "
+            f"{dataset} (n = {int(g['n'].iloc[0])}): mean CKNNA over real models goes from "
+            f"{fmt(g['mean_cknna'].iloc[0])} at k = "
             f"{g['k'].iloc[0]} to {fmt(g['mean_cknna'].iloc[-1])} at k = {g['k'].iloc[-1]}"
             f" ({'rising at every step' if mono else 'not monotone'})."
         )

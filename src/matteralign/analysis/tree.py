@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError
-from ._common import family_of, fmt, is_control, is_symmetric, order_models, pair_matrix, select_params
+from ._common import (
+    family_of,
+    fmt,
+    is_control,
+    is_symmetric,
+    n_phrase,
+    order_models,
+    pair_matrix,
+    select_params,
+)
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
 __all__ = ["run", "profiles", "tree_distance", "neighbour_joining", "family_clades"]
@@ -234,7 +243,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         off = D + np.diag(np.full(len(names), np.inf))
         i, j = np.unravel_index(np.argmin(off), off.shape)
         res.findings.append(f"{dataset}: the closest models in the tree distance are {names[i]} and {names[j]} "
-                            f"(D = {fmt(D[i, j])}).")
+                            f"(D = {fmt(D[i, j])}; {metric} profiles on {n_phrase(ctx.pairs, dataset, metric)}).")
     if not res.figures and not res.findings:
         res.findings.append("No pair results were available, so no tree was built.")
     return res
