@@ -215,7 +215,7 @@ def convergence_table(ctx: AnalysisContext):
 
 
 def _figure(ctx: AnalysisContext, ds: str, sub, metric: str):
-    from ._plot import label_points, model_colors, pyplot, safe_name, save
+    from ._plot import label_points, model_styles, pyplot, safe_name, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
@@ -225,10 +225,11 @@ def _figure(ctx: AnalysisContext, ds: str, sub, metric: str):
     finite = npar[np.isfinite(npar) & (npar > 0)]
     scale = finite.max() if finite.size else 1.0
     sizes = np.where(np.isfinite(npar) & (npar > 0), 30 + 400 * npar / scale, 30)
-    colors = model_colors(ctx.models, list(sub["model"]))
+    styles = model_styles(ctx.models, list(sub["model"]))  # family colour; a shade and marker per model
     ok = np.isfinite(x)
-    ax.scatter(x[ok], y[ok], s=sizes[ok], c=[c for c, o in zip(colors, ok, strict=True) if o], alpha=0.75,
-               edgecolors="black", linewidths=0.5)  # fmt: skip
+    for xi, yi, si, m in zip(x[ok], y[ok], sizes[ok], sub["model"][ok], strict=True):
+        ax.scatter([xi], [yi], s=si, color=styles[m]["color"], marker=styles[m]["marker"], alpha=0.8,
+                   edgecolors="black", linewidths=0.5)
     label_points(ax, x[ok], y[ok], [m for m, o in zip(sub["model"], ok, strict=True) if o], fontsize=8)
     best = sub["best_model"].iloc[0]
     ax.set_xlabel(f"{metric.upper() if metric == 'cknna' else metric} to the most accurate model ({best})")
