@@ -104,4 +104,4 @@ def test_matrix_all_pairs_thin_gives_no_headline(ctx):
     res = get_analysis("matrix")(ctx)  # the synthetic study has n = 240 < 10 k = 250 for every pair
     heads = [f for f in res.findings if f.startswith("molecules")]
     assert not any("most aligned pair" in f for f in heads)
-    assert any("every pair rests on fewer than 10·k = 250 samples" in f for f in heads)
+    assert any("every pair rests on fewer than 10·k = 250 samples (n = 240, k = 25)" in f for f in heads)

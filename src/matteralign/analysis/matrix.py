@@ -225,6 +225,7 @@ def _cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, k) -> list[str
         return [f"{dataset}: every pair rests on fewer than {THIN_FACTOR}·k = {THIN_FACTOR * k} samples "
                 f"({_n_text(N, np.isfinite(N))}, k = {k}), too few for the kNN metrics to say more than the sample "
                 "size; no headline is drawn (raise n or lower k)."]
+    N = np.where(thin, np.nan, N)  # the n of the values the statements below use
     if thin.any():
         pairs = int(np.triu(thin | thin.T, 1).sum())
         out.append(f"{dataset}: {pairs} pair(s) rest on fewer than {THIN_FACTOR}·k = {THIN_FACTOR * k} samples "
