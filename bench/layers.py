@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -100,19 +101,24 @@ def layer_map_item(n: int) -> dict:
     warm()  # compiled kernels loaded outside the timers (both routes use them)
     normed = [normalize(v, method="l2") for v in [*A.values(), *B.values()]]
     knn_graph(normed[0][:500], k=K, metric="ip")
-    floor, full = [], []
+    floor, full, floor_cpu, full_cpu = [], [], [], []
     table = None
     for _ in range(MAP_REPEATS):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for v in normed:
             knn_graph(v, k=K, metric="ip")
         floor.append(time.perf_counter() - t)
-        t = time.perf_counter()
+        floor_cpu.append(time.process_time() - c)
+        t, c = time.perf_counter(), time.process_time()
         table = layer_map(A, B, metrics=[("cknna", {"k": K}), "cka"], model_a="A", model_b="B")
         full.append(time.perf_counter() - t)
+        full_cpu.append(time.process_time() - c)
     diag = table[(table["metric"] == "cka")]
     return {"n": n, "layers": LAYERS, "width": WIDTH, "k": K, "cells": int(len(table)),
             "floor_20_searches_s": floor, "layer_map_s": full, "ratio_map_over_floor": _median(full) / _median(floor),
+            "floor_cpu_s": floor_cpu, "layer_map_cpu_s": full_cpu,
+            "cpu_ratio_map_over_floor": _median(full_cpu) / _median(floor_cpu),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "cka_range": [float(diag["value"].min()), float(diag["value"].max())], "peak_rss_gib": _rss_gib()}
 
 
@@ -149,7 +155,8 @@ def main(argv=None) -> None:
         elif item == "map":
             print(f"map N={res['n']} {LAYERS}x{LAYERS}: layer map {_median(res['layer_map_s']):.2f} s, "
                   f"20 searches {_median(res['floor_20_searches_s']):.2f} s, ratio {res['ratio_map_over_floor']:.3f} "
-                  f"(target <= 1.3)", flush=True)
+                  f"(target <= 1.3); CPU-time ratio {res['cpu_ratio_map_over_floor']:.3f}; load {res['load_average']}",
+                  flush=True)
         else:
             print(f"{item} ({res['n_samples']} molecules, {len(res['layers'])} layers): one layer "
                   f"{_median(res['one_layer_s']):.2f} s, all layers {_median(res['all_layers_s']):.2f} s, "
