@@ -210,6 +210,13 @@ class SlotExecutor(Executor):
         """Executors that run call units outside the slots (Ray tasks) return a future here."""
         return None
 
+    def _capacity(self) -> int:
+        """How many slots can be alive at once now (a cluster may lose nodes)."""
+        return self.workers
+
+    def _check_slots(self) -> None:
+        """Called while waiting: fail the unit of a slot known to be lost (Ray: its node is dead)."""
+
     def _resolve(self, a):
         return self._kept[a.key] if isinstance(a, Ref) else a
 
@@ -230,10 +237,13 @@ class SlotExecutor(Executor):
                     pending.remove(unit)
                     running[fut] = (None, unit)
             busy = {i for i, _u in running.values() if i is not None}
+            capacity = self._capacity()
             for i in range(self.workers):
                 ready = [u for u in pending if self._ready(u)]
                 if i in busy or not ready:
                     continue
+                if self._slots[i] is None and sum(x is not None for x in self._slots) >= capacity:
+                    continue  # the cluster shrank: wait for a live slot
                 unit = self._pick(self._slots[i], ready)
                 pending.remove(unit)
                 slot = self._slots[i]
@@ -251,6 +261,9 @@ class SlotExecutor(Executor):
                                       and a.key not in self._kept})
                     raise ModelError(f"units wait for results no unit produces: {missing}")
                 done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                if not done:
+                    self._check_slots()
+                    continue
                 landed = []
                 for fut in done:
                     i, unit = running.pop(fut)

@@ -73,6 +73,9 @@ def _actor_class():
         def pid(self) -> int:
             return os.getpid()
 
+        def node_id(self) -> str:
+            return ray.get_runtime_context().get_node_id()
+
         def worker_pid(self) -> int:
             return self._slot.pid
 
@@ -99,6 +102,8 @@ class _ActorSlot(_Slot):
         self.model_key = None
         self.actor = actor_cls.options(**ray_options(unit.resources)).remote(unit.env, threads)
         self.resources = unit.resources
+        self.node = self.actor.node_id.remote()  # resolved when the actor is placed
+        self.current: cf.Future | None = None
 
     def submit(self, unit, resolve) -> cf.Future:
         ray = _ray()
@@ -118,7 +123,16 @@ class _ActorSlot(_Slot):
                 out.set_exception(WorkerDied(f"{type(exc).__name__}: {exc}"))
 
         ref.future().add_done_callback(done)
+        self.current = out
         return out
+
+    def lose(self, why: str) -> None:
+        """Fail the running unit (its node is gone; Ray may take long to say so)."""
+        if self.current is not None and not self.current.done():
+            try:
+                self.current.set_exception(WorkerDied(why))
+            except cf.InvalidStateError:  # pragma: no cover - completed meanwhile
+                pass
 
     def close(self) -> None:
         try:
@@ -181,6 +195,30 @@ class RayExecutor(SlotExecutor):
                 "cpus_per_unit": self.cpus_per_unit, "address": self.address, "retries": self.retries, "ray": ray.__version__,
                 "nodes": len(nodes), "cluster_resources": {k: v for k, v in ray.cluster_resources().items()
                                                            if k in ("CPU", "GPU", "memory")}}
+
+    def _capacity(self) -> int:
+        cpus = float(_ray().available_resources().get("CPU", 0.0)) + sum(
+            s.resources.cpus for s in self._slots if isinstance(s, _ActorSlot))
+        return max(1, min(self.workers, int(cpus // max(self.cpus_per_unit, 1e-9) + 1e-9)))
+
+    def _check_slots(self) -> None:
+        """Fail the units of actors whose node is dead, so that they run again elsewhere."""
+        ray = _ray()
+        import time
+
+        now = time.monotonic()
+        if now - getattr(self, "_last_check", 0.0) < 2.0:
+            return
+        self._last_check = now
+        dead = {n["NodeID"] for n in ray.nodes() if not n.get("Alive")}
+        if not dead:
+            return
+        for slot in self._slots:
+            if not isinstance(slot, _ActorSlot) or slot.current is None or slot.current.done():
+                continue
+            ready, _ = ray.wait([slot.node], timeout=0)
+            if ready and ray.get(slot.node) in dead:
+                slot.lose("its node was removed from the cluster")
 
     def _can_host(self, slot, unit) -> bool:
         return slot.env == unit.env and getattr(slot, "resources", None) == unit.resources
