@@ -41,9 +41,13 @@ def test_one_pair_four_routes(tmp_path):
         routes = {"function": fn(A, B, k=k)}
         t = pairwise({a: A, b: B}, [(metric, {"k": k})])
         routes["pairwise"] = t.query("model_a == @a and model_b == @b")["value"].item()
-        for kind, args in (("compare", [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]),
-                           ("compare --store", ["--store", str(tmp_path / "study" / "store"), "--dataset", "g2",
-                                                "--model", a, "--model", b])):
+        for kind, args in (
+            ("compare", [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]),
+            (
+                "compare --store",
+                ["--store", str(tmp_path / "study" / "store"), "--dataset", "g2", "--model", a, "--model", b],
+            ),
+        ):
             out = tmp_path / f"{metric}-{kind.replace(' ', '')}.json"
             main(["compare", *args, "-m", metric, "--param", f"{metric}.k={k}", "--out", str(out)])
             rows = json.loads(out.read_text())

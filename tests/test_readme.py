@@ -58,8 +58,10 @@ def scratch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
     Z = rng.standard_normal((80, 5))
-    arrays = {name: (Z @ rng.standard_normal((5, d)) + 0.3 * rng.standard_normal((80, d))).astype(np.float32)
-              for name, d in (("a", 16), ("b", 12), ("c", 8))}
+    arrays = {
+        name: (Z @ rng.standard_normal((5, d)) + 0.3 * rng.standard_normal((80, d))).astype(np.float32)
+        for name, d in (("a", 16), ("b", 12), ("c", 8))
+    }
     for name, X in arrays.items():
         np.save(f"{name}.npy", X)
         np.save(f"{name.upper()}.npy", X)

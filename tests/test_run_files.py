@@ -10,8 +10,28 @@ from matteralign.cli import main
 
 pytestmark = pytest.mark.slow
 
-SMILES = ["CCO", "CCN", "CCC", "c1ccccc1", "CC(=O)O", "CCOC", "CNC", "C=CC", "CC#N", "OCCO", "CC(C)O", "CCCl",
-          "c1ccncc1", "CCS", "NCCO", "COC=O", "CC(N)=O", "C1CC1", "C1CCCC1", "CCCCO"]
+SMILES = [
+    "CCO",
+    "CCN",
+    "CCC",
+    "c1ccccc1",
+    "CC(=O)O",
+    "CCOC",
+    "CNC",
+    "C=CC",
+    "CC#N",
+    "OCCO",
+    "CC(C)O",
+    "CCCl",
+    "c1ccncc1",
+    "CCS",
+    "NCCO",
+    "COC=O",
+    "CC(N)=O",
+    "C1CC1",
+    "C1CCCC1",
+    "CCCCO",
+]
 
 
 def _files(tmp_path):
@@ -25,9 +45,11 @@ def _files(tmp_path):
         for a in atoms:
             db.write(a)
     (tmp_path / "my_mols.csv").write_text("smiles\n" + "\n".join(SMILES) + "\n")
-    return {"my_structures": ("my_structures.extxyz", ["composition", "element-random"]),
-            "my_db": ("my_db.db", ["composition", "element-random"]),
-            "my_mols": ("my_mols.csv", ["morgan", "rdkit-2d"])}
+    return {
+        "my_structures": ("my_structures.extxyz", ["composition", "element-random"]),
+        "my_db": ("my_db.db", ["composition", "element-random"]),
+        "my_mols": ("my_mols.csv", ["morgan", "rdkit-2d"]),
+    }
 
 
 def test_dataset_names_of_files(tmp_path):
@@ -49,8 +71,10 @@ def test_run_on_own_files_end_to_end(tmp_path, capsys, monkeypatch):
             args += ["--model", m]
         study = tmp_path / f"{name}.toml"
         models_toml = ", ".join(f'"{m}"' for m in models)
-        study.write_text(f"models = [{models_toml}]\nmetrics = {{ cknna = {{ k = 5 }}, mutual_knn = {{ k = 5 }} }}\n"
-                         "model_metrics = {}\nanalyses = { matrix = { k = 5 } }\n[[datasets]]\nname = \"x\"\n")
+        study.write_text(
+            f"models = [{models_toml}]\nmetrics = {{ cknna = {{ k = 5 }}, mutual_knn = {{ k = 5 }} }}\n"
+            'model_metrics = {}\nanalyses = { matrix = { k = 5 } }\n[[datasets]]\nname = "x"\n'
+        )
         main([args[0], str(study), *args[1:]])
         printed = capsys.readouterr().out
         assert str(out / "report" / "index.html") in printed

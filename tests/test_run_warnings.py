@@ -1,4 +1,4 @@
-"""A study's warnings (driver and worker processes) are shown once at the end, by kind, and kept in the report."""
+"""A study's warnings (driver and workers) are shown once at the end, by kind, and kept in the report."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ pytestmark = pytest.mark.slow
 
 def test_warnings_are_counted_once_and_reported(tmp_path, capsys):
     cfg = {
-        "name": "warned", "seed": 0, "out": str(tmp_path / "w"),
+        "name": "warned",
+        "seed": 0,
+        "out": str(tmp_path / "w"),
         # composition gives isomers identical rows: TwoNN drops those duplicates with a warning (in a worker)
-        "models": ["composition", "random"], "datasets": [{"name": "g2", "n": 80}],
-        "metrics": {"cknna": {"k": 5}}, "model_metrics": {"intrinsic_dimension": [{"method": "twonn"}]},
-        "analyses": {"matrix": {"k": 5}}, "execution": {"executor": "local", "workers": 1},
+        "models": ["composition", "random"],
+        "datasets": [{"name": "g2", "n": 80}],
+        "metrics": {"cknna": {"k": 5}},
+        "model_metrics": {"intrinsic_dimension": [{"method": "twonn"}]},
+        "analyses": {"matrix": {"k": 5}},
+        "execution": {"executor": "local", "workers": 1},
     }
     res = Study.from_dict(cfg).run(progress=True)
     err = capsys.readouterr().err

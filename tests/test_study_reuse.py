@@ -1,4 +1,4 @@
-"""Reuse: a copied study reruns from its caches; one store shared by two studies (``store`` key / ``--store``)."""
+"""Reuse: a copied study reruns from its caches; one store shared by two studies (``store`` / ``--store``)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,14 @@ def test_two_studies_share_one_store(tmp_path):
     one = Study.from_dict({**BASE, "out": str(tmp_path / "one"), "store": str(store)}).run(progress=False)
     marker = store / "g2" / "composition"
     before = {p: p.stat().st_mtime_ns for p in marker.rglob("*") if p.is_file()}
-    two = Study.from_dict({**BASE, "models": ["composition", "element-random"], "out": str(tmp_path / "two"),
-                           "store": str(store)}).run(progress=False)
+    two = Study.from_dict(
+        {
+            **BASE,
+            "models": ["composition", "element-random"],
+            "out": str(tmp_path / "two"),
+            "store": str(store),
+        }
+    ).run(progress=False)
     after = {p: p.stat().st_mtime_ns for p in marker.rglob("*") if p.is_file()}
     assert after == before  # composition's embeddings were read, not made again
     assert not (tmp_path / "two" / "store").exists() and (store / "g2" / "element-random").is_dir()

@@ -17,7 +17,15 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["read_arrays", "read_store", "parse_params", "metric_list", "check_output", "write_table", "OUTPUT_FORMATS"]
+__all__ = [
+    "read_arrays",
+    "read_store",
+    "parse_params",
+    "metric_list",
+    "check_output",
+    "write_table",
+    "OUTPUT_FORMATS",
+]
 
 #: Output file extensions and what they hold.
 OUTPUT_FORMATS = (".csv", ".parquet", ".json")
@@ -34,8 +42,10 @@ def _unique(name: str, taken: dict) -> str:
 
 def _check_2d(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.dtype.kind not in "fiu" or arr.ndim != 2:
-        raise InputError(f"{where} holds an array of dtype {arr.dtype} and shape {arr.shape}; expected a 2-D "
-                         "numeric array (n_samples, n_features).")
+        raise InputError(
+            f"{where} holds an array of dtype {arr.dtype} and shape {arr.shape}; expected a 2-D "
+            "numeric array (n_samples, n_features)."
+        )
     return arr
 
 
@@ -54,8 +64,9 @@ def read_arrays(paths: Sequence[str]) -> dict[str, np.ndarray]:
             raise InputError(f"array file {path!r} does not exist.")
         suffix = p.suffix.lower()
         if suffix not in (".npy", ".npz"):
-            raise InputError(f"array file {raw!r}: expected a .npy file or a .npz archive; got {suffix or 'no'} "
-                             "extension.")
+            raise InputError(
+                f"array file {raw!r}: expected a .npy file or a .npz archive; got {suffix or 'no'} extension."
+            )
         try:
             loaded = np.load(p, allow_pickle=False)
         except Exception as exc:
@@ -76,8 +87,9 @@ def read_arrays(paths: Sequence[str]) -> dict[str, np.ndarray]:
     return reps
 
 
-def read_store(path: str, dataset: str, models: Sequence[str], *, layer: str | None = None,
-               pooling: str = "mean") -> tuple[dict[str, np.ndarray], int]:
+def read_store(
+    path: str, dataset: str, models: Sequence[str], *, layer: str | None = None, pooling: str = "mean"
+) -> tuple[dict[str, np.ndarray], int]:
     """Pooled embeddings of ``models`` on ``dataset`` from a store, rows aligned on their shared sample ids.
 
     Returns the arrays (one per model, the same samples in the first model's order) and the number of samples
@@ -98,10 +110,14 @@ def read_store(path: str, dataset: str, models: Sequence[str], *, layer: str | N
             try:
                 lay = get_spec(m).default_layer
             except Exception:
-                held = sorted({r["layer"] for r in store.list() if r.get("dataset") == dataset and r.get("model") == m})
+                held = sorted(
+                    {r["layer"] for r in store.list() if r.get("dataset") == dataset and r.get("model") == m}
+                )
                 if len(held) != 1:
-                    raise InputError(f"model {m!r} is not registered here and the store holds layers {held} of it "
-                                     f"on {dataset!r}; pass --layer.") from None
+                    raise InputError(
+                        f"model {m!r} is not registered here and the store holds layers {held} of it "
+                        f"on {dataset!r}; pass --layer."
+                    ) from None
                 lay = held[0]
         ids, X = store.read(dataset, m, lay, pooling=pooling)
         read[m] = (ids, X)
@@ -109,8 +125,9 @@ def read_store(path: str, dataset: str, models: Sequence[str], *, layer: str | N
     first_ids = read[models[0]][0]
     order = [i for i in first_ids if i in shared]
     if len(order) < 4:
-        raise InputError(f"the models {list(models)} share {len(order)} samples of {dataset!r}; at least 4 are "
-                         "needed.")
+        raise InputError(
+            f"the models {list(models)} share {len(order)} samples of {dataset!r}; at least 4 are needed."
+        )
     out = {}
     for m, (ids, X) in read.items():
         pos = {sid: j for j, sid in enumerate(ids)}
@@ -145,8 +162,9 @@ def metric_list(metrics: Sequence[str], params: dict[str, dict[str, Any]], k: in
     names = list(dict.fromkeys(metrics))
     stray = sorted(set(params) - set(names))
     if stray:
-        raise InputError(f"--param names metric(s) {stray} that are not selected; selected: {names} "
-                         "(add --metric NAME).")
+        raise InputError(
+            f"--param names metric(s) {stray} that are not selected; selected: {names} (add --metric NAME)."
+        )
     out = []
     for name in names:
         spec = get_metric(name)
@@ -161,8 +179,10 @@ def check_output(out: str) -> str:
     """The output format of ``out`` (its extension, one of :data:`OUTPUT_FORMATS`); InputError otherwise."""
     suffix = Path(out).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise InputError(f"--out {out!r}: the format follows the extension, one of {list(OUTPUT_FORMATS)}; got "
-                         f"{suffix or 'none'!r}.")
+        raise InputError(
+            f"--out {out!r}: the format follows the extension, one of {list(OUTPUT_FORMATS)}; got "
+            f"{suffix or 'none'!r}."
+        )
     return suffix
 
 

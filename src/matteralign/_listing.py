@@ -41,8 +41,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, fmt: str | None = None, title: str = "",
-         records: Sequence[dict[str, Any]] | None = None) -> None:
+def emit(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    fmt: str | None = None,
+    title: str = "",
+    records: Sequence[dict[str, Any]] | None = None,
+) -> None:
     """Print ``rows`` (dicts) in ``fmt``; ``columns`` are the keys shown by ``table`` and ``plain``.
 
     ``records`` (default: ``rows``) are what ``json`` prints, so JSON may carry more fields than the columns.
@@ -51,11 +57,15 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, fmt: str | N
     """
     fmt = resolve_format(fmt)
     if fmt == "json":
-        sys.stdout.write(json.dumps(list(records if records is not None else rows), indent=1, default=str) + "\n")
+        sys.stdout.write(
+            json.dumps(list(records if records is not None else rows), indent=1, default=str) + "\n"
+        )
         return
     if fmt == "plain":
         lines = ["\t".join(columns)]
-        lines += ["\t".join(_cell(r.get(c)).replace("\t", " ").replace("\n", " ") for c in columns) for r in rows]
+        lines += [
+            "\t".join(_cell(r.get(c)).replace("\t", " ").replace("\n", " ") for c in columns) for r in rows
+        ]
         sys.stdout.write("\n".join(lines) + "\n")
         return
     from rich import box
@@ -76,5 +86,7 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, fmt: str | N
     for row in cells:
         table.add_row(*row)
     console = Console()
-    console.width = max(console.width, console.measure(table, options=console.options.update_width(10**5)).minimum)
+    console.width = max(
+        console.width, console.measure(table, options=console.options.update_width(10**5)).minimum
+    )
     console.print(table, crop=False)

@@ -1,11 +1,11 @@
-"""Warnings of a study run: collected from the driver and every worker, shown once at the end, kept in the report.
+"""Warnings of a study run: collected from the driver and every worker, shown once at the end, and reported.
 
-Third-party packages warn a lot while a study runs (duplicated rows dropped by an intrinsic-dimension estimator,
-non-finite descriptors, truncated strings, ...). Printed as they come, they break the progress display and are
-lost in it. During :func:`collect` the driver records Python warnings instead of printing them, and each worker
-process (:func:`install_worker_hook`, called by the worker's main loop) keeps counts of its own in a JSON file
-in the run's folder. :meth:`WarningLog.summary` merges both into counts by kind; the study prints that summary
-after the run and the report shows it in its provenance.
+Third-party packages warn a lot while a study runs (duplicated rows dropped by an intrinsic-dimension
+estimator, non-finite descriptors, truncated strings, ...). Printed as they come, they break the progress
+display and are lost in it. During :func:`collect` the driver records Python warnings instead of printing
+them, and each worker process (:func:`install_worker_hook`, called by the worker's main loop) keeps counts of
+its own in a JSON file in the run's folder. :meth:`WarningLog.summary` merges both into counts by kind; the
+study prints that summary after the run and the report shows it in its provenance.
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ class _Tally:
         kind = _kind(category, message)
         entry = self.kinds.get(kind)
         if entry is None:
-            self.kinds[kind] = {"count": 1, "example": str(message)[:500], "source": f"{Path(filename).name}:{lineno}"}
+            self.kinds[kind] = {
+                "count": 1,
+                "example": str(message)[:500],
+                "source": f"{Path(filename).name}:{lineno}",
+            }
         else:
             entry["count"] += 1
 
@@ -99,7 +103,7 @@ class WarningLog(_Tally):
 
 @contextlib.contextmanager
 def collect() -> Iterator[WarningLog]:
-    """Record the driver's and its workers' warnings during the block (workers write into a scratch folder)."""
+    """Record the driver's and its workers' warnings during the block (workers write to a scratch folder)."""
     import shutil
     import tempfile
 
