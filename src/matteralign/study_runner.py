@@ -115,6 +115,8 @@ def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, 
         "kind": "control" if spec.control else (spec.kind or "mlip"),
         "n_params": provenance.get("provenance", provenance).get("n_parameters"),
         "control": spec.control,
+        "random_init_of": spec.random_init_of,
+        "reads": list(spec.reads()),
         "layer": layer,
     }
 

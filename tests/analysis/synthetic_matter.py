@@ -90,7 +90,7 @@ def make_matter(n: int = 150, seed: int = 0):
         "tanh-c": {"family": "tanh", "embedding_type": "vanilla", "n_params": 200_000, "modality": "atoms"},
         "chemlm": {"family": "chemlm", "embedding_type": "text", "n_params": 30_000_000, "modality": "smiles"},
         "random": {"family": "random", "embedding_type": "random", "n_params": None, "modality": "atoms",
-                   "control": True},
+                   "control": True, "reads": []},
     }  # fmt: skip
     for meta in models.values():
         meta.setdefault("control", False)

@@ -14,8 +14,9 @@ META = {
     "b": {"family": "f1", "control": False, "kind": "mlip", "modality": "atoms"},
     "c": {"family": "f2", "control": False, "kind": "mlip", "modality": "atoms"},
     "lm": {"family": "lm", "control": False, "kind": "language", "modality": "smiles"},
-    "random": {"family": "control", "control": True, "kind": "control", "modality": "atoms"},
-    "a-random": {"family": "control", "control": True, "kind": "control", "modality": "atoms"},
+    "random": {"family": "control", "control": True, "kind": "control", "modality": "atoms", "reads": []},
+    "a-random": {"family": "control", "control": True, "kind": "control", "modality": "atoms", "reads": ["atoms"],
+                 "random_init_of": "a"},
 }
 
 

@@ -67,7 +67,7 @@ def _fmt(r: dict[str, Any]) -> str:
     return f"{r['claim']} — {where}{val}{r['verdict']}. {r['detail']}"
 
 
-@register_analysis("findings")
+@register_analysis("findings", options=["k"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Test the article's claims on the study's numbers (see the module docstring)."""
     import pandas as pd
@@ -78,10 +78,11 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     meta = ctx.models
     real = {m for m, v in meta.items() if not v.get("control")}
     gaussian = {m for m, v in meta.items() if v.get("control") and v.get("kind") == "control"
-                and not m.endswith("-random") and m.startswith("random")}
-    reinit = {m for m, v in meta.items() if v.get("control") and m.endswith("-random")}
+                and not v.get("random_init_of") and v.get("reads") == []}  # features of nothing but the id
+    reinit = {m for m, v in meta.items() if v.get("control") and v.get("random_init_of")}
     mlip = {m for m in real if meta[m].get("kind") == "mlip"}
-    text = {m for m in real if meta[m].get("modality") in ("smiles", "selfies", "text") and meta[m].get("kind") == "language"}
+    text = {m for m in real if meta[m].get("modality") in ("smiles", "selfies", "text")
+            and meta[m].get("kind") in ("language", "chemical_lm", "llm")}
     rows = []
     for ds in sorted(ctx.embeddings):
         pairs = _cknna_pairs(ctx, ds, k)

@@ -104,6 +104,9 @@ class ModelSpec:
         Layers whose embedding type differs from ``embedding_type`` (e.g. an equivariant block).
     control : bool
         A control (random features, a re-initialised architecture): not a trained model.
+    random_init_of : str, optional
+        For a re-initialised architecture: the trained model whose architecture it shares (trained vs
+        random-weights comparisons).
     views : tuple of str or None
         The sample views the model reads; ``None``: its ``modality``; ``()``: none (it reads only the
         sample id, like the ``random`` control, and runs on every dataset).
@@ -137,6 +140,7 @@ class ModelSpec:
     embedding_type: str = "vanilla"
     layer_types: Mapping[str, str] = field(default_factory=dict)
     control: bool = False
+    random_init_of: str | None = None
     views: tuple[str, ...] | None = None
     properties: tuple[str, ...] = ()
     energy_in_forward: bool = False

@@ -229,6 +229,7 @@ def _spec(name: str, version: str, random_init: bool, description: str) -> Model
         name=name,
         factory=f"{__name__}:CHGNetExtractor",
         family="chgnet", kind="mlip", embedding_type="invariant", control=random_init,
+        random_init_of=f"chgnet-{version}" if random_init else None,
         properties=("energy",), energy_in_forward=True, gpu=True,
         modality="atoms",
         layers=layers,

@@ -279,6 +279,7 @@ def _spec(name: str, checkpoint: str, random_init: bool, description: str) -> Mo
         name=name,
         factory=f"{__name__}:SevenNetExtractor",
         family="sevennet", kind="mlip", embedding_type="invariant", control=random_init,
+        random_init_of="sevennet-0" if random_init else None,
         layer_types={"last_block.equivariant": "equivariant", "last_block.equivariant_norms": "equivariant"},
         properties=("energy",), energy_in_forward=True, gpu=True,
         modality="atoms",
