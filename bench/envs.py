@@ -8,7 +8,7 @@ For each model a seeded random instance of the real architecture is written by
 ``tests/envs/random_models.py`` inside its environment. Each set of ``n`` molecules and ``n``
 crystals is embedded (default layer) twice:
 
-* **subprocess**: :func:`matteralign.envs.extract_in_env` from the main environment (wall time of
+* **subprocess**: :func:`matteralign.execute.extract` from the main environment (wall time of
   the whole call: dataset file, interpreter start, imports, model load, extraction, store writes);
 * **in-process**: a Python already running in the model's environment loads the model and calls
   ``Store.extract`` (timed from after its imports; import time reported separately).
@@ -35,19 +35,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from matteralign import envs  # noqa: E402
+from matteralign import envs, models  # noqa: E402
+from matteralign.execute import extract  # noqa: E402
+from matteralign.execute.wire import write_samples  # noqa: E402
 from matteralign.samples import Dataset, Sample  # noqa: E402
 
 INPROC = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from matteralign import envs, models
+from matteralign import models
+from matteralign.execute import extract
+from matteralign.execute.wire import read_samples
 from matteralign.store import Store
-ds = envs.read_dataset(sys.argv[1])
+ds = read_samples(sys.argv[1])
 t1 = time.perf_counter()
 ex = models.load(sys.argv[2], checkpoint=sys.argv[3], trust_checkpoint=True, seed=0)
 t2 = time.perf_counter()
-s = Store(sys.argv[4]).extract(ds, ex, progress=False)
+s = extract(Store(sys.argv[4]), ds, ex, progress=False)
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "extract_s": t3 - t2, "n": s["n"]}))
 """
@@ -107,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-envs-") as td:
         td = Path(td)
         for model in args.models.split(","):
-            family = envs.model_env(model)
+            family = models.get_spec(model).env
             out = td / model
             proc = envs.run_in_env(family, [ROOT / "tests" / "envs" / "random_models.py", model, out, "--no-reference"])
             info = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -115,11 +119,11 @@ def main() -> None:
             load_before = [round(x, 2) for x in os.getloadavg()]
             for ds in sets:
                 t0 = time.perf_counter()
-                s = envs.extract_in_env(td / f"store-sub-{model}", ds, model,
+                s = extract(td / f"store-sub-{model}", ds, model,
                                         options={"checkpoint": info["checkpoint"], "trust_checkpoint": True, "seed": 0})
                 sub = time.perf_counter() - t0
                 dfile = td / f"{ds.name}.npz"
-                envs._write_dataset(ds, dfile)
+                write_samples(ds, dfile)
                 p = envs.run_in_env(family, ["-c", INPROC, dfile, model, info["checkpoint"], td / f"store-in-{model}"])
                 inproc = json.loads(p.stdout.strip().splitlines()[-1])
                 n_atoms = result["datasets"][ds.name]["atoms"]

@@ -122,6 +122,7 @@ def run_item(model: str, kind: str, n: int) -> dict:
     import torch
 
     from matteralign import models
+    from matteralign.execute import extract
     from matteralign.store import Store
 
     torch.set_num_threads(THREADS)
@@ -154,7 +155,7 @@ def run_item(model: str, kind: str, n: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
         t = time.perf_counter()
-        summary = Store(tmp / "store").extract(ds, ex, shard_size=256, progress=False)
+        summary = extract(Store(tmp / "store"), ds, ex, shard_size=256, progress=False)
         ours = time.perf_counter() - t
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,7 @@ neighbours; 44.6 M parameters), since speed depends on the shape, not on the wei
 ``matteralign.datasets.load("crystals", n=n, seed=0)`` are embedded at the default layer
 (``node_embedding_t0.01``):
 
-* **subprocess**: :func:`matteralign.envs.extract_in_env` from the main environment (the whole call);
+* **subprocess**: :func:`matteralign.execute.extract` from the main environment (the whole call);
 * **in-process**: a Python in the environment loads the checkpoint folder (timed: ``load_s``) and
   calls ``Store.extract`` (``extract_s``; structures/s and atoms/s from it).
 
@@ -33,17 +33,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from matteralign import envs  # noqa: E402
+from matteralign.execute import extract  # noqa: E402
+from matteralign.execute.wire import write_samples  # noqa: E402
 
 INPROC = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from matteralign import envs, models
+from matteralign import models
+from matteralign.execute import extract
+from matteralign.execute.wire import read_samples
 from matteralign.store import Store
-ds = envs.read_dataset(sys.argv[1])
+ds = read_samples(sys.argv[1])
 t1 = time.perf_counter()
 ex = models.load("mattergen", checkpoint=sys.argv[2], trust_checkpoint=True, seed=0, num_threads=int(sys.argv[4]))
 t2 = time.perf_counter()
-s = Store(sys.argv[3]).extract(ds, ex, progress=False, batch_size=16)
+s = extract(Store(sys.argv[3]), ds, ex, progress=False, batch_size=16)
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "extract_s": t3 - t2, "n": s["n"],
                   "n_skipped": s["n_skipped"], "dim": s["dim"], "n_parameters": ex.provenance()["n_parameters"]}))
@@ -99,10 +103,10 @@ def main() -> None:
             p = envs.run_in_env("mattergen", ["-c", FULL, td / "full", ROOT / "tests" / "envs"])
             folders["released shape (hidden 512, 4 blocks)"] = p.stdout.strip().splitlines()[-1]
         dfile = td / "crystals.npz"
-        envs._write_dataset(ds, dfile)
+        write_samples(ds, dfile)
         for label, folder in folders.items():
             t0 = time.perf_counter()
-            s = envs.extract_in_env(td / f"store-sub-{len(label)}", ds, "mattergen", threads=args.threads,
+            s = extract(td / f"store-sub-{len(label)}", ds, "mattergen", threads=args.threads,
                                     options={"checkpoint": folder, "trust_checkpoint": True, "seed": 0})
             sub = time.perf_counter() - t0
             p = envs.run_in_env("mattergen", ["-c", INPROC, dfile, folder, td / f"store-in-{len(label)}",

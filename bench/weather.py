@@ -10,7 +10,7 @@ Run from the main environment after ``matteralign env create aurora``::
 * **throughput**: a seeded random AuroraSmall (``tests/envs/random_models.py aurora``; no trained
   checkpoint is available here: nothing may be downloaded) embeds the bundled ``weather`` dataset
   (1,280 (time, patch) samples, 10 grids of 32 × 64 cells). Two timings: the whole
-  :func:`matteralign.envs.extract_in_env` call (interpreter start, imports, 450 MB checkpoint load,
+  :func:`matteralign.execute.extract` call (interpreter start, imports, 450 MB checkpoint load,
   extraction, store writes), and, inside the environment, the model alone per grid
   (``AuroraExtractor.grid_latents``, after loading), then ``embed_samples`` on all 1,280 samples (the model runs
   once per time and each of its 128 patches takes its row).
@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from matteralign import datasets, envs  # noqa: E402
+from matteralign.execute import extract  # noqa: E402
 
 LABELS = ("temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s")
 
@@ -47,7 +48,7 @@ IN_ENV = """
 import json, sys, time
 import numpy as np
 from matteralign import datasets
-from matteralign.envs import read_dataset
+from matteralign.execute.wire import read_samples as read_dataset
 from matteralign.models import load
 ds = read_dataset(sys.argv[1])
 t0 = time.perf_counter()
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = json.loads(proc.stdout.strip().splitlines()[-1])["checkpoint"]
         store = td / "store"
         t0 = time.perf_counter()
-        summ = envs.extract_in_env(store, ds, "aurora", options={"checkpoint": ckpt, "seed": 0},
+        summ = extract(store, ds, "aurora", options={"checkpoint": ckpt, "seed": 0},
                                    threads=args.threads)
         wall = time.perf_counter() - t0
         n_grids = int(grid.times.size)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         feats = {}
         for layer in ("latent", "latent_levels", "encoder"):
             if layer != "latent":
-                envs.extract_in_env(store, ds, "aurora", layer=layer, options={"checkpoint": ckpt, "seed": 0},
+                extract(store, ds, "aurora", layer=layer, options={"checkpoint": ckpt, "seed": 0},
                                     threads=args.threads)
             ids, X = Store(store).read(ds.name, "aurora", layer)
             assert ids == ds.ids
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.checkpoint is not None:  # trained weights: the comparison the random instance stands in for
             trained = td / "trained-store"
             for layer in ("latent", "latent_levels", "encoder"):
-                envs.extract_in_env(trained, ds, "aurora", layer=layer,
+                extract(trained, ds, "aurora", layer=layer,
                                     options={"checkpoint": str(args.checkpoint), "seed": 0}, threads=args.threads)
                 ids, X = Store(trained).read(ds.name, "aurora", layer)
                 feats[f"aurora trained ({layer})"] = np.asarray(X)
