@@ -38,7 +38,9 @@ __all__ = ["AuroraExtractor", "CONFIGS", "LAYERS"]
 
 #: Registry config → the aurora class that builds the architecture.
 CONFIGS = {"small": "AuroraSmallPretrained", "full": "AuroraPretrained"}
-LAYERS = ("latent", "latent_levels", "encoder")
+#: Layers in forward order: the encoder's output, then two views of the decoder's input (one depth).
+LAYERS = ("encoder", "latent_levels", "latent")
+_DEPTHS = (0, 1, 1)
 
 
 class _Captured(Exception):
@@ -199,13 +201,13 @@ _GRAPHCAST = ("GraphCast has no installable distribution here: DeepMind's JAX co
               "outside PyPI), and physicsnemo's PyTorch GraphCastNet is another weights format")
 
 register(ModelSpec(
-    name="aurora", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS, kind="weather",
+    name="aurora", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS, depths=_DEPTHS, kind="weather",
     embedding_type="grid", gpu=True,
     default_layer="latent", kwargs={"name": "aurora", "config": "small"}, requires=("aurora", "torch"),
     requires_checkpoint=True, env="aurora",
     description="Aurora (AuroraSmall config) state dict; decoder input per (time, patch), mean over 4 latent levels, 512-d"))
 register(ModelSpec(
-    name="aurora-full", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS, kind="weather",
+    name="aurora-full", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS, depths=_DEPTHS, kind="weather",
     embedding_type="grid", gpu=True,
     default_layer="latent", kwargs={"name": "aurora-full", "config": "full"}, requires=("aurora", "torch"),
     requires_checkpoint=True, env="aurora",
