@@ -138,3 +138,16 @@ def test_one_pass_equals_separate_extractions_bit_for_bit(name):
     # layers differ from one another (the hooks are on different modules)
     names = list(multi)
     assert not np.array_equal(multi[names[0]][0][:, :8], multi[names[-1]][0][:, :8])
+
+
+def test_python_extract_takes_all_for_an_extractor_instance(tmp_path):
+    from matteralign.execute import extract
+    from matteralign.samples import Dataset
+    from matteralign.store import Store
+
+    ex = Counting(batch_size=2)
+    ds = Dataset("toy", [Sample(f"s{i}", text="x" * (i + 1)) for i in range(6)])
+    summary = extract(tmp_path / "s", ds, ex, layers=["all"], progress=False, executor="inline")
+    assert list(summary["layers"]) == ["a", "b", "c"]
+    ids, X = Store(tmp_path / "s").read("toy", "counting-test", "c")
+    np.testing.assert_array_equal(X[:, 0], 3 * np.arange(1, 7))

@@ -49,6 +49,8 @@ def _layers_of(model, layer: str | None, layers: Sequence[str] | None) -> tuple[
                 return tuple(known)
     else:
         known, default = list(model.layers()), model.default_layer
+        if "all" in asked:
+            return tuple(model.resolve_layers(asked))  # forward order, exact aliases left out
     if not asked:
         return (default,)
     out = []
