@@ -150,8 +150,8 @@ def _ctx(tmp_path, layered: bool):
     embs = {"net": emb(net, "layer4"), "other": emb(other, "layer2")}
     return AnalysisContext(out_dir=tmp_path, datasets={}, embeddings={"toy": embs}, models={},
                            pairs=pd.DataFrame(), per_model=pd.DataFrame(),
-                           params={"metrics": ["cka"], "k": 10, "n_subsamples": 5, "aggregate": "platonic_max",
-                                   "reference": "other"})
+                           params={"metrics": ["cka", "cknna"], "k": 10, "n_subsamples": 5, "n_permutations": 20,
+                                   "aggregate": "platonic_max", "reference": "other"})
 
 
 def test_report_section(tmp_path):
@@ -159,15 +159,19 @@ def test_report_section(tmp_path):
     res = run(_ctx(tmp_path, layered=True))
     assert res.name == "layers"
     lm = res.tables["layer_map"]
-    # net x net (25), net x other (15), other x other (9)
-    assert len(lm) == 25 + 15 + 9 and set(lm["dataset"]) == {"toy"}
+    # net x net (25), net x other (15), other x other (9), for each metric
+    assert len(lm) == 2 * (25 + 15 + 9) and set(lm["dataset"]) == {"toy"}
+    knn = lm["metric"] == "cknna"  # permutation nulls where they relabel cached graphs, not for CKA by default
+    assert lm.loc[knn, "p_value"].between(1 / 21, 1).all() and lm.loc[~knn, "p_value"].isna().all()
+    bm = res.tables["best_matches"]
+    assert bm["significant"].map(lambda v: isinstance(v, (bool, np.bool_))).all()
     assert set(res.tables["best_matches"]["model_a"]) == {"net", "other"}
-    assert len(res.tables["platonic_max"]) == 1
+    assert len(res.tables["platonic_max"]) == 2
     ref = res.tables["to_reference"]
-    assert set(ref["model_b"]) == {"other"} and set(ref["layer_b"]) == {"layer2"} and len(ref) == 5 + 3
-    self_ref = ref[ref["model_a"] == "other"].set_index("layer_a")["value"]
+    assert set(ref["model_b"]) == {"other"} and set(ref["layer_b"]) == {"layer2"} and len(ref) == 2 * (5 + 3)
+    self_ref = ref[(ref["model_a"] == "other") & (ref["metric"] == "cka")].set_index("layer_a")["value"]
     assert self_ref["layer2"] == pytest.approx(1.0)  # the reference layer with itself
-    assert len(res.figures) == 3 + 1 and all(p.exists() and p.stat().st_size > 1000 for p in res.figures)
+    assert len(res.figures) == 2 * 3 + 2 and all(p.exists() and p.stat().st_size > 1000 for p in res.figures)
     assert res.findings and "best matches" in res.findings[0]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, MatterAlignError
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
 __all__ = ["COLUMNS", "AGGREGATES", "layer_map", "best_matches", "max_over_layer_pairs", "run"]
@@ -497,8 +497,9 @@ _DEFAULTS: dict[str, Any] = {
     "metrics": ["cknna", "unbiased_cka"],
     "k": 25,
     "reference": None,  # reference model of the depth plot (default: the first model with several layers)
-    "n_permutations": 0,
-    "n_subsamples": 0,
+    "n_permutations": 100,  # per cell, for metrics whose null relabels the cached graphs (kNN metrics)
+    "n_permutations_dense": 0,  # per cell, for the others (a full evaluation per permutation)
+    "n_subsamples": 20,
     "aggregate": None,
     "max_pairs": 12,
 }
@@ -513,7 +514,7 @@ def _depths_of(model: str, layers: list[str]) -> dict[str, int]:
         from ..models import get_spec
 
         info = {li.name: li.depth for li in get_spec(model).layer_info()}
-    except Exception:  # a model outside the registry: positions
+    except MatterAlignError:  # a model outside the registry: positions
         info = {}
     return {x: info.get(x, i) for i, x in enumerate(layers)}
 
@@ -547,8 +548,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
 
     Parameters (study ``[analyses.layers]``): ``metrics`` (default CKNNA and debiased CKA), ``k``,
     ``reference`` (the reference model of the depth plot), ``n_permutations`` (per-cell p-values and
-    calibrated scores), ``n_subsamples`` (best vs runner-up test), ``aggregate = "platonic_max"``,
-    ``max_pairs`` (model pairs drawn).
+    calibrated scores of the kNN metrics, 100), ``n_permutations_dense`` (the same for the other metrics, whose
+    every permutation is a full evaluation; 0), ``n_subsamples`` (best vs runner-up test, 20),
+    ``aggregate = "platonic_max"``, ``max_pairs`` (model pairs drawn, 12).
     """
     import pandas as pd
 
@@ -558,6 +560,17 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
 
     p = {**_DEFAULTS, **(ctx.params or {})}
     metrics = p["metrics"] if isinstance(p["metrics"], list) else [p["metrics"]]
+    if p["aggregate"] is not None and p["aggregate"] not in AGGREGATES:
+        raise InputError(f"analyses.layers.aggregate must be one of {AGGREGATES} or unset; got {p['aggregate']!r}")
+    norm = None if ctx.normalize == "none" else ctx.normalize
+
+    def one_map(ra, rb, a, b, da, db):  # every metric, each with the permutations its null route affords
+        parts = []
+        for metric in metrics:
+            k_perm = p["n_permutations"] if get_metric(metric).null_from_cache else p["n_permutations_dense"]
+            parts.append(layer_map(ra, rb, metrics=metric, model_a=a, model_b=b, depths_a=da, depths_b=db,
+                                   k=int(p["k"]), normalize=norm, n_permutations=int(k_perm), seed=ctx.seed))
+        return pd.concat(parts, ignore_index=True)
     multi = {ds: {m: e for m, e in embs.items() if len(_layers_of(e)) > 1} for ds, embs in ctx.embeddings.items()}
     if not any(multi.values()):
         return None
@@ -591,15 +604,13 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
             rb = None if a == b else {x: e.aligned(ids) for x, e in _layers_of(eb).items()}
             da = _depths_of(a, list(ra))
             db = da if rb is None else _depths_of(b, list(rb))
-            t = layer_map(ra, rb, metrics=metrics, model_a=a, model_b=b, depths_a=da, depths_b=db, k=int(p["k"]),
-                          normalize=None if ctx.normalize == "none" else ctx.normalize,
-                          n_permutations=int(p["n_permutations"]), seed=ctx.seed)
+            t = one_map(ra, rb, a, b, da, db)
             t.insert(0, "dataset", ds)
             maps.append(t)
             for metric in metrics:
                 mt = t[t["metric"] == metric].drop(columns="dataset")
                 bm = best_matches(mt, reps_a=ra, reps_b=rb, n_subsamples=int(p["n_subsamples"]), seed=ctx.seed,
-                                  normalize=None if ctx.normalize == "none" else ctx.normalize)
+                                  normalize=norm)
                 bm.insert(0, "dataset", ds)
                 bm.insert(3, "metric", metric)
                 bests.append(bm)
@@ -614,9 +625,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
             if len(ids) <= int(p["k"]) + 1:
                 continue
             ra = {x: v.aligned(ids) for x, v in _layers_of(e).items()}
-            t = layer_map(ra, {ref_layer: ref_x.aligned(ids)}, metrics=metrics, model_a=m, model_b=reference,
-                          depths_a=_depths_of(m, list(ra)), depths_b=[0], k=int(p["k"]),
-                          normalize=None if ctx.normalize == "none" else ctx.normalize)
+            t = one_map(ra, {ref_layer: ref_x.aligned(ids)}, m, reference, _depths_of(m, list(ra)),
+                        _depths_of(reference, [ref_layer]))
             t.insert(0, "dataset", ds)
             ref_rows.append(t)
     if not maps:
@@ -627,8 +637,6 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
     res.tables["best_matches"] = best
     if p["aggregate"] == "platonic_max":
         res.tables["platonic_max"] = max_over_layer_pairs(table[table["model_a"] != table["model_b"]])
-    elif p["aggregate"] is not None:
-        raise InputError(f"analyses.layers.aggregate must be one of {AGGREGATES} or unset; got {p['aggregate']!r}")
     if ref_rows:
         ref = pd.concat(ref_rows, ignore_index=True)
         res.tables["to_reference"] = ref
