@@ -285,3 +285,15 @@ def test_registry_lists_the_study_models_with_kind_and_checkpoint():
     assert models.get_spec("esm2-t33-650m").layers[-2:] == ("hidden_33", "last")
     assert models.get_spec("gpt-oss-20b-blank-atomistic").modality == "text"
     assert models.get_spec("r1-llama-8b-long").modality == "smiles"
+
+
+def test_models_that_cannot_run_say_why():
+    from matteralign.models.study_unavailable import REASONS
+
+    rows = {r["name"]: r for r in models.info()}
+    for name, (family, kind, *_rest, reason) in REASONS.items():
+        assert not rows[name]["available"] and rows[name]["reason"] == reason
+        assert models.get_spec(name).family == family and models.get_spec(name).kind == kind
+        with pytest.raises(ModelError, match="cannot run: "):
+            models.load(name)
+    assert "no PyPI package ships Geom2Vec" in rows["geom2vec"]["reason"]

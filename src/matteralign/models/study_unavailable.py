@@ -1,0 +1,62 @@
+"""Models of the study's table that matteralign cannot run yet, listed with the exact reason.
+
+They appear in ``matteralign list models`` (as unavailable, with the reason) so a study file naming the
+full table validates its names; loading one raises :class:`~matteralign.errors.ModelError` with the
+same reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ModelError
+from ._registry import ModelSpec, register
+
+__all__ = ["REASONS"]
+
+#: name → (family, kind, modality, embedding type, description, reason).
+REASONS: dict[str, tuple[str, str, str, str, str, str]] = {
+    "esm3-sequence": (
+        "protein_lm", "protein_lm", "sequence", "sequence", "ESM3 open (1.4B), sequence track",
+        "no adapter yet: ESM3 is read by EvolutionaryScale's `esm` package (PyPI esm 3.4.1), whose import name "
+        "`esm` clashes with fair-esm's, so it needs a model environment of its own"),
+    "esm3-structure": (
+        "protein_lm", "protein_lm", "atoms", "structure", "ESM3 open (1.4B), structure track",
+        "no adapter yet: needs EvolutionaryScale's `esm` package (own environment) and its VQ-VAE structure "
+        "tokenizer weights"),
+    "prostt5-structure": (
+        "protein_lm", "protein_lm", "atoms", "structure", "ProstT5 encoder on 3Di structure tokens",
+        "no adapter yet: the 3Di alphabet of a structure comes from Foldseek (or the mini3di port on PyPI), "
+        "not installed here; `prostt5` covers the sequence input"),
+    "esm-if1": (
+        "inverse_folding", "inverse_folding", "atoms", "structure", "ESM-IF1 (142M) inverse-folding encoder",
+        "no adapter yet: fair-esm 2.0.0's inverse-folding module needs torch-scatter and torch-geometric "
+        "compiled against torch, and its import name `esm` clashes with EvolutionaryScale's"),
+    "pet-mad": (
+        "pet", "mlip", "atoms", "vanilla", "PET-MAD (3.3M) interatomic potential",
+        "no adapter yet: pet-mad 1.4.4 loads through metatrain/metatomic, whose pins were not checked against "
+        "torch 2.13.0 here (a model environment of its own is likely)"),
+    "geom2vec": (
+        "geom2vec", "mlip", "atoms", "vanilla", "Geom2Vec (5M) pretrained geometric GNN",
+        "no PyPI package ships Geom2Vec; its code and weights are only in the authors' repository, so there is "
+        "no loader to read a checkpoint faithfully"),
+}
+
+
+def _unavailable(name: str):
+    def factory(**_options: Any):
+        raise ModelError(f"model {name!r} cannot run: {REASONS[name][5]}")
+
+    return factory
+
+
+def _check(name: str):
+    return lambda: REASONS[name][5]
+
+
+for _name, (_family, _kind, _modality, _etype, _desc, _reason) in REASONS.items():
+    register(ModelSpec(
+        name=_name, factory=_unavailable(_name), family=_family, modality=_modality, kind=_kind,
+        embedding_type=_etype, layers=("last",), default_layer="last",
+        check=_check(_name), description=f"{_desc} (not available: see the reason)",
+    ))
