@@ -18,8 +18,8 @@ repeated) and each sample takes its patch's row. The forward pass stops once the
 captured (the decoder is not run). Checkpoints are state dicts loaded with Aurora's own
 ``load_checkpoint_local(path, strict=True)`` (``torch.load(weights_only=True)``: no trust needed).
 
-ClimaX and GraphCast, the article's other climate models, are registered as unavailable: no installable
-distribution of either exists (see their ``matteralign list models`` lines).
+ClimaX and GraphCast, the article's other weather models, are in :mod:`~matteralign.models.hub_climax` and
+:mod:`~matteralign.models.hub_graphcast`.
 """
 
 from __future__ import annotations
@@ -187,19 +187,6 @@ class AuroraExtractor(CheckpointExtractor):
                 "per_sample": "one (time, patch): the model runs once per time on the whole grid"}
 
 
-def _unavailable(reason: str):
-    def factory(**_options: Any):
-        raise ModelError(reason)
-
-    return factory
-
-
-_CLIMAX = ("ClimaX has no installable distribution: no PyPI package carries it (the PyPI names climax* are "
-           "unrelated CLI tools; earth2studio and physicsnemo ship no ClimaX)")
-_GRAPHCAST = ("GraphCast has no installable distribution here: DeepMind's JAX code is not on PyPI (PyPI 'graphcast' "
-              "is an unrelated ETL tool; ai-models-graphcast and earth2studio need it or 'weathernext' from "
-              "outside PyPI), and physicsnemo's PyTorch GraphCastNet is another weights format")
-
 register(ModelSpec(
     name="aurora", factory=f"{__name__}:AuroraExtractor", family="aurora", modality="grid", layers=LAYERS, depths=_DEPTHS, kind="weather",
     embedding_type="grid", gpu=True,
@@ -212,9 +199,3 @@ register(ModelSpec(
     default_layer="latent", kwargs={"name": "aurora-full", "config": "full"}, requires=("aurora", "torch"),
     requires_checkpoint=True, env="aurora",
     description="Aurora (full 1.3B config) state dict; decoder input per (time, patch), mean over latent levels, 1024-d"))
-register(ModelSpec(
-    name="climax", factory=_unavailable(_CLIMAX), family="climax", modality="grid", kind="weather", embedding_type="grid", layers=("latent",),
-    default_layer="latent", check=lambda: _CLIMAX, description="ClimaX (climate foundation model): not installable"))
-register(ModelSpec(
-    name="graphcast", factory=_unavailable(_GRAPHCAST), family="graphcast", modality="grid", kind="weather", embedding_type="grid", layers=("latent",),
-    default_layer="latent", check=lambda: _GRAPHCAST, description="GraphCast (weather GNN): not installable"))
