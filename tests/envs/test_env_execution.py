@@ -1,6 +1,6 @@
-"""A model of a per-family environment (Orb, random weights at the real architecture) through the execution
-layer: its energies enter the study (taken from the embedding pass and equal to the package's own ASE
-calculator), and the Ray executor extracts it exactly as the local executor does."""
+"""Models of per-family environments (Orb, MACE: random weights at the real architecture) through the execution
+layer: their energies enter the study (taken from the embedding pass and equal to the package's own ASE
+calculator), and the Ray executor extracts a model of an environment exactly as the local executor does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matteralign import envs
+from matteralign import envs, models
 from matteralign.execute import extract, get_executor
 from matteralign.execute.wire import read_samples
 from matteralign.store import Store
@@ -23,33 +23,39 @@ HERE = Path(__file__).resolve().parent
 MODEL = "orb-v3-direct"
 
 
-@pytest.fixture(scope="module")
-def orb_checkpoint(tmp_path_factory):
-    envs.create("orb")
-    out = tmp_path_factory.mktemp("orb")
-    proc = envs.run_in_env("orb", [HERE / "random_models.py", MODEL, out])
+def _checkpoint(model: str, tmp_path_factory):
+    family = models.get_spec(model).env
+    envs.create(family)
+    out = tmp_path_factory.mktemp(model)
+    proc = envs.run_in_env(family, [HERE / "random_models.py", model, out])
     return Path(json.loads(proc.stdout.strip().splitlines()[-1])["checkpoint"]), out
 
 
-def _calculator_energies(ckpt: Path, dataset: Path) -> dict[str, float]:
-    proc = envs.run_in_env("orb", [HERE / "orb_energy_reference.py", MODEL, ckpt, dataset])
+@pytest.fixture(scope="module")
+def orb_checkpoint(tmp_path_factory):
+    return _checkpoint(MODEL, tmp_path_factory)
+
+
+def _calculator_energies(model: str, ckpt: Path, dataset: Path) -> dict[str, float]:
+    proc = envs.run_in_env(models.get_spec(model).env, [HERE / "energy_reference.py", model, ckpt, dataset])
     ref = json.loads(proc.stdout.strip().splitlines()[-1])
     return dict(zip(ref["ids"], ref["energy"], strict=True))
 
 
-def test_study_energies_include_the_env_model(orb_checkpoint, tmp_path):
-    ckpt, _ = orb_checkpoint
+@pytest.mark.parametrize("model", [MODEL, "mace-mp"])
+def test_study_energies_include_the_env_model(model, tmp_path, tmp_path_factory):
+    ckpt, _ = _checkpoint(model, tmp_path_factory)
     study = Study.from_dict({
-        "name": "env-energies", "out": str(tmp_path / "run"), "models": [MODEL, "chgnet-0.3.0", "composition"],
-        "checkpoints": {MODEL: str(ckpt)}, "datasets": [{"name": "crystals", "n": 40}],
+        "name": "env-energies", "out": str(tmp_path / "run"), "models": [model, "chgnet-0.3.0", "composition"],
+        "checkpoints": {model: str(ckpt)}, "trust_checkpoint": True, "datasets": [{"name": "crystals", "n": 40}],
         "metrics": {"cknna": {"k": 5}}, "model_metrics": {}, "analyses": {}, "energy_samples": 12,
     })
     res = study.run(progress=False, report=False)
-    assert MODEL in set(res.pairs["model_a"])
+    assert model in set(res.pairs["model_a"])
     files = sorted((res.out / "results" / "energies" / "crystals").glob("*.npz"))
-    orb_file = [p for p in files if p.name.startswith(MODEL + "-")]
-    assert len(orb_file) == 1, [p.name for p in files]
-    z = np.load(orb_file[0])
+    mine = [p for p in files if p.name.startswith(model + "-")]
+    assert len(mine) == 1, [p.name for p in files]
+    z = np.load(mine[0])
     assert len(z["ids"]) >= 5
     # the same structures through the package's own ASE calculator, one at a time
     from matteralign import datasets
@@ -57,10 +63,10 @@ def test_study_energies_include_the_env_model(orb_checkpoint, tmp_path):
 
     ds = datasets.load("crystals").select([str(i) for i in z["ids"]])
     write_samples(ds, tmp_path / "subset.npz")
-    ref = _calculator_energies(ckpt, tmp_path / "subset.npz")
+    ref = _calculator_energies(model, ckpt, tmp_path / "subset.npz")
     np.testing.assert_allclose(z["energy"], [ref[str(i)] for i in z["ids"]], rtol=0, atol=1e-3)
     # taken from the embedding pass: the per-shard energies of the extraction exist
-    assert list((res.out / "results" / "energies" / "crystals" / "from-extraction" / MODEL).glob("*.npz"))
+    assert list((res.out / "results" / "energies" / "crystals" / "from-extraction" / model).glob("*.npz"))
 
 
 def test_ray_executor_extracts_an_env_model_like_the_local_one(orb_checkpoint, tmp_path):

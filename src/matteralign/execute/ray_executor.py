@@ -112,6 +112,8 @@ class _ActorSlot(_Slot):
         ref = self.actor.run.remote(unit)
 
         def done(f):
+            if out.done():  # cancelled by the driver, or failed as lost with its node
+                return
             try:
                 out.set_result(f.result())
             except ray.exceptions.RayActorError as exc:
@@ -243,6 +245,8 @@ class RayExecutor(SlotExecutor):
         out: cf.Future = cf.Future()
         if unit.share:  # the driver keeps the reference; the cache itself stays in Ray's object store
             def ready(f):
+                if out.done():
+                    return
                 try:
                     f.result()
                     out.set_result(ref)
@@ -250,6 +254,8 @@ class RayExecutor(SlotExecutor):
                     out.set_exception(exc)
         else:
             def ready(f):
+                if out.done():
+                    return
                 try:
                     out.set_result(f.result())
                 except Exception as exc:

@@ -102,7 +102,8 @@ class MACEExtractor(CheckpointExtractor):
                                                        drop_last=False)
         return next(iter(loader)).to(self.device)
 
-    def _embed(self, inputs, layer):
+    def _forward(self, inputs, layers):
+        """One forward pass: per-layer lists of per-atom arrays and the model's total energies (eV)."""
         import torch
 
         from ._atoms import capture
@@ -114,19 +115,36 @@ class MACEExtractor(CheckpointExtractor):
             with capture(mods) as got:
                 batch = self._batch(inputs)
                 with torch.enable_grad():  # MACE computes forces by autograd inside forward
-                    self.model(batch.to_dict(), compute_force=False, compute_stress=False)
+                    out = self.model(batch.to_dict(), compute_force=False, compute_stress=False)
         finally:
             torch.set_default_dtype(old)
         outs = [got[str(i)][-1] for i in range(self.n_layers)]
-        if layer == "readout_input":
-            h = outs[-1]
-        elif layer == "invariants":
-            h = torch.cat([o[:, :n] for o, n in zip(outs, self.n_scalars, strict=True)], dim=1)
-        else:
-            h = torch.cat(outs, dim=1)
-        h = h.detach().cpu().numpy().astype(np.float32)
         n = [len(a) for a in inputs]
-        return np.split(h, np.cumsum(n)[:-1])
+        feats = {}
+        for layer in layers:
+            if layer == "readout_input":
+                h = outs[-1]
+            elif layer == "invariants":
+                h = torch.cat([o[:, :k] for o, k in zip(outs, self.n_scalars, strict=True)], dim=1)
+            else:
+                h = torch.cat(outs, dim=1)
+            feats[layer] = np.split(h.detach().cpu().numpy().astype(np.float32), np.cumsum(n)[:-1])
+        energy = out["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
+        return feats, energy
+
+    def _embed(self, inputs, layer):
+        return self._forward(inputs, [layer])[0][layer]
+
+    def embed_with_energy(self, inputs, layers) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Features at ``layers`` and MACE's total energy (eV) per structure, from one forward pass."""
+        inputs = self._checked_structures(inputs, "embed")
+        layers = [self.resolve_layer(layer) for layer in layers]
+        with self._runtime():
+            return self._forward(inputs, layers)
+
+    def predict_energy(self, atoms_list) -> np.ndarray:
+        """MACE's total energy per structure, in eV (its own forward pass)."""
+        return self.embed_with_energy(atoms_list, [self.default_layer])[1]
 
     def _hub_provenance(self) -> dict[str, Any]:
         return {"e3nn": _version("e3nn"), "r_max": self.r_max, "atomic_numbers": self.z,
@@ -143,6 +161,7 @@ def _version(dist):
 def _spec(name: str, description: str) -> ModelSpec:
     return ModelSpec(name=name, factory=f"{__name__}:MACEExtractor", family="mace", modality="atoms", kind="mlip",
                      embedding_type="invariant", layer_types={"equivariant": "equivariant"}, gpu=True,
+                     properties=("energy",), energy_in_forward=True,
                      layers=LAYERS, default_layer="invariants", kwargs={"name": name},
                      requires=("mace", "e3nn", "torch", "ase"), requires_checkpoint=True,
                      description=description, env="mace")
