@@ -67,6 +67,19 @@ class DatasetEntry(_Strict):
     seed: int | None = Field(default=None, description="subsampling seed (default: the study seed)")
 
 
+class CalibrationConfig(_Strict):
+    """Nulls and intervals of every pair value (``[calibration]``; see :mod:`matteralign.metrics.calibration`)."""
+
+    enabled: bool = Field(default=True, description="permutation null, calibrated scores and interval per pair")
+    n_permutations: int = Field(default=100, ge=1, description="permutations per null (add-one p-values)")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="level of the calibration threshold tau")
+    n_subsamples: int = Field(default=30, ge=0, description="half-samples of the interval over samples (0: off)")
+    fraction: float = Field(default=0.5, gt=0, lt=1, description="subsample size / N of the interval")
+    confidence: float = Field(default=0.95, gt=0, lt=1, description="level of the interval")
+    null_max_n: int | None = Field(default=None, ge=10, description="largest N of a null (above: a seeded subset)")
+    fdr: float = Field(default=0.05, gt=0, lt=1, description="Benjamini-Hochberg level marking significant pairs")
+
+
 class ExecutionConfig(_Strict):
     """Where the units of work run (``[execution]``); it never changes a result, so it is not in the digest."""
 
@@ -108,6 +121,7 @@ class StudyConfig(_Strict):
     shard_size: int = Field(default=256, ge=1)
     energy_samples: int = Field(default=200, ge=0, description="samples per dataset whose energies are predicted")
     save_atoms: bool = Field(default=True, description="keep per-atom features in the store (pooled are always kept)")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     allow_partial: bool = Field(default=False, description="exit 0 when some requested numbers could not be "
                                 "computed (the summary of what is missing is printed either way)")

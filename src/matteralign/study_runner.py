@@ -275,6 +275,7 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
     cfg = study.config
     metric_list = [(name, dict(params)) for name, params in cfg.metrics.items()]
     k_max = max((int(p["k"]) for _, p in metric_list if "k" in p), default=0) or None
+    calib = {**cfg.calibration.model_dump(), "seed": cfg.seed}
     mod = "matteralign.execute.measure"
     units, parts_of, done = [], {}, {}
     for ds_name, embs in embeddings.items():
@@ -300,7 +301,7 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
                     names = list(dict.fromkeys([*rows, *cols]))
                     ds_units.append(CallUnit(
                         key=("pairs", ds_name, names[0], names[-1], len(rows), len(cols)), fn=f"{mod}:measure_block",
-                        args=(rows, cols, metric_list, *[Ref(("cache", ds_name, m)) for m in names]),
+                        args=(rows, cols, metric_list, calib, *[Ref(("cache", ds_name, m)) for m in names]),
                         label=f"{ds_name} · pairs {rows[0]}..{cols[-1]}"))
             needed = {m for u in ds_units if not _part(part_dir, u).exists()
                       for m in [a.key[2] for a in u.args if isinstance(a, Ref)]}
@@ -320,7 +321,7 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
                 ds_units.append(CallUnit(
                     key=("pair-group", ds_name, a, b), fn=f"{mod}:measure_pair_group",
                     args=(a, b, embs[a].aligned(ids), embs[b].aligned(ids), cfg.normalize, k_max, metric_list,
-                          a not in self_done), label=f"{ds_name} · {a} × {b}"))
+                          a not in self_done, calib), label=f"{ds_name} · {a} × {b}"))
                 self_done.add(a)
         for m, e in embs.items():
             if cfg.model_metrics:
@@ -417,6 +418,10 @@ def _assemble(study: Study, ds_name: str, pair_parts: list, model_parts: list, e
     for col in ("p_value", "ci_low", "ci_high"):
         if col not in pairs:
             pairs[col] = np.nan
+    if len(pairs) and "p_value" in pairs:
+        from .metrics.calibration import adjust_table
+
+        pairs = adjust_table(pairs)
     pairs["normalize"] = cfg.normalize
     pairs["seed"] = cfg.seed
     pairs["study"] = digest

@@ -78,10 +78,50 @@ def _pairs_recording_errors(caches: dict, name: str, params: dict):
     return pd.concat(rows, ignore_index=True)
 
 
-def measure_block(rows: list[str], cols: list[str], metrics: list[tuple[str, dict]], *caches):
+def calibrate_table(df, caches: dict, name: str, params: dict, calibration: dict | None):
+    """``df`` (one metric's pairs) with the calibration columns of
+    :func:`matteralign.metrics.calibration.calibrate_pairs` merged in (``p_value``, ``ci_low``, ``ci_high``,
+    null statistics, calibrated scores); a pair that cannot be calibrated says why in ``note``."""
+    import pandas as pd
+
+    from ..metrics.calibration import CALIBRATION_COLUMNS, calibrate_pairs
+
+    if not calibration or not calibration.get("enabled", True) or df.empty:
+        return df
+    opts = {k: calibration[k] for k in ("n_permutations", "alpha", "seed", "n_subsamples", "fraction",
+                                          "confidence", "null_max_n") if k in calibration}
+    pairs = [(a, b) for a, b, v in zip(df["model_a"], df["model_b"], df["value"], strict=True) if np.isfinite(v)]
+    parts, failed = [], {}
+    for group in ([pairs] if pairs else []):
+        try:
+            parts.append(calibrate_pairs(caches, name, params, pairs=group, **opts))
+        except MatterAlignError:
+            for pair in group:  # one pair at a time, to keep the others
+                try:
+                    parts.append(calibrate_pairs(caches, name, params, pairs=[pair], **opts))
+                except MatterAlignError as exc:
+                    failed[pair] = f"calibration: {type(exc).__name__}: {exc}"
+    cal = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CALIBRATION_COLUMNS)
+    cal = cal.drop(columns=["metric", "params"]).rename(columns={"note": "_cal_note"})
+    out = df.drop(columns=[c for c in ("p_value", "ci_low", "ci_high") if c in df]).merge(
+        cal, on=["model_a", "model_b"], how="left")
+    notes = []
+    for a, b, note, cnote, v in zip(out["model_a"], out["model_b"], out["note"], out["_cal_note"], out["value"],
+                                    strict=True):
+        extra = failed.get((a, b)) or (cnote if isinstance(cnote, str) else "")
+        if not np.isfinite(v) and not extra:
+            extra = "no null or interval: the value is undefined"
+        notes.append("; ".join(x for x in (note, extra) if x))
+    out["note"] = notes
+    return out.drop(columns=["_cal_note"])
+
+
+def measure_block(rows: list[str], cols: list[str], metrics: list[tuple[str, dict]], calibration: dict | None,
+                  *caches):
     """The pairs of one tile pair: ``rows × cols`` and ``cols × rows`` (``rows × rows`` on the diagonal).
 
-    ``caches`` are the prepared caches of ``rows`` then of the ``cols`` not in ``rows``, in that order.
+    ``caches`` are the prepared caches of ``rows`` then of the ``cols`` not in ``rows``, in that order;
+    ``calibration`` (the study's ``[calibration]`` table and ``seed``) adds nulls and intervals.
     """
     import pandas as pd
 
@@ -92,12 +132,12 @@ def measure_block(rows: list[str], cols: list[str], metrics: list[tuple[str, dic
     for name, params in metrics:
         df = _pairs_recording_errors(by_name, name, params)
         keep = [(a, b) in want for a, b in zip(df["model_a"], df["model_b"], strict=True)]
-        frames.append(df[keep])
+        frames.append(calibrate_table(df[keep].reset_index(drop=True), by_name, name, params, calibration))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def measure_pair_group(a: str, b: str, Xa: np.ndarray, Xb: np.ndarray, normalize: str, k_max: int | None,
-                       metrics: list[tuple[str, dict]], with_self: bool):
+                       metrics: list[tuple[str, dict]], with_self: bool, calibration: dict | None = None):
     """The pairs ``(a, b)`` and ``(b, a)`` on the intersection of their samples (and ``(a, a)`` if asked)."""
     import pandas as pd
 
@@ -108,7 +148,7 @@ def measure_pair_group(a: str, b: str, Xa: np.ndarray, Xb: np.ndarray, normalize
         keep = df["model_a"] != df["model_b"]
         if with_self:
             keep |= (df["model_a"] == a) & (df["model_b"] == a)
-        frames.append(df[keep])
+        frames.append(calibrate_table(df[keep].reset_index(drop=True), caches, name, params, calibration))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

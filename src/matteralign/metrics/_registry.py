@@ -69,6 +69,16 @@ class MetricSpec:
     null_from_cache : callable, optional
         ``null_from_cache(cache_x, cache_y, perm, **params) -> float``: the metric with the rows of
         ``Y`` permuted by ``perm``, computed cheaply (e.g. relabelling cached neighbour indices).
+    null_kernel : callable, optional
+        ``null_kernel(cache, **params) -> ndarray (N, N)``: a per-model matrix ``M`` (commuting with row
+        permutations: ``M(Y[pi]) = M(Y)[pi][:, pi]``) such that the metric is
+        ``null_ratio(<M_x, M_y>, <M_x, M_x>, <M_y, M_y>, n=N, **params)``; the permutation null then costs
+        O(N^2) per permutation (:mod:`matteralign.metrics.calibration`).
+    null_ratio : callable, optional
+        The combine of ``null_kernel`` (see above).
+    null_max_n : int, optional
+        Largest number of samples for the null routes of this metric; above it the null is computed on a
+        seeded subset of this size (recorded with the number). ``None``: no limit.
     needs : frozenset of str
         What the per-model cache must hold for ``from_cache``: ``"knn"``, ``"features"``, ...
     description : str
@@ -88,6 +98,9 @@ class MetricSpec:
     from_cache: Callable[..., float] | None = None
     from_caches_all: Callable[..., Any] | None = None
     null_from_cache: Callable[..., float] | None = None
+    null_kernel: Callable[..., Any] | None = None
+    null_ratio: Callable[..., float] | None = None
+    null_max_n: int | None = None
     needs: frozenset[str] = frozenset()
     description: str = ""
 

@@ -41,6 +41,7 @@ import warnings
 import numpy as np
 
 from ..errors import InputError
+from . import _nullkernels as _nk
 from ._cache import ModelCache
 from ._compiled import kernel, run_rows
 from ._registry import MetricSpec, register
@@ -542,6 +543,9 @@ register(
         self_value=1.0,
         from_cache=cka_from_cache,
         from_caches_all=cka_all_from_caches,
+        null_kernel=_nk.centred_gram,
+        null_ratio=_nk.cka_ratio,
+        null_max_n=_nk.NULL_MAX_N,
         needs=frozenset({"features"}),
         description="linear CKA, biased HSIC, feature-space route (N > D)",
     )
@@ -559,6 +563,9 @@ register(
         self_value=None,
         from_cache=unbiased_cka_from_cache,
         from_caches_all=unbiased_cka_all_from_caches,
+        null_kernel=_nk.u_centred_gram,
+        null_ratio=_nk.unbiased_cka_ratio,
+        null_max_n=_nk.NULL_MAX_N,
         needs=frozenset({"features"}),
         description="debiased linear CKA (unbiased HSIC, +1e-6 as platonic-rep)",
     )

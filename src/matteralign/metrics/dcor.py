@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError
+from . import _nullkernels as _nk
 from ._blocked import check_precision, distance_sums, prepare_workspace
 from ._registry import MetricSpec, register
 from ._validate import check_pair
@@ -209,6 +210,9 @@ for _name, _fn, _sq, _ub, _bounds, _desc in (
             params={"precision": "float64"},
             self_value=1.0,
             from_caches_all=_from_caches_all(squared=_sq, unbiased=_ub),
+            null_kernel=_nk.u_centred_distances if _ub else _nk.double_centred_distances,
+            null_ratio=_nk.dcor2_ratio if _sq else _nk.dcor_ratio,
+            null_max_n=_nk.NULL_MAX_N,
             needs=frozenset({"features"}),
             description=_desc,
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _nullkernels as _nk
 from ._blocked import exact_knn_l2
 from ._registry import MetricSpec, register
 from ._validate import check_pair, check_positive_int
@@ -133,6 +134,8 @@ register(
         reference="Basile et al. 2025, arXiv 2406.15812 (lorenzobasile/IDCorrelation)",
         params={},
         self_value=1.0,
+        null_from_cache=_nk.idcor_null,
+        null_max_n=_nk.NULL_MAX_N,
         needs=frozenset({"features"}),
         description="IdCor (TwoNN on L2-normalised rows; nominally [0, 1], noisy estimates may leave it); "
         "p-value via id_correlation",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from . import _nullkernels as _nk
 from ._blocked import (
     _STREAM_BYTES,
     Workspace,
@@ -410,6 +411,8 @@ register(
         reference="Glielmo et al. 2022, doi:10.1093/pnasnexus/pgac039 (DADApy return_information_imbalace)",
         params={"k": 1, "precision": "float32"},
         from_caches_all=_from_caches_all,
+        null_from_cache=_nk.imbalance_null,
+        null_max_n=_nk.NULL_MAX_N,
         needs=frozenset({"features"}),
         description="information imbalance Delta(a -> b), exact ranks; ~0 = a predicts b, ~1 = unrelated",
     )

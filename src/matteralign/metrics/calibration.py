@@ -1,0 +1,512 @@
+"""Calibrated alignment: every pair value with its permutation null, calibrated scores and an interval over samples.
+
+For one metric and many model pairs (per-model caches from :func:`matteralign.metrics.prepare`),
+:func:`calibrate_pairs` returns, per ordered pair ``(a, b)``:
+
+* the permutation null of ``s(X_a, X_b[pi])`` for B seeded permutations (the same B permutations for every
+  pair of the call, from ``numpy.random.default_rng(seed)``), its mean, sd and the threshold ``tau``;
+* the add-one p-value ``(1 + #{null at least as aligned as s}) / (B + 1)`` (Phipson & Smyth 2010);
+* the gated calibrated score of the Aristotelian view (Gröger et al. 2026, arXiv 2602.14486, package
+  ``calibrated-similarity``): ``tau`` is the ``ceil((1 - alpha)(B + 1))``-th smallest of ``{s} U null`` and
+
+  .. math:: \\tilde s = \\operatorname{clip}\\big((s - \\tau)/(s_{\\max} - \\tau), 0, 1\\big),
+
+  mirrored for lower-is-better metrics (``(tau - s)/(tau - s_min)`` with ``tau`` the ``floor(alpha (B+1))``-th
+  smallest); ``s_max`` is the metric's upper bound, or 1 (CKNNA, IdCor: their value for identical inputs);
+* the null-centred, ARI-style score ``(s - mu)/(s_max - mu)`` above the null mean ``mu`` and
+  ``(s - mu)/(mu - s_min)`` below it (``s_min = -s_max`` for metrics unbounded below), in [-1, 1];
+* an interval over **samples** by half-sampling (below).
+
+Null routes (cheapest first; every route computes the metric of ``(X, Y[pi])`` exactly, the tests check each
+against recomputing the metric to 1e-9):
+
+``relabel``
+    kNN metrics (``spec.null_from_cache``): the kNN graph of ``Y[pi]`` is ``inv_pi[idx_Y[pi]]``, O(N k) per
+    permutation, no new search. CKNNA and mutual kNN use one overlap pass per pair and permutation that gives
+    both orders of the pair; permuted graphs are built once per model and permutation.
+``kernel``
+    metrics of the form ``f(<M_x, M_y>, <M_x, M_x>, <M_y, M_y>)`` for a per-model N x N matrix ``M`` that
+    commutes with row permutations (``spec.null_kernel``/``spec.null_ratio``): linear CKA (centred Gram),
+    unbiased CKA (U-centred Gram, zero diagonal; Song et al. 2012 = Székely & Rizzo 2014's U-centred inner
+    product), dCor and dCor^2 (double-centred distances) and bias-corrected dCor^2 (U-centred distances).
+    The permuted matrix is ``M_y[pi][:, pi]``, so a null value costs O(N^2) and no distance or Gram
+    recomputation. Used up to ``spec.null_max_n`` samples.
+``cache``
+    other metrics with ``spec.null_from_cache`` (information imbalance: per-model rank matrices, ranks of
+    ``Y[pi]`` are ``R_Y[pi][:, pi]``; IdCor: joint squared distances ``D_x + D_y[pi][:, pi]``).
+``recompute``
+    otherwise, the metric is recomputed on ``(X, Y[pi])``.
+
+Above ``spec.null_max_n`` samples (or ``null_max_n`` of the call) the null (and the value it is compared
+with) is computed on a seeded subset of that many samples; ``null_n`` records the size and ``note`` says so.
+
+Interval over samples (``ci_method``): half-sampling. B' subsets ``S_b`` of ``m = round(f N)`` distinct samples
+(no duplicates: duplicated rows create zero distances and kNN ties), the metric recomputed on each with every
+neighbour count scaled to ``k_m = max(1, round(k m / N))`` (at fixed k the kNN metrics change with the
+sample size, so a fixed-k subsample interval can miss the full-data value), and the basic interval
+
+.. math:: [\\, s_N - (q_{1-c/2}(D) - \\tilde D),\\; s_N - (q_{c/2}(D) - \\tilde D) \\],\\qquad
+    D_b = (s_{S_b} - s_N)\\sqrt{m/(N - m)}
+
+with ``\\tilde D`` the median of ``D``. The finite-population factor makes the spread of ``D`` that of ``s_N``
+around its population value (at ``f = 1/2`` it is 1: classical half-sampling). Centring on the median keeps the
+estimator's dependence on the sample size (V-statistic dCor, information imbalance at fixed k, kNN metrics)
+from shifting the interval off the value: the interval is the sampling spread of the value, not a bias
+correction. Multiple testing: :func:`bh_adjust` (Benjamini-Hochberg).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ._cache import ModelCache, prepare
+from ._compiled import warm
+from ._nullkernels import NULL_MAX_N, mantel_sums
+from ._registry import MetricSpec, get_metric
+from ._validate import check_positive_int
+
+__all__ = ["calibrate_pairs", "calibrated_scores", "bh_adjust", "adjust_table", "permutations", "null_values", "CALIBRATION_COLUMNS"]
+
+CALIBRATION_COLUMNS = [
+    "model_a", "model_b", "metric", "params", "p_value", "ci_low", "ci_high", "null_mean", "null_sd", "null_tau",
+    "calibrated", "calibrated_centered", "n_permutations", "null_seed", "null_n", "null_route", "ci_method",
+    "note",
+]
+
+#: Samples above which subsample intervals are not kept in the caches between metrics (memory).
+_MEMO_SUBSAMPLES_MAX_N = 5000
+
+
+def permutations(n: int, n_permutations: int, seed: int) -> np.ndarray:
+    """The ``(B, n)`` row permutations used for every null of a call (``default_rng(seed).permutation(n)``, B times)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n) for _ in range(n_permutations)]) if n_permutations else np.empty((0, n), int)
+
+
+def _smax_smin(spec: MetricSpec) -> tuple[float, float]:
+    lo, hi = spec.bounds
+    smax = hi if math.isfinite(hi) else (spec.self_value or 1.0)
+    smin = lo if math.isfinite(lo) else -smax
+    return float(smax), float(smin)
+
+
+def calibrated_scores(value: float, null: np.ndarray, *, spec: MetricSpec, alpha: float) -> dict[str, float]:
+    """p-value, threshold ``tau``, gated and null-centred scores of one value against its null.
+
+    Parameters
+    ----------
+    value : float
+        The observed score ``s``.
+    null : ndarray, shape (B,)
+        Scores of ``(X, Y[pi_b])``.
+    spec : MetricSpec
+        The metric (direction, bounds).
+    alpha : float
+        Level of the threshold.
+
+    Returns
+    -------
+    dict
+        ``p_value`` in (0, 1], ``null_mean``, ``null_sd`` (ddof 1), ``null_tau``, ``calibrated`` in [0, 1],
+        ``calibrated_centered`` in [-1, 1] (module docstring). NaN values give NaN scores.
+    """
+    null = np.asarray(null, dtype=float)
+    B = null.size
+    out = dict(p_value=math.nan, null_mean=math.nan, null_sd=math.nan, null_tau=math.nan, calibrated=math.nan,
+               calibrated_centered=math.nan)
+    if B == 0 or not math.isfinite(value) or not np.isfinite(null).all():
+        return out
+    lower = spec.higher_is_better is False
+    smax, smin = _smax_smin(spec)
+    pool = np.sort(np.append(null, value))
+    mu = float(null.mean())
+    out["null_mean"], out["null_sd"] = mu, float(null.std(ddof=1)) if B > 1 else 0.0
+    if lower:
+        exceed = int(np.count_nonzero(null <= value))
+        tau = float(pool[max(0, math.floor(alpha * (B + 1)) - 1)])
+        cal = (tau - value) / max(tau - smin, 1e-12)
+        cen = (mu - value) / (mu - smin) if value <= mu else (mu - value) / (smax - mu)
+    else:
+        exceed = int(np.count_nonzero(null >= value))
+        tau = float(pool[min(B, max(0, math.ceil((1 - alpha) * (B + 1)) - 1))])
+        cal = (value - tau) / max(smax - tau, 1e-12)
+        cen = (value - mu) / (smax - mu) if value >= mu else (value - mu) / (mu - smin)
+    out["p_value"] = (1.0 + exceed) / (B + 1.0)
+    out["null_tau"] = tau
+    out["calibrated"] = float(min(1.0, max(0.0, cal)))
+    out["calibrated_centered"] = float(min(1.0, max(-1.0, cen)))
+    return out
+
+
+def bh_adjust(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (step-up, monotone, capped at 1); NaN entries stay NaN.
+
+    .. math:: q_{(i)} = \\min_{j \\ge i} \\min\\big(1, p_{(j)} m / j\\big)
+
+    Parameters
+    ----------
+    p_values : array_like, shape (m,)
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        Adjusted p-values in the input order; a pair is significant at FDR ``q`` when its value is ``<= q``.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pv = p[ok]
+    order = np.argsort(pv, kind="stable")
+    ranked = pv[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    adj = np.empty(m)
+    adj[order] = np.minimum(q, 1.0)
+    out[ok] = adj
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- values
+def _values(spec: MetricSpec, caches: Mapping[str, ModelCache], pairs: Sequence[tuple[str, str]],
+            params: dict, *, cheap: bool = False) -> dict[tuple[str, str], float]:
+    names = sorted({m for p in pairs for m in p})
+    n = caches[names[0]].n
+    if cheap and n <= min(NULL_MAX_N, spec.null_max_n or NULL_MAX_N) and _route(spec) in ("kernel", "cache"):
+        # the null routes at the identity permutation are the metric itself (tested to 1e-9)
+        ident = np.arange(n)[None, :]
+        return {p: float(v[0]) for p, v in null_values(spec, caches, pairs, params, ident).items()}
+    if spec.from_caches_all is not None and len(pairs) > 1:
+        mat = np.asarray(spec.from_caches_all([caches[m] for m in names], **params), dtype=float)
+        pos = {m: i for i, m in enumerate(names)}
+        return {(a, b): float(mat[pos[a], pos[b]]) for a, b in pairs}
+    out = {}
+    for a, b in pairs:
+        if spec.from_cache is not None:
+            out[(a, b)] = float(spec.from_cache(caches[a], caches[b], **params))
+        else:
+            out[(a, b)] = float(spec.function(caches[a].features, caches[b].features, **params))
+    return out
+
+
+def _route(spec: MetricSpec) -> str:
+    if spec.name in _FAST_KNN:
+        return "relabel"
+    if spec.null_kernel is not None:
+        return "kernel"
+    if spec.null_from_cache is not None:
+        return "relabel" if "knn" in spec.needs else "cache"
+    return "recompute"
+
+
+_FAST_KNN = ("cknna", "mutual_knn")
+
+
+def _knn_nulls(spec, caches, pairs, params, perms) -> dict[tuple[str, str], np.ndarray]:
+    """CKNNA / mutual kNN nulls: one overlap pass per (unordered pair, permutation) gives both orders."""
+    from . import knn as _k
+    from ._compiled import pool
+
+    k = int(params["k"])
+    names = sorted({m for p in pairs for m in p})
+    graphs = {m: _k._graph_from_cache(caches[m], k) for m in names}
+    for g in graphs.values():
+        g.recip  # noqa: B018 - computed before threads share the graphs
+    selfs = {m: _k._self_hsic_cached(caches[m], k) for m in names} if spec.name == "cknna" else {}
+    unordered = sorted({(a, b) if a <= b else (b, a) for a, b in pairs})
+    B = perms.shape[0]
+    nulls = {p: np.empty(B) for p in unordered}
+    rev = {p: np.empty(B) for p in unordered}
+    permuted_models = sorted({b for _, b in unordered})
+    n = next(iter(caches.values())).n
+
+    def one(t):
+        perm = perms[t]
+        gp = {m: _k._permuted_graph(graphs[m], perm) for m in permuted_models}
+        for a, b in unordered:
+            hxy, hyx, hits = _k._pair_stats(graphs[a], gp[b])
+            if spec.name == "cknna":
+                nulls[(a, b)][t] = _k._cknna_ratio(hxy, selfs[a], selfs[b])
+                rev[(a, b)][t] = _k._cknna_ratio(hyx, selfs[b], selfs[a])
+            else:
+                nulls[(a, b)][t] = rev[(a, b)][t] = hits / (n * k)
+
+    list(pool().map(one, range(B)))
+    out = {}
+    for a, b in pairs:
+        out[(a, b)] = nulls[(a, b)] if (a, b) in nulls else rev[(b, a)]
+    return out
+
+
+def _inverse(perms: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(perms)
+    np.put_along_axis(inv, perms, np.broadcast_to(np.arange(perms.shape[1]), perms.shape), axis=1)
+    return inv
+
+
+def _kernel_nulls(spec, caches, pairs, params, perms) -> dict[tuple[str, str], np.ndarray]:
+    mats = {m: spec.null_kernel(caches[m], **params) for m in sorted({m for p in pairs for m in p})}
+    selfs = {m: float(np.vdot(M, M)) for m, M in mats.items()}
+    inv = _inverse(perms)
+    done: dict[tuple[str, str], np.ndarray] = {}
+    out = {}
+    for pair in pairs:
+        # symmetric metrics: s(b, a[inv pi]) = s(a, b[pi]), so (b, a) with a < b mirrors (a, b)
+        key = tuple(sorted(pair)) if spec.symmetric else pair
+        if key not in done:
+            a, b = key
+            Ma, Mb = mats[a], mats[b]
+            cross = mantel_sums(Ma, Mb, perms if a <= b else inv)
+            vals = np.array([spec.null_ratio(float(c), selfs[a], selfs[b], n=Ma.shape[0], **params) for c in cross])
+            done[key] = vals
+        out[pair] = done[key]
+    return out
+
+
+def null_values(spec: MetricSpec, caches: Mapping[str, ModelCache], pairs: Sequence[tuple[str, str]],
+                params: dict, perms: np.ndarray, *, route: str | None = None) -> dict[tuple[str, str], np.ndarray]:
+    """The null ``s(X_a, X_b[perm])`` of every pair for every row of ``perms``, shape (B,) per pair.
+
+    Pairs with ``a <= b`` (name order) use ``perms``, the others their inverses: one pass over an unordered pair
+    then gives both orders (``s(X_b, X_a[pi^-1]) = s(X_b[pi], X_a)`` by joint sample permutation invariance).
+
+    ``route`` forces a route (``"recompute"`` is the brute-force reference the tests compare with).
+    """
+    route = route or _route(spec)
+    perms = np.asarray(perms)
+    if route == "relabel" and spec.name in _FAST_KNN:
+        return _knn_nulls(spec, caches, pairs, params, perms)
+    if route == "kernel":
+        return _kernel_nulls(spec, caches, pairs, params, perms)
+    out = {}
+    inv = _inverse(perms)
+    for a, b in pairs:
+        ca, cb = caches[a], caches[b]
+        use = perms if a <= b else inv
+        if route in ("relabel", "cache"):
+            out[(a, b)] = np.array([spec.null_from_cache(ca, cb, perm, **params) for perm in use], dtype=float)
+        else:
+            Xa, Xb = ca.features, cb.features
+            out[(a, b)] = np.array([spec.function(Xa, Xb[perm], **params) for perm in use], dtype=float)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- intervals
+def _scaled_params(params: dict, m: int, n: int) -> dict:
+    out = dict(params)
+    if "k" in out:
+        out["k"] = max(1, min(m - 1, int(round(int(out["k"]) * m / n))))
+    return out
+
+
+def _subsample_caches(caches: Mapping[str, ModelCache], names: Sequence[str], idx: np.ndarray,
+                      key: tuple) -> dict[str, ModelCache]:
+    out = {}
+    for m in names:
+        c = caches[m]
+
+        def make(c=c):
+            return prepare(c.features[idx], k_max=None, normalize=None, name=c.name)
+
+        out[m] = c.memo(("calibration", "subsample") + key, make) if c.n <= _MEMO_SUBSAMPLES_MAX_N else make()
+    return out
+
+
+def _intervals(spec, caches, pairs, params, values, *, n_subsamples, fraction, confidence, seed):
+    n = next(iter(caches.values())).n
+    m = int(round(fraction * n))
+    if n_subsamples == 0:
+        return {p: (math.nan, math.nan) for p in pairs}, "off (n_subsamples = 0)"
+    if m < 4 or m >= n:
+        return {p: (math.nan, math.nan) for p in pairs}, f"none: half-samples of {m} of {n} samples"
+    sub_params = _scaled_params(params, m, n)
+    rng = np.random.default_rng([seed, 1])
+    names = sorted({x for p in pairs for x in p})
+    draws = {p: np.empty(n_subsamples) for p in pairs}
+    for b in range(n_subsamples):
+        idx = np.sort(rng.choice(n, size=m, replace=False))
+        subs = _subsample_caches(caches, names, idx, (seed, n_subsamples, m, b))
+        vals = _values(spec, subs, pairs, sub_params, cheap=True)
+        for p in pairs:
+            draws[p][b] = vals[p]
+    scale = math.sqrt(m / (n - m))
+    lo_q, hi_q = (1 - confidence) / 2, (1 + confidence) / 2
+    out = {}
+    for p in pairs:
+        d = (draws[p] - values[p]) * scale
+        if not np.isfinite(d).all():
+            out[p] = (math.nan, math.nan)
+            continue
+        q_lo, q_hi = np.quantile(d, [lo_q, hi_q]) - np.median(d)
+        out[p] = (values[p] - float(q_hi), values[p] - float(q_lo))
+    k_note = f", k scaled to {sub_params['k']}" if "k" in params else ""
+    return out, f"half-sampling, median-centred, {n_subsamples} subsets of {m}{k_note}, level {confidence}"
+
+
+# ---------------------------------------------------------------------------------------------- public
+def _default_pairs(spec: MetricSpec, names: Sequence[str]) -> list[tuple[str, str]]:
+    return [(a, b) for a in names for b in names]
+
+
+def calibrate_pairs(
+    caches: Mapping[str, ModelCache],
+    metric: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    pairs: Iterable[tuple[str, str]] | None = None,
+    n_permutations: int = 100,
+    alpha: float = 0.05,
+    seed: int = 0,
+    n_subsamples: int = 30,
+    fraction: float = 0.5,
+    confidence: float = 0.95,
+    null_max_n: int | None = None,
+):
+    """Permutation null, p-value, calibrated scores and interval over samples for many pairs of one metric.
+
+    Parameters
+    ----------
+    caches : mapping of str to ModelCache
+        Model name -> :func:`matteralign.metrics.prepare` cache; all describe the same samples in the same order.
+    metric : str
+        A registered pair metric.
+    params : mapping, optional
+        Metric parameters; unspecified ones take the registry defaults.
+    pairs : iterable of (str, str), optional
+        Ordered pairs ``(model_a, model_b)``; default every ordered pair including ``a == b``.
+    n_permutations : int
+        B, permutations per null (the same B permutations for every pair).
+    alpha : float
+        Level of the threshold ``tau``.
+    seed : int
+        Seed of the permutations (``null_seed``); the subsets of the interval use ``default_rng([seed, 1])``.
+    n_subsamples : int
+        B', half-samples for the interval (0 turns the interval off; ``ci_method`` says so).
+    fraction : float
+        ``m / N`` of the half-samples, in (0, 1).
+    confidence : float
+        Level of the interval.
+    null_max_n : int, optional
+        Largest N for the null; above it (or above ``spec.null_max_n``) the null and the value it is compared
+        with use a seeded subset of that size (``null_n``, ``note``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`CALIBRATION_COLUMNS`, one row per pair: ``p_value`` (small = more aligned than chance),
+        ``ci_low``/``ci_high`` (interval of the value over samples), ``null_mean``, ``null_sd``, ``null_tau``,
+        ``calibrated`` in [0, 1] (0 = not above the null at level ``alpha``, 1 = full agreement),
+        ``calibrated_centered`` in [-1, 1], ``n_permutations``, ``null_seed``, ``null_n``, ``null_route``,
+        ``ci_method``, ``note``. Merge with :func:`~matteralign.metrics.pairwise` on
+        ``(model_a, model_b, metric, params)``.
+
+    Notes
+    -----
+    Cost: module docstring (routes). The interval costs B' recomputations of all pairs at ``m`` samples
+    (B' kNN searches per model for kNN metrics).
+    """
+    import pandas as pd
+
+    spec = get_metric(metric)
+    if spec.arity != 2:
+        raise InputError(f"metric {metric!r} measures a single representation; calibrate_pairs needs a pair metric.")
+    if not isinstance(caches, Mapping) or not caches:
+        raise InputError("caches must be a non-empty mapping of model name -> ModelCache.")
+    given = dict(params or {})
+    unknown = set(given) - set(spec.params)
+    if unknown:
+        raise InputError(f"metric {metric!r} has no parameter(s) {sorted(unknown)}; it accepts {sorted(spec.params)}.")
+    full = dict(spec.params)
+    full.update(given)
+    B = check_positive_int(n_permutations, "n_permutations", minimum=1)
+    Bs = check_positive_int(n_subsamples, "n_subsamples", minimum=0)
+    for v, label in ((alpha, "alpha"), (confidence, "confidence"), (fraction, "fraction")):
+        if not (isinstance(v, int | float) and 0 < v < 1):
+            raise InputError(f"{label} must lie strictly between 0 and 1; got {v!r}.")
+    names = [str(m) for m in caches]
+    ns = {caches[m].n for m in names}
+    if len(ns) != 1:
+        raise InputError(f"all caches must describe the same samples; got row counts {sorted(ns)}.")
+    n = ns.pop()
+    pairs = _default_pairs(spec, names) if pairs is None else [(str(a), str(b)) for a, b in pairs]
+    missing = sorted({m for p in pairs for m in p} - set(names))
+    if missing:
+        raise InputError(f"pairs name models without a cache: {missing}; caches hold {sorted(names)}.")
+    pj = json.dumps(full, sort_keys=True)
+
+    warm()  # nulls are much work: compiled kernels from the first pair on
+    values = _values(spec, caches, pairs, full)
+    route = _route(spec)
+    limit = min(x for x in (null_max_n, spec.null_max_n, n) if x is not None)
+    note = ""
+    null_caches, null_values_ref, null_n = caches, values, n
+    if limit < n:
+        rng = np.random.default_rng([seed, 2])
+        idx = np.sort(rng.choice(n, size=limit, replace=False))
+        models = sorted({m for p in pairs for m in p})
+        null_caches = _subsample_caches(caches, models, idx, ("null", seed, limit))
+        null_values_ref = _values(spec, null_caches, pairs, full)
+        null_n = limit
+        note = f"null on a seeded subset of {limit} of {n} samples; p, tau and calibrated refer to that size"
+    perms = permutations(null_n, B, seed)
+    nulls = null_values(spec, null_caches, pairs, full, perms, route=route)
+    cis, ci_method = _intervals(spec, caches, pairs, full, values, n_subsamples=Bs, fraction=fraction,
+                                confidence=confidence, seed=seed)
+    rows = []
+    for p in pairs:
+        sc = calibrated_scores(null_values_ref[p], nulls[p], spec=spec, alpha=float(alpha))
+        row_note = note
+        if not math.isfinite(values[p]):
+            row_note = "; ".join(x for x in (note, "value undefined (NaN): no null") if x)
+        rows.append(dict(model_a=p[0], model_b=p[1], metric=spec.name, params=pj, ci_low=cis[p][0],
+                         ci_high=cis[p][1], n_permutations=B, null_seed=int(seed), null_n=int(null_n),
+                         null_route=route, ci_method=ci_method, note=row_note, **sc))
+    return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
+
+
+def adjust_table(pairs):
+    """``pairs`` with ``p_adjusted``: Benjamini-Hochberg across the pairs of each (dataset, metric, params).
+
+    Self pairs (``model_a == model_b``) are left out (NaN); a symmetric metric counts each unordered pair once
+    (both orders get the same adjusted value); an asymmetric one counts both orders.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        A pairs table with ``model_a, model_b, metric, params, p_value`` (and optionally ``dataset``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the column ``p_adjusted``.
+    """
+    out = pairs.copy()
+    adj = np.full(len(out), np.nan)
+    keys = [c for c in ("dataset", "metric", "params") if c in out]
+    p = out["p_value"].to_numpy(dtype=float)
+    a, b = out["model_a"].astype(str).to_numpy(), out["model_b"].astype(str).to_numpy()
+    for _, idx in out.groupby(keys, sort=False).indices.items():
+        metric = out["metric"].iloc[idx[0]]
+        try:
+            symmetric = get_metric(str(metric)).symmetric
+        except Exception:  # a metric no longer registered: count both orders
+            symmetric = False
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i in idx:
+            if a[i] == b[i]:
+                continue
+            key = tuple(sorted((a[i], b[i]))) if symmetric else (a[i], b[i])
+            groups.setdefault(key, []).append(i)
+        firsts = [rows[0] for rows in groups.values()]
+        q = bh_adjust(p[firsts])
+        for rows, qv in zip(groups.values(), q, strict=True):
+            adj[rows] = qv
+    out["p_adjusted"] = adj
+    return out
