@@ -182,7 +182,7 @@ class _Slot:
     def submit(self, unit, request_maker) -> cf.Future:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def close(self) -> None:  # pragma: no cover - abstract
+    def close(self, kill: bool = False) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -292,7 +292,7 @@ class SlotExecutor(Executor):
         except BaseException:
             for fut in running:
                 fut.cancel()
-            self._reset_slots()
+            self._reset_slots(kill=True)  # Ctrl-C or an error: stop the workers now; nothing half-written
             raise
 
     def _pick(self, slot: _Slot | None, pending: list):
@@ -305,10 +305,10 @@ class SlotExecutor(Executor):
                     return u
         return pending[0]
 
-    def _reset_slots(self):
+    def _reset_slots(self, kill: bool = False):
         for i, s in enumerate(self._slots):
             if s is not None:
-                s.close()
+                s.close(kill=kill)
             self._slots[i] = None
 
     def close(self):
@@ -330,7 +330,8 @@ class _ProcSlot(_Slot):
         self._log = open(tmp / f"worker-{id(self)}.log", "w+")
         self.proc = subprocess.Popen([str(python), "-m", "matteralign.execute.worker"], env=child_env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                     bufsize=1)
+                                     bufsize=1, start_new_session=True)  # Ctrl-C reaches the driver only
+        # a worker ends when its stdin closes: the driver's exit (even a SIGKILL) ends its workers
         self._lock = threading.Lock()
         self._futures: dict[int, tuple[cf.Future, Any]] = {}
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -393,7 +394,9 @@ class _ProcSlot(_Slot):
             pass  # the reader thread fails the future when it sees the process gone
         return fut
 
-    def close(self):
+    def close(self, kill: bool = False):
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()

@@ -136,7 +136,7 @@ class _ActorSlot(_Slot):
             except cf.InvalidStateError:  # pragma: no cover - completed meanwhile
                 pass
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         try:
             _ray().kill(self.actor)
         except Exception:  # pragma: no cover - already gone
