@@ -66,7 +66,7 @@ def scratch(tmp_path, monkeypatch):
         np.save(f"{name}.npy", X)
         np.save(f"{name.upper()}.npy", X)
     np.savez("embeddings.npz", chgnet=arrays["a"], sevennet=arrays["b"])
-    atoms = [a for a in g2][:40]
+    atoms = [a for a in g2][:100]  # above the default study's largest k (50)
     write("my_structures.extxyz", atoms)
     write("train.extxyz", atoms)
     Path("study.toml").write_text(SMALL_STUDY)

@@ -199,7 +199,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         if sub.empty:
             continue
         labels = list(dict.fromkeys(sub["label"]))
-        best = sub.loc[sub.groupby("label")["r2"].idxmax()]
+        scored = sub[np.isfinite(sub["r2"].to_numpy(dtype=float))]  # a label no model could be scored on
+        best = scored.loc[scored.groupby("label")["r2"].idxmax()] if len(scored) else scored
         parts = [f"{r.label}: {r.model} R² {fmt(r.r2)} [{fmt(r.r2_low)}, {fmt(r.r2_high)}]"
                  for r in best.itertuples()]  # fmt: skip
         res.findings.append(f"{ds}: best model per label — " + "; ".join(parts) + ".")
