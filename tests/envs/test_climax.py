@@ -85,3 +85,52 @@ def test_checkpoint_errors_name_the_path_and_keys(climax_case, tmp_path):
     torch.save({"state_dict": sd}, bad)
     with pytest.raises(ModelError, match=f"{bad}.*has 40 variables and no variable names"):
         extract(tmp_path / "s4", ds, "climax", options={"checkpoint": str(bad)})
+
+
+STUDY = """
+name = "weather-models"
+out = "{out}"
+seed = 0
+models = ["aurora", "climax", "grid-patch", "grid-random", "random"]
+
+[checkpoints]
+aurora = "{aurora}"
+climax = "{climax}"
+
+[metrics]
+cknna = {{ k = 5 }}
+
+[model_metrics]
+
+[analyses.probes]
+cv = 3
+
+[[datasets]]
+name = "weather"
+n = 150
+"""
+
+
+def test_weather_models_in_a_study(climax_case, tmp_path):
+    """Aurora and ClimaX beside the grid baselines on the bundled grid: the weather alignment matrix and probes."""
+    import pandas as pd
+
+    from matteralign.study import Study
+
+    _, info = climax_case
+    ck = tmp_path / "aurora"
+    ck.mkdir()
+    proc = envs.run_in_env("aurora", [HERE / "random_models.py", "aurora", ck])
+    aurora = json.loads(proc.stdout.strip().splitlines()[-1])["checkpoint"]
+    toml = tmp_path / "study.toml"
+    toml.write_text(STUDY.format(out=tmp_path / "run", aurora=aurora, climax=info["checkpoint"]))
+    res = Study.from_toml(toml).run(progress=False)
+    w = res.pairs.query("dataset == 'weather' and metric == 'cknna'")
+    pairs = {frozenset((a, b)) for a, b in zip(w["model_a"], w["model_b"], strict=True) if a != b}
+    assert frozenset(("aurora", "climax")) in pairs and frozenset(("climax", "grid-patch")) in pairs
+    assert np.isfinite(w["value"]).all() and (w["n"] == 150).all()
+    scores = pd.read_parquet(tmp_path / "run" / "results" / "analysis" / "probes" / "probe_scores.parquet")
+    cx = scores.query("dataset == 'weather' and model == 'climax'").set_index("label")["r2"]
+    assert set(cx.index) == {"temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s"}
+    assert np.isfinite(cx).all()
+    assert "climax" in res.report.read_text()
