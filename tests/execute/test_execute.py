@@ -239,3 +239,16 @@ def test_gpu_requests_are_planned_only_when_model_and_study_ask(tmp_path, gpus):
         want = 1.0 if (gpus and can) else 0.0
         assert units and all(u.resources.gpus == want for u in units)
         assert ray_options(units[0].resources)["num_gpus"] == want
+
+
+def test_the_random_control_reads_the_sample_id_in_workers(tmp_path):
+    """A control that reads only the id gets it through the worker (``Extractor.view``), not a view."""
+    from matteralign import datasets, models
+    from matteralign.execute import extract
+    from matteralign.store import Store
+
+    ds = datasets.load("molecules", n=12, seed=1)
+    extract(tmp_path / "s", ds, "random", progress=False, workers=2, shard_size=5)
+    ids, X = Store(tmp_path / "s").read("molecules", "random", "gaussian")
+    assert ids == ds.ids
+    np.testing.assert_array_equal(X, np.concatenate(models.load("random").embed(ids)))

@@ -28,7 +28,7 @@ def _reason(exc: BaseException) -> str:
 def _forward(ex, batch: list, layers: list[str], energy: bool):
     """Features of ``batch`` at ``layers`` (one forward pass where the adapter can), and energies or None."""
     if energy:
-        views = [getattr(s, ex.modality) for s in batch]
+        views = [ex.view(s) for s in batch]
         feats, energies = ex.embed_with_energy(views, layers)
         return feats, energies
     if len(layers) > 1 and callable(getattr(ex, "embed_samples_layers", None)):
@@ -36,7 +36,7 @@ def _forward(ex, batch: list, layers: list[str], energy: bool):
         if skipped:  # pragma: no cover - supported samples were checked before
             raise RuntimeError(f"samples skipped inside a checked batch: {skipped}")
         return feats, None
-    views = [getattr(s, ex.modality) for s in batch]
+    views = [ex.view(s) for s in batch]
     return {layer: ex._run(views, layer) for layer in layers}, None
 
 

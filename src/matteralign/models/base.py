@@ -214,6 +214,10 @@ class Extractor:
             return f"no {self.modality!r} view"
         return self.input_reason(obj)
 
+    def view(self, sample) -> Any:
+        """The input this model reads from ``sample`` (its ``modality`` view; a control may read the id)."""
+        return getattr(sample, self.modality)
+
     def supports(self, sample) -> bool:
         """Whether :meth:`embed_samples` will embed ``sample`` (see :meth:`unsupported_reason`)."""
         return self.unsupported_reason(sample) is None
@@ -380,7 +384,7 @@ class Extractor:
             reason = self.unsupported_reason(s)
             if reason is None:
                 ids.append(s.id)
-                views.append(getattr(s, self.modality))
+                views.append(self.view(s))
             else:
                 skipped[s.id] = reason
         return ids, views, skipped

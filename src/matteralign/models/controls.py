@@ -79,12 +79,9 @@ class RandomExtractor(Extractor):
             return f"expected a sample id (non-empty str); got {type(obj).__name__}"
         return None
 
-    def embed_samples(self, samples, *, layer: str | None = None, batch_size: int | None = None):
-        """Embed every sample by its id (see :meth:`Extractor.embed_samples`; nothing is skipped)."""
-        layer = self.resolve_layer(layer)
-        ids = [s.id for s in samples]
-        arrays = self.embed(ids, layer=layer) if ids else []
-        return ids, arrays, {}
+    def view(self, sample) -> str:
+        """The sample id: the only thing this control reads."""
+        return sample.id
 
     def _embed(self, inputs: list[Any], layer: str) -> list[np.ndarray]:
         return [np.random.default_rng(id_seed(i, self.seed)).standard_normal((1, self.dim)).astype(np.float32)
