@@ -18,10 +18,11 @@ def test_study_pairs_have_nulls_and_intervals(tmp_path):
         "metrics": {"cknna": {"k": 5}, "mutual_knn": {"k": 5}, "unbiased_cka": {}, "dcor2": {},
                     "information_imbalance": {"k": 1}},
         "model_metrics": {},
-        "analyses": {"matrix": {"k": 5}},
+        "analyses": {"matrix": {"k": 5}, "calibration": {"fdr": 0.1}},
         "calibration": {"n_permutations": 19, "n_subsamples": 6},
     }
-    pairs = Study.from_dict(cfg).run(progress=False).pairs
+    res = Study.from_dict(cfg).run(progress=False)
+    pairs = res.pairs
     assert len(pairs) == 5 * 9
     defined = pairs[np.isfinite(pairs["value"])]
     assert defined[["p_value", "ci_low", "ci_high", "null_tau", "calibrated"]].notna().all().all()
@@ -33,3 +34,8 @@ def test_study_pairs_have_nulls_and_intervals(tmp_path):
     off = pairs[pairs["model_a"] != pairs["model_b"]]
     assert off["p_adjusted"].notna().all() and (off["p_adjusted"] >= off["p_value"] - 1e-15).all()
     assert pairs.loc[pairs["model_a"] == pairs["model_b"], "p_adjusted"].isna().all()
+
+    html = res.report.read_text()
+    assert "Calibrated alignment and confounds" in html and "align beyond chance after FDR 0.1" in html
+    figs = sorted((res.out / "report" / "figures" / "calibration").glob("calibrated_*.png"))
+    assert len(figs) == 5

@@ -24,6 +24,7 @@ __all__ = ["ANALYSES", "AnalysisContext", "AnalysisResult", "Embedding", "analys
 #: Analysis modules in report order.
 _MODULES = [
     "matrix",
+    "calibration",
     "layers",
     "ksweep",
     "tree",

@@ -1,0 +1,164 @@
+"""Calibrated alignment in the report: calibrated matrices beside the raw ones, and the confounds.
+
+Reads the calibration columns the measure stage writes into the pairs table
+(:func:`matteralign.metrics.calibration.calibrate_pairs`): ``calibrated`` (gated score against the permutation
+null, 0 = not above chance at level alpha) and ``p_adjusted`` (Benjamini-Hochberg across the pairs of a dataset
+and metric).
+
+Confounds, per dataset and metric, raw and calibrated:
+
+* **training vs architecture**: for each re-initialised model ``r`` of a trained model ``t`` (``random_init_of``
+  on its spec), the mean alignment of ``t`` and of ``r`` with every other model (both compared with the same
+  partners), their difference and a 95 % bootstrap interval over the partners;
+* **width**: Spearman correlation between the alignment of a pair and the geometric mean of the two embedding
+  widths, with a 95 % bootstrap interval over pairs (a raw score that grows with width is the Aristotelian
+  warning);
+* **composition**: each model's alignment with the ``composition`` baseline (element fractions), when the
+  study has it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import fmt, order_models
+from .base import AnalysisContext, AnalysisResult, register_analysis
+
+__all__ = ["run", "confounds"]
+
+_B = 1000
+
+
+def _pair_frame(ctx: AnalysisContext):
+    df = ctx.pairs
+    if "calibrated" not in df or df["calibrated"].notna().sum() == 0:
+        return None
+    return df[df["model_a"] != df["model_b"]]
+
+
+def _boot_mean_ci(x: np.ndarray, rng) -> tuple[float, float]:
+    if x.size < 2:
+        return float("nan"), float("nan")
+    means = x[rng.integers(0, x.size, (_B, x.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def confounds(ctx: AnalysisContext, *, seed: int = 0):
+    """The confound tables (module docstring): ``(training, width, composition)`` DataFrames."""
+    import pandas as pd
+
+    df = _pair_frame(ctx)
+    rng = np.random.default_rng(seed)
+    train_rows, width_rows, comp_rows = [], [], []
+    if df is None:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    for (ds, metric, params), g in df.groupby(["dataset", "metric", "params"], sort=False):
+        widths = {m: e.X.shape[1] for m, e in ctx.embeddings.get(ds, {}).items()}
+        for score in ("value", "calibrated"):
+            val = {(a, b): v for a, b, v in zip(g["model_a"], g["model_b"], g[score], strict=True)}
+            # training vs architecture
+            for r, meta in ctx.models.items():
+                t = meta.get("random_init_of")
+                if not t or t not in widths or r not in widths:
+                    continue
+                partners = [o for o in widths if o not in (r, t)
+                            and np.isfinite(val.get((t, o), np.nan)) and np.isfinite(val.get((r, o), np.nan))]
+                if not partners:
+                    continue
+                d = np.array([val[(t, o)] - val[(r, o)] for o in partners])
+                lo, hi = _boot_mean_ci(d, rng)
+                train_rows.append(dict(dataset=ds, metric=metric, params=params, score=score, trained=t,
+                                       random_init=r, trained_mean=float(np.mean([val[(t, o)] for o in partners])),
+                                       random_mean=float(np.mean([val[(r, o)] for o in partners])),
+                                       difference=float(d.mean()), ci_low=lo, ci_high=hi, partners=len(partners)))
+            # width
+            keys = [(a, b) for (a, b), v in val.items() if a < b and np.isfinite(v) and a in widths and b in widths]
+            if len(keys) >= 3:
+                w = np.array([np.sqrt(widths[a] * widths[b]) for a, b in keys], dtype=float)
+                v = np.array([val[k] for k in keys])
+                rho = _spearman(w, v)
+                boots = [_spearman(w[i], v[i]) for i in rng.integers(0, len(keys), (200, len(keys)))]
+                boots = np.array([b for b in boots if np.isfinite(b)])
+                lo, hi = (np.quantile(boots, [0.025, 0.975]) if boots.size > 10 else (np.nan, np.nan))
+                width_rows.append(dict(dataset=ds, metric=metric, params=params, score=score, spearman_rho=rho,
+                                       ci_low=float(lo), ci_high=float(hi), pairs=len(keys)))
+            # composition baseline
+            if "composition" in widths:
+                for m in widths:
+                    if m != "composition" and np.isfinite(val.get((m, "composition"), np.nan)):
+                        comp_rows.append(dict(dataset=ds, metric=metric, params=params, score=score, model=m,
+                                              with_composition=float(val[(m, "composition")])))
+    return pd.DataFrame(train_rows), pd.DataFrame(width_rows), pd.DataFrame(comp_rows)
+
+
+@register_analysis("calibration", options={"fdr"})
+def run(ctx: AnalysisContext) -> AnalysisResult:
+    """Calibrated matrices (significant cells after FDR starred) and the confound tables."""
+    from ._plot import heatmap, matrix_figsize, pyplot, safe_name, save
+
+    fdr = float(ctx.params.get("fdr", 0.05))
+    res = AnalysisResult(
+        name="calibration", title="Calibrated alignment and confounds",
+        summary=(
+            "Each raw score is compared with its permutation null (the metric with the samples of one model "
+            "shuffled). Calibrated score: (s - tau) / (s_max - tau) clipped to [0, 1], tau the 95th percentile of "
+            "the null: 0 means no more aligned than chance. Stars mark pairs significant after the "
+            f"Benjamini-Hochberg correction at FDR {fdr} across the pairs of a dataset and metric. The "
+            "confound tables compare trained models with their re-initialised architectures, relate scores to "
+            "embedding width, and give each model's alignment with plain element fractions (composition)."),
+    )
+    df = _pair_frame(ctx)
+    if df is None:
+        res.summary += " This study ran without calibration ([calibration] enabled = false): nothing to show."
+        return res
+    plt = pyplot()
+    full = ctx.pairs
+    for (ds, metric, params), g in full.groupby(["dataset", "metric", "params"], sort=False):
+        names = order_models(ctx.models, list(dict.fromkeys([*g["model_a"], *g["model_b"]])))
+        pos = {m: i for i, m in enumerate(names)}
+        raw = np.full((len(names),) * 2, np.nan)
+        cal = raw.copy()
+        sig = np.zeros(raw.shape, dtype=bool)
+        for a, b, v, c, q in zip(g["model_a"], g["model_b"], g["value"], g["calibrated"], g["p_adjusted"],
+                                 strict=True):
+            raw[pos[a], pos[b]], cal[pos[a], pos[b]] = v, c
+            sig[pos[a], pos[b]] = a != b and np.isfinite(q) and q <= fdr
+        w, h = matrix_figsize(len(names), len(names), names)
+        fig, axes = plt.subplots(1, 2, figsize=(2 * w, h))
+        heatmap(axes[0], raw, names, title=f"{metric}: raw", marks=sig)
+        heatmap(axes[1], cal, names, vmin=0, vmax=1, title=f"{metric}: calibrated", marks=sig)
+        path = save(fig, ctx.out_dir / f"calibrated_{safe_name(ds)}_{safe_name(metric)}_{safe_name(params)}.png")
+        res.figures.append(path)
+        res.captions[path.name] = (
+            f"{ds}, {metric} {params}: raw scores (left) and calibrated scores (right); * = significant after "
+            f"BH at FDR {fdr} (unstarred cells are not distinguishable from chance).")
+        off = g[g["model_a"] != g["model_b"]]
+        n_sig = int((off["p_adjusted"] <= fdr).sum())
+        res.findings.append(
+            f"{ds}, {metric}: {n_sig} of {len(off)} model pairs align beyond chance after FDR {fdr}; "
+            f"mean raw {fmt(float(off['value'].mean()))}, mean calibrated {fmt(float(off['calibrated'].mean()))}.")
+    training, width, comp = confounds(ctx, seed=ctx.seed)
+    res.tables["calibrated_pairs"] = df[[c for c in ("dataset", "model_a", "model_b", "metric", "params", "value",
+                                                     "p_value", "p_adjusted", "null_mean", "null_tau", "calibrated",
+                                                     "calibrated_centered", "ci_low", "ci_high") if c in df]]
+    for name, t in (("training_vs_architecture", training), ("width", width), ("composition", comp)):
+        if len(t):
+            res.tables[name] = t
+    for r in training.itertuples() if len(training) else ():
+        res.findings.append(
+            f"{r.dataset}, {r.metric} ({r.score}): {r.trained} vs its re-initialised {r.random_init}, mean over "
+            f"{r.partners} partners {fmt(r.trained_mean)} vs {fmt(r.random_mean)}; difference {fmt(r.difference)} "
+            f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}].")
+    for r in width.itertuples() if len(width) else ():
+        res.findings.append(f"{r.dataset}, {r.metric} ({r.score}): Spearman rho with embedding width "
+                            f"{fmt(r.spearman_rho)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] over {r.pairs} pairs.")
+    return res
