@@ -363,8 +363,10 @@ def layers_cmd(
     rb = aligned(model_b, asked[model_b]) if (model_b != model_a or asked[model_b] != asked[model_a]) else None
     table = layer_map(ra, rb, metrics=metric, model_a=model_a, model_b=model_b, depths_a=depth[model_a],
                       depths_b=depth[model_b], k=k, normalize=None if normalize == "none" else normalize,
-                      n_permutations=permutations, seed=seed)
+                      n_permutations=permutations, seed=seed, skip_invalid=True)
     console = _console()
+    for key, reason in table.attrs["skipped"].items():
+        console.print(f"[yellow]left out[/] {key}: {reason}", highlight=False)
     for (name, params), part in table.groupby(["metric", "params"], sort=False):
         lb = list(dict.fromkeys(part["layer_b"]))
         t = Table(title=f"{name} {params} on {ds.name} (n = {len(ids)}): rows {model_a}, columns {model_b}")

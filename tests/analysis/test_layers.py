@@ -182,3 +182,16 @@ def test_cross_map_with_shared_caches_equals_fresh_ones(net):
     fresh = layer_map(net, {k: v.copy() for k, v in net.items()}, metrics=["cka", "unbiased_cka"], model_b="b")
     same = layer_map(shared, dict(shared), metrics=["cka", "unbiased_cka"], model_b="b")
     np.testing.assert_allclose(same["value"], fresh["value"], rtol=1e-12, atol=1e-12)
+
+
+def test_a_layer_that_cannot_be_normalised_is_left_out_on_request(net):
+    bad = dict(net)
+    zero = net["layer1"].copy()
+    zero[:3] = 0.0  # e.g. mean-pooled l > 0 features of a symmetric molecule
+    bad["layer1"] = zero
+    with pytest.raises(InputError, match="all-zero row"):
+        layer_map(bad, metrics="cka")
+    t = layer_map(bad, metrics="cka", skip_invalid=True, model_a="net")
+    assert "layer1" not in set(t["layer_a"]) and len(t) == 16
+    assert list(dict.fromkeys(t["depth_a"])) == [0, 2, 3, 4]  # depths of the layers kept
+    assert "all-zero" in t.attrs["skipped"]["net/layer1"]

@@ -40,8 +40,13 @@ COLUMNS = ["model_a", "layer_a", "depth_a", "model_b", "layer_b", "depth_b", "me
 AGGREGATES = ("platonic_max",)
 
 
-def _caches(reps: Mapping[str, Any], *, k_max: int | None, normalize: str | None, model: str) -> dict:
-    """One :class:`~matteralign.metrics.ModelCache` per layer (a cache given is reused, its graph extended)."""
+def _caches(reps: Mapping[str, Any], *, k_max: int | None, normalize: str | None, model: str,
+            skipped: dict | None = None) -> dict:
+    """One :class:`~matteralign.metrics.ModelCache` per layer (a cache given is reused, its graph extended).
+
+    With ``skipped`` (a dict), a layer that cannot be prepared (e.g. all-zero rows under L2 normalisation:
+    mean-pooled equivariant features of a symmetric molecule) is left out and its reason recorded there.
+    """
     from ..metrics import ModelCache, prepare
 
     if not isinstance(reps, Mapping) or not reps:
@@ -52,8 +57,15 @@ def _caches(reps: Mapping[str, Any], *, k_max: int | None, normalize: str | None
             if k_max and rep.k_max < min(k_max, rep.n - 1):
                 rep.knn(min(k_max, rep.n - 1))
             out[str(layer)] = rep
-        else:
+            continue
+        try:
             out[str(layer)] = prepare(rep, k_max=k_max, normalize=normalize, name=f"{model}/{layer}")
+        except InputError as exc:
+            if skipped is None:
+                raise
+            skipped[f"{model}/{layer}"] = str(exc)
+    if not out:
+        raise InputError(f"no layer of model {model!r} can be compared: {skipped}")
     return out
 
 
@@ -212,6 +224,7 @@ def layer_map(
     n_permutations: int = 0,
     alpha: float = 0.05,
     seed: int = 0,
+    skip_invalid: bool = False,
 ):
     """Alignment of every layer of model A with every layer of model B, as a tidy table.
 
@@ -243,11 +256,15 @@ def layer_map(
         Calibration level.
     seed : int
         Seed of the permutations.
+    skip_invalid : bool
+        Leave out a layer that cannot be prepared (e.g. all-zero rows under L2 normalisation) instead of
+        raising; the table's ``attrs["skipped"]`` maps ``"model/layer"`` to the reason.
 
     Returns
     -------
     pandas.DataFrame
-        :data:`COLUMNS`, one row per (metric, layer of A, layer of B), layers in the order given.
+        :data:`COLUMNS`, one row per (metric, layer of A, layer of B), layers in the order given;
+        ``attrs["skipped"]`` lists the layers left out.
 
     Notes
     -----
@@ -273,11 +290,16 @@ def layer_map(
     model_b = model_a if model_b is None else model_b
     k_values = [p["k"] for _, p in resolved if "k" in p]
     k_max = max(k_values) if k_values else None
-    caches_a = _caches(reps_a, k_max=k_max, normalize=normalize, model=model_a)
-    caches_b = caches_a if same else _caches(reps_b, k_max=k_max, normalize=normalize, model=model_b)
+    skipped: dict[str, str] | None = {} if skip_invalid else None
+    caches_a = _caches(reps_a, k_max=k_max, normalize=normalize, model=model_a, skipped=skipped)
+    caches_b = caches_a if same else _caches(reps_b, k_max=k_max, normalize=normalize, model=model_b,
+                                             skipped=skipped)
     names_a, names_b = list(caches_a), list(caches_b)
-    da = _depths(depths_a, names_a, model_a)
-    db = da if same and depths_b is None else _depths(depths_b, names_b, model_b)
+    positions = lambda reps: list(range(len(reps)))  # noqa: E731 - default depth: the position given
+    da = _depths(_kept(positions(reps_a) if depths_a is None else depths_a, reps_a, names_a), names_a, model_a)
+    db = da if same and depths_b is None else _depths(
+        _kept(positions(reps_b) if depths_b is None else depths_b, reps_a if same else reps_b, names_b), names_b,
+        model_b)
     n = {c.n for c in [*caches_a.values(), *caches_b.values()]}
     if len(n) != 1:
         raise InputError(f"every layer must describe the same samples; row counts {sorted(n)} "
@@ -304,7 +326,20 @@ def layer_map(
                     p_value, calibrated = _calibrate(spec, float(M[i, j]), null, alpha)
                 rows.append((model_a, la, da[i], model_b, lb, db[j], spec.name, pj, n, float(M[i, j]), p_value,
                              calibrated))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.attrs["skipped"] = dict(skipped or {})
+    return table
+
+
+def _kept(depths, reps, names: list[str]):
+    """``depths`` given as a sequence aligned with ``reps``, restricted to the layers kept."""
+    if depths is None or isinstance(depths, Mapping):
+        return depths
+    depths = list(depths)
+    if len(depths) != len(reps):
+        return depths  # _depths names the mismatch
+    pos = {str(x): i for i, x in enumerate(reps)}
+    return [depths[pos[x]] for x in names]
 
 
 def _matrix(table, metric: str | None):
@@ -537,7 +572,8 @@ def _plot_map(table, metric: str, path, title: str, matches=None):
     ax.set_xlabel(f"{table['model_b'].iloc[0]} (depth: layer)")
     if matches is not None and len(matches):
         cols = [lb.index(x) for x in matches["best_layer"]]
-        ax.plot(cols, range(len(la)), color="#d62728", marker="o", ms=4, lw=1.5, label="best match")
+        ax.plot(cols, range(len(la)), color="#d62728", marker="o", ms=14, mfc="none", mew=1.5, lw=1.2,
+                label="best match per row")
         ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), frameon=False)
     return save(fig, path)
 
@@ -568,8 +604,10 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
         parts = []
         for metric in metrics:
             k_perm = p["n_permutations"] if get_metric(metric).null_from_cache else p["n_permutations_dense"]
-            parts.append(layer_map(ra, rb, metrics=metric, model_a=a, model_b=b, depths_a=da, depths_b=db,
-                                   k=int(p["k"]), normalize=norm, n_permutations=int(k_perm), seed=ctx.seed))
+            part = layer_map(ra, rb, metrics=metric, model_a=a, model_b=b, depths_a=da, depths_b=db, k=int(p["k"]),
+                             normalize=norm, n_permutations=int(k_perm), seed=ctx.seed, skip_invalid=True)
+            skipped.update(part.attrs["skipped"])
+            parts.append(part)
         return pd.concat(parts, ignore_index=True)
     multi = {ds: {m: e for m, e in embs.items() if len(_layers_of(e)) > 1} for ds, embs in ctx.embeddings.items()}
     if not any(multi.values()):
@@ -587,6 +625,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
         ),
     )
     maps, bests, ref_rows = [], [], []
+    skipped: dict[str, str] = {}
     for ds, embs in ctx.embeddings.items():
         if not multi.get(ds):
             continue
@@ -625,10 +664,16 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
             if len(ids) <= int(p["k"]) + 1:
                 continue
             ra = {x: v.aligned(ids) for x, v in _layers_of(e).items()}
-            t = one_map(ra, {ref_layer: ref_x.aligned(ids)}, m, reference, _depths_of(m, list(ra)),
-                        _depths_of(reference, [ref_layer]))
+            try:
+                t = one_map(ra, {ref_layer: ref_x.aligned(ids)}, m, reference, _depths_of(m, list(ra)),
+                            _depths_of(reference, [ref_layer]))
+            except InputError as exc:  # e.g. every layer of one side left out
+                res.findings.append(f"Alignment of {m} to {reference} across depth on {ds} not computed: {exc}")
+                continue
             t.insert(0, "dataset", ds)
             ref_rows.append(t)
+    for key, reason in skipped.items():
+        res.findings.append(f"Layer {key} left out of the layer maps: {reason}")
     if not maps:
         return res
     table = pd.concat(maps, ignore_index=True)
@@ -646,8 +691,12 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
             for m, tm in t.groupby("model_a", sort=False):
                 if m == t["model_b"].iloc[0] and len(tm) == 1:
                     continue
-                ax.plot(tm["depth_a"], tm["value"], marker="o", ms=3, label=m)
-            ax.set_xlabel("depth (layer index, forward order)")
+                main = ~tm["depth_a"].duplicated()  # the line joins the first layer listed at each depth
+                (line,) = ax.plot(tm.loc[main, "depth_a"], tm.loc[main, "value"], marker="o", ms=3, label=m)
+                if (~main).any():  # other views of a module at the same depth: open markers, not joined
+                    ax.plot(tm.loc[~main, "depth_a"], tm.loc[~main, "value"], ls="", marker="o", ms=5,
+                            mfc="none", color=line.get_color())
+            ax.set_xlabel("depth (layer index, forward order; open markers: other views at that depth)")
             ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} with {t['model_b'].iloc[0]}")
             ax.set_title(f"Alignment to {t['model_b'].iloc[0]} ({t['layer_b'].iloc[0]}) across depth, {ds}")
             ax.legend(frameon=False, fontsize=7, loc="best")
