@@ -154,7 +154,7 @@ def main(scale_n: int, cs_sizes: list[int], parts: list[str]) -> dict:
         for n in cs_sizes:
             for item in ("cs_ours_cknna", "cs_theirs_cknna", "cs_ours_cka", "cs_theirs_cka", "cs_theirs_dense"):
                 runs[f"{item}_{n}"] = spawn(item, n)
-            r = lambda a, b: runs[f"{a}_{n}"]["seconds"] / runs[f"{b}_{n}"]["seconds"]  # noqa: E731
+            r = lambda a, b, n=n: runs[f"{a}_{n}"]["seconds"] / runs[f"{b}_{n}"]["seconds"]  # noqa: E731
             ratios[f"cs_{n}_theirs_cknna_over_ours"] = r("cs_theirs_cknna", "cs_ours_cknna")
             ratios[f"cs_{n}_theirs_cka_over_ours"] = r("cs_theirs_cka", "cs_ours_cka")
             ratios[f"cs_{n}_theirs_dense_per_perm_x101_over_ours_cknna"] = (

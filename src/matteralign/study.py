@@ -73,7 +73,7 @@ class CalibrationConfig(_Strict):
     enabled: bool = Field(default=True, description="permutation null, calibrated scores and interval per pair")
     n_permutations: int = Field(default=100, ge=1, description="permutations per null (add-one p-values)")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="level of the calibration threshold tau")
-    n_subsamples: int = Field(default=30, ge=0, description="half-samples of the interval over samples (0: off)")
+    n_subsamples: int = Field(default=20, ge=0, description="half-samples of the interval over samples (0: off)")
     fraction: float = Field(default=0.5, gt=0, lt=1, description="subsample size / N of the interval")
     confidence: float = Field(default=0.95, gt=0, lt=1, description="level of the interval")
     null_max_n: int | None = Field(default=None, ge=10, description="largest N of a null (above: a seeded subset)")

@@ -42,3 +42,30 @@ def test_confounds_known_answers(tmp_path):
     assert set(comp[comp.score == "value"].model) == set(_ctx(tmp_path).embeddings["d"]) - {"composition"}
     w = width[width.score == "value"].iloc[0]
     assert w.pairs == 15 and -1 <= w.spearman_rho <= 1
+
+
+def test_residualising_removes_shared_composition(tmp_path):
+    """X and Y share only a linear function of C: aligned before, chance after residualising on C."""
+    from matteralign.analysis.calibration import beyond_composition, residualise
+
+    rng = np.random.default_rng(0)
+    n = 200
+    C = rng.dirichlet(np.ones(6), n)
+    S = rng.standard_normal((n, 4))  # a signal shared beyond composition, for the third model
+    X = C @ rng.standard_normal((6, 20)) + 0.05 * rng.standard_normal((n, 20))
+    Y = C @ rng.standard_normal((6, 15)) + 0.05 * rng.standard_normal((n, 15))
+    Z = np.hstack([C @ rng.standard_normal((6, 10)), S]) + 0.05 * rng.standard_normal((n, 14))
+    W = np.hstack([C @ rng.standard_normal((6, 10)), S @ rng.standard_normal((4, 4))]) + 0.05 * rng.standard_normal(
+        (n, 14))
+    R = residualise(X, C)
+    assert np.abs(R.T @ (C - C.mean(0))).max() < 1e-4 * np.linalg.norm(X) * np.linalg.norm(C)  # orthogonal to C
+    ids = [f"s{i}" for i in range(n)]
+    embs = {m: Embedding(ids=ids, X=A.astype(np.float64)) for m, A in
+            (("composition", C), ("x", X), ("y", Y), ("z", Z), ("w", W))}
+    ctx = AnalysisContext(out_dir=tmp_path, datasets={}, embeddings={"d": embs}, models={}, pairs=pd.DataFrame(),
+                          per_model=pd.DataFrame(), seed=1)
+    t = beyond_composition(ctx, n_permutations=99).set_index(["model_a", "model_b"])
+    assert t.loc[("x", "y"), "value"] > 0.5 and t.loc[("x", "y"), "calibrated"] > 0.3
+    assert t.loc[("x", "y"), "p_beyond_composition"] > 0.05 and t.loc[("x", "y"), "calibrated_beyond_composition"] == 0
+    assert t.loc[("w", "z"), "p_beyond_composition"] == pytest.approx(0.01)  # the shared signal survives
+    assert t.loc[("w", "z"), "calibrated_beyond_composition"] > 0.3

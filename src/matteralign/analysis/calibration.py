@@ -14,7 +14,9 @@ Confounds, per dataset and metric, raw and calibrated:
   widths, with a 95 % bootstrap interval over pairs (a raw score that grows with width is the Aristotelian
   warning);
 * **composition**: each model's alignment with the ``composition`` baseline (element fractions), when the
-  study has it.
+  study has it, and every pair's alignment after residualising both representations on the composition
+  features by ridge regression (:func:`residualise`; unbiased CKA with its permutation null), so the report
+  says how much of the agreement is more than shared chemistry.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from ._common import fmt, order_models
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
-__all__ = ["run", "confounds"]
+__all__ = ["run", "confounds", "residualise", "beyond_composition"]
 
 _B = 1000
 
@@ -100,7 +102,77 @@ def confounds(ctx: AnalysisContext, *, seed: int = 0):
     return pd.DataFrame(train_rows), pd.DataFrame(width_rows), pd.DataFrame(comp_rows)
 
 
-@register_analysis("calibration", options={"fdr"})
+def residualise(X: np.ndarray, C: np.ndarray, *, ridge: float = 1e-6) -> np.ndarray:
+    """What of ``X`` the features ``C`` do not explain: residuals of a ridge regression of ``X`` on ``C``.
+
+    .. math:: R = X_c - C_c (C_c^T C_c + \\lambda I)^{-1} C_c^T X_c,\\qquad
+        \\lambda = \\text{ridge} \\cdot \\operatorname{tr}(C_c^T C_c) / d_C
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+        A representation.
+    C : ndarray, shape (n, d_C)
+        Confound features (e.g. element fractions); both are column-centred first.
+    ridge : float
+        Relative ridge penalty (small: it only keeps collinear confounds, e.g. fractions summing to 1, solvable).
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        Residuals (float64, column-centred): the part of ``X`` orthogonal to (what is linear in) ``C``.
+    """
+    Xc = np.asarray(X, dtype=np.float64) - np.mean(X, axis=0)
+    Cc = np.asarray(C, dtype=np.float64) - np.mean(C, axis=0)
+    G = Cc.T @ Cc
+    lam = ridge * max(float(np.trace(G)) / max(G.shape[0], 1), 1e-12)
+    W = np.linalg.solve(G + lam * np.eye(G.shape[0]), Cc.T @ Xc)
+    return Xc - Cc @ W
+
+
+def beyond_composition(ctx: AnalysisContext, *, metric: str = "unbiased_cka", n_permutations: int = 100):
+    """Alignment of every model pair after residualising both on the ``composition`` baseline (per dataset):
+    raw and residual value, the residual's p-value and calibrated score (:func:`calibrate_pairs`)."""
+    import pandas as pd
+
+    from ..metrics import prepare
+    from ..metrics.calibration import calibrate_pairs
+
+    rows = []
+    for ds, embs in ctx.embeddings.items():
+        if "composition" not in embs:
+            continue
+        names = [m for m in embs if m != "composition"]
+        common = set(embs["composition"].ids).intersection(*(set(embs[m].ids) for m in names))
+        ids = [i for i in embs["composition"].ids if i in common]
+        if len(ids) < 20 or len(names) < 2:
+            continue
+        C = embs["composition"].aligned(ids)
+        raw = {m: prepare(embs[m].aligned(ids), k_max=10, normalize="none", name=m) for m in names}
+        res = {}
+        for m in names:
+            R = residualise(embs[m].aligned(ids), C)
+            if np.ptp(R) > 0:
+                res[m] = prepare(R, k_max=10, normalize="none", name=m)
+        pairs = [(a, b) for a in res for b in res if a < b]
+        if not pairs:
+            continue
+        before = calibrate_pairs(raw, metric, {}, pairs=pairs, n_permutations=n_permutations, seed=ctx.seed,
+                                 n_subsamples=0)
+        after = calibrate_pairs(res, metric, {}, pairs=pairs, n_permutations=n_permutations, seed=ctx.seed,
+                                n_subsamples=0)
+        from ..metrics import get_metric
+
+        spec = get_metric(metric)
+        for (a, b), rb, ra in zip(pairs, before.itertuples(), after.itertuples(), strict=True):
+            rows.append(dict(dataset=ds, metric=metric, model_a=a, model_b=b, n=len(ids),
+                             value=float(spec.from_cache(raw[a], raw[b])), calibrated=rb.calibrated,
+                             value_beyond_composition=float(spec.from_cache(res[a], res[b])),
+                             p_beyond_composition=ra.p_value, calibrated_beyond_composition=ra.calibrated))
+    return pd.DataFrame(rows)
+
+
+@register_analysis("calibration", options={"fdr", "n_permutations"})
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Calibrated matrices (significant cells after FDR starred) and the confound tables."""
     from ._plot import heatmap, matrix_figsize, pyplot, safe_name, save
@@ -150,7 +222,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     res.tables["calibrated_pairs"] = df[[c for c in ("dataset", "model_a", "model_b", "metric", "params", "value",
                                                      "p_value", "p_adjusted", "null_mean", "null_tau", "calibrated",
                                                      "calibrated_centered", "ci_low", "ci_high") if c in df]]
-    for name, t in (("training_vs_architecture", training), ("width", width), ("composition", comp)):
+    beyond = beyond_composition(ctx, n_permutations=int(ctx.params.get("n_permutations", 100)))
+    for name, t in (("training_vs_architecture", training), ("width", width), ("composition", comp),
+                    ("beyond_composition", beyond)):
         if len(t):
             res.tables[name] = t
     for r in training.itertuples() if len(training) else ():
@@ -161,4 +235,9 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     for r in width.itertuples() if len(width) else ():
         res.findings.append(f"{r.dataset}, {r.metric} ({r.score}): Spearman rho with embedding width "
                             f"{fmt(r.spearman_rho)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] over {r.pairs} pairs.")
+    for ds, g in beyond.groupby("dataset") if len(beyond) else ():
+        res.findings.append(
+            f"{ds}: after removing what element fractions explain (ridge residuals), mean calibrated unbiased "
+            f"CKA over {len(g)} pairs goes from {fmt(float(g['calibrated'].mean()))} to "
+            f"{fmt(float(g['calibrated_beyond_composition'].mean()))}.")
     return res

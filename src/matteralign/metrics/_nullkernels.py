@@ -215,7 +215,11 @@ def idcor_null(cx: ModelCache, cy: ModelCache, perm: np.ndarray, **_) -> float:
     compiled = _two_nn_kernel(work=cx.n * cx.n)
     if compiled:
         two = np.empty((cx.n, 2))
-        run_rows(compiled, cx.n, _l2_sqdist(cx), _l2_sqdist(cy), np.ascontiguousarray(perm, dtype=np.int64), two)
+        args = (_l2_sqdist(cx), _l2_sqdist(cy), np.ascontiguousarray(perm, dtype=np.int64), two)
+        if cx.n < 1024:  # small: threads cost more than they save
+            compiled(0, cx.n, *args)
+        else:
+            run_rows(compiled, cx.n, *args)
     else:
         J = _l2_sqdist(cx) + _l2_sqdist(cy)[np.ix_(perm, perm)]
         np.fill_diagonal(J, np.inf)

@@ -364,7 +364,7 @@ def calibrate_pairs(
     n_permutations: int = 100,
     alpha: float = 0.05,
     seed: int = 0,
-    n_subsamples: int = 30,
+    n_subsamples: int = 20,
     fraction: float = 0.5,
     confidence: float = 0.95,
     null_max_n: int | None = None,
@@ -442,7 +442,7 @@ def calibrate_pairs(
     pj = json.dumps(full, sort_keys=True)
 
     warm()  # nulls are much work: compiled kernels from the first pair on
-    values = _values(spec, caches, pairs, full)
+    values = _values(spec, caches, pairs, full, cheap=True)
     route = _route(spec)
     limit = min(x for x in (null_max_n, spec.null_max_n, n) if x is not None)
     note = ""
@@ -452,7 +452,7 @@ def calibrate_pairs(
         idx = np.sort(rng.choice(n, size=limit, replace=False))
         models = sorted({m for p in pairs for m in p})
         null_caches = _subsample_caches(caches, models, idx, ("null", seed, limit))
-        null_values_ref = _values(spec, null_caches, pairs, full)
+        null_values_ref = _values(spec, null_caches, pairs, full, cheap=True)
         null_n = limit
         note = f"null on a seeded subset of {limit} of {n} samples; p, tau and calibrated refer to that size"
     perms = permutations(null_n, B, seed)
