@@ -79,3 +79,27 @@ def test_claims_read_earlier_analyses(tmp_path):
     assert ks["value"] == 0.3 and ks["verdict"] == "does not hold"  # k = 25 against itself is left out
     conv = t[t.index.str.startswith("more accurate models")].iloc[0]
     assert conv["value"] == -1.0  # b, c, lm: MAE up, CKNNA to the best down
+
+
+def test_claims_recomputed_on_calibrated_scores(tmp_path):
+    """Raw scores say training matters; calibrated scores (all pairs at chance but family pairs) say it does not."""
+    run = get_analysis("findings")
+    rng = np.random.default_rng(1)
+
+    def raw(x, y):
+        if "random" in (x, y) and "a-random" not in (x, y):
+            return 0.05 + 0.01 * rng.random()
+        if "a-random" in (x, y):
+            return 0.2 + 0.01 * rng.random()
+        return 0.5 + 0.01 * rng.random()
+
+    ctx = _context(tmp_path, raw)
+    same = [META[a]["family"] == META[b]["family"] and a != b for a, b in zip(ctx.pairs.model_a, ctx.pairs.model_b,
+                                                                               strict=True)]
+    ctx.pairs["calibrated"] = np.where(same, 0.3, 0.0)
+    res = run(ctx)
+    t = res.tables["claims"]
+    tr = t[t["claim"].str.startswith("training, not architecture")]
+    assert tr["verdict"].tolist() == ["holds", "does not hold"]
+    cal = tr[tr["claim"].str.endswith("[calibrated CKNNA]")].iloc[0]
+    assert "On raw CKNNA: holds." in cal["detail"]
