@@ -55,6 +55,22 @@ def _same_store(a, b):
         np.testing.assert_array_equal(A[key][1], B[key][1], err_msg=str(key))
 
 
+def _at_first_shard(ex, action):
+    """Make ``ex`` call ``action()`` once, when the first extraction shard comes back (before its commit)."""
+    original, fired = ex.run, []
+
+    def run(units, on_result, *, progress=None):
+        def act_then_commit(unit, result):
+            if not fired and unit.kind == "extract":
+                fired.append(action())
+            on_result(unit, result)
+
+        return original(units, act_then_commit, progress=progress)
+
+    ex.run = run
+    return fired
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The study with one local worker."""
@@ -103,22 +119,15 @@ def test_two_local_workers_equal_one(reference, tmp_path):
 def test_killed_local_worker_reruns_its_unit(reference, tmp_path):
     """SIGKILL every live worker when the first shard lands: the units in flight run again."""
     with get_executor("local", workers=2) as ex:
-        original = ex.run
-        killed = []
+        def kill_all():
+            pids = ex.worker_pids()
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            return pids
 
-        def run(units, on_result, *, progress=None):
-            def kill_then_commit(unit, result):
-                if not killed:
-                    for pid in ex.worker_pids():
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
-                on_result(unit, result)
-
-            return original(units, kill_then_commit, progress=progress)
-
-        ex.run = run
+        killed = _at_first_shard(ex, kill_all)
         res = _study(tmp_path, "killed").run(progress=False, executor=ex)
-        assert killed and ex.retries >= 1
+        assert killed and killed[0] and ex.retries >= 1
     pd.testing.assert_frame_equal(res.pairs, reference.pairs)
     _same_store(res.out, reference.out)
 
@@ -135,22 +144,15 @@ def test_ray_two_nodes_equal_local(reference, ray_cluster, tmp_path):
 
 def test_ray_killed_actor_reruns_its_unit(reference, ray_cluster, tmp_path):
     with get_executor("ray", cpus_per_unit=0.5) as ex:
-        original = ex.run
-        killed = []
+        def kill_all():
+            pids = ex.actor_pids()
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)  # every actor is on this machine
+            return pids
 
-        def run(units, on_result, *, progress=None):
-            def kill_then_commit(unit, result):
-                if not killed and unit.kind == "extract":
-                    for pid in ex.actor_pids():
-                        os.kill(pid, signal.SIGKILL)  # every actor is on this machine
-                        killed.append(pid)
-                on_result(unit, result)
-
-            return original(units, kill_then_commit, progress=progress)
-
-        ex.run = run
+        killed = _at_first_shard(ex, kill_all)
         res = _study(tmp_path, "ray-killed").run(progress=False, executor=ex)
-        assert killed and ex.retries >= 1
+        assert killed and killed[0] and ex.retries >= 1
     pd.testing.assert_frame_equal(res.pairs, reference.pairs)
     _same_store(res.out, reference.out)
 
@@ -168,19 +170,7 @@ def test_ray_node_removed_mid_run(reference, tmp_path):
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     try:
         with get_executor("ray", cpus_per_unit=0.5) as ex:
-            original = ex.run
-            removed = []
-
-            def run(units, on_result, *, progress=None):
-                def remove_then_commit(unit, result):
-                    if not removed and unit.kind == "extract":
-                        cluster.remove_node(node)
-                        removed.append(node)
-                    on_result(unit, result)
-
-                return original(units, remove_then_commit, progress=progress)
-
-            ex.run = run
+            removed = _at_first_shard(ex, lambda: cluster.remove_node(node) or True)
             res = _study(tmp_path, "ray-node").run(progress=False, executor=ex)
             assert removed and len([n for n in ray.nodes() if n["Alive"]]) == 1
     finally:

@@ -43,6 +43,11 @@ class Resources:
     memory_gb: float | None = None
 
 
+def _model_key(unit) -> str:
+    """Units with the same model key can share one loaded model (same environment, model and options)."""
+    return json.dumps([unit.env, unit.model, unit.options], sort_keys=True, default=str)
+
+
 @dataclass(frozen=True)
 class Ref:
     """A placeholder for the result of the unit whose :attr:`key` is ``key`` (resolved by the executor)."""
@@ -89,10 +94,7 @@ class ExtractUnit:
     def key(self) -> tuple:
         return ("extract", self.dataset, self.model, self.layers, self.shard)
 
-    @property
-    def model_key(self) -> str:
-        """Units with the same model key can share one loaded model."""
-        return json.dumps([self.env, self.model, self.options], sort_keys=True, default=str)
+    model_key = property(lambda self: _model_key(self))
 
     @property
     def label(self) -> str:
@@ -115,9 +117,7 @@ class EnergyUnit:
     def key(self) -> tuple:
         return ("energy", self.dataset, self.model)
 
-    @property
-    def model_key(self) -> str:
-        return json.dumps([self.env, self.model, self.options], sort_keys=True, default=str)
+    model_key = property(lambda self: _model_key(self))
 
     @property
     def label(self) -> str:
