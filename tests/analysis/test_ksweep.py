@@ -42,3 +42,16 @@ def test_ksweep_small_n_skips(ctx):
             ctx.embeddings[ds][m] = type(e)(ids=e.ids[:3], X=e.X[:3])
     res = get_analysis("ksweep")(ctx)
     assert res.figures == [] and all("no k sweep" in f for f in res.findings)
+
+
+def test_ksweep_runs_on_the_core_set(ctx):
+    """A model that embeds a few samples only is left out (and named) instead of capping k at its sample count."""
+    e = ctx.embeddings["molecules"]["chemlm"]
+    ctx.embeddings["molecules"]["chemlm"] = type(e)(ids=e.ids[:40], X=e.X[:40])
+    ctx.params = {"ks": [2, 10, 25, 50, 100]}
+    res = get_analysis("ksweep")(ctx)
+    stab = res.tables["rank_stability"]
+    mol = stab[stab.dataset == "molecules"]
+    assert sorted(set(mol["k"])) == [2, 10, 25, 50, 100] and (mol["n"] > 40).all()
+    assert any("left out" in f and "chemlm" in f for f in res.findings)
+    assert "chemlm" not in set(res.tables["scores"].query("dataset == 'molecules'")["model"])

@@ -9,6 +9,9 @@ from .base import AnalysisContext, AnalysisResult, register_analysis
 
 __all__ = ["run", "DEFAULT_KS", "cknna_sweep"]
 
+#: Share of a dataset's samples a model must embed to be in the core set of the sweep (as the measure stage).
+_CORE_COVERAGE = 0.9
+
 #: Neighbour counts swept by default (values >= n are skipped).
 DEFAULT_KS = (2, 10, 25, 50, 100)
 
@@ -71,6 +74,15 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         if len(embs) < 3:
             res.findings.append(f"{dataset}: fewer than 3 models, no k sweep.")
             continue
+        # the core set, as the measure stage: models that embed at least 90 % of the samples; a model that skips
+        # more (e.g. ANI-1x beyond H, C, N, O) would shrink the common samples to a handful and cap k
+        n_total = max(len(e.ids) for e in embs.values())
+        partial = sorted(m for m, e in embs.items() if len(e.ids) < _CORE_COVERAGE * n_total)
+        if len(embs) - len(partial) >= 3:
+            embs = {m: e for m, e in embs.items() if m not in partial}
+            if partial:
+                res.findings.append(f"{dataset}: k sweep on the samples of the {len(embs)} core models; left out "
+                                    f"(each embeds < {_CORE_COVERAGE:.0%} of the samples): {', '.join(partial)}.")
         common = set.intersection(*(set(e.ids) for e in embs.values()))
         ids = [i for i in next(iter(embs.values())).ids if i in common]
         if n_max is not None and len(ids) > int(n_max):
