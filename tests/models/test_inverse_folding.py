@@ -64,3 +64,16 @@ def test_proteinmpnn_skips_structures_that_are_not_proteins():
     ex = models.load("proteinmpnn")
     ids, _, skipped = ex.embed_samples([Sample("w", atoms=ase.Atoms("H2O", positions=np.eye(3)))])
     assert ids == [] and "not read as a protein" in skipped["w"]
+
+
+def test_protein_atoms_arrays_travel_to_workers(tmp_path):
+    from matteralign.execute.wire import read_samples, write_samples
+
+    ds = datasets.load("proteins")[:3]
+    write_samples(ds, tmp_path / "s.npz")
+    back = read_samples(tmp_path / "s.npz")
+    for a, b in zip(ds, back, strict=True):
+        assert b.sequence == a.sequence
+        np.testing.assert_array_equal(b.atoms.arrays["atom_name"], a.atoms.arrays["atom_name"])
+        np.testing.assert_array_equal(b.atoms.arrays["residue_index"], a.atoms.arrays["residue_index"])
+    assert models.load("proteinmpnn").supports(back[0])

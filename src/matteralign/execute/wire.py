@@ -23,6 +23,8 @@ import numpy as np
 __all__ = ["write_samples", "read_samples", "pack_embedding", "unpack_embedding", "jsonable"]
 
 _STRING_VIEWS = ("smiles", "selfies", "sequence", "text")
+#: Per-atom arrays of ``ase.Atoms`` that travel with the atoms (read by protein structure models).
+_ATOM_ARRAYS = ("atom_name", "residue_index")
 
 
 def jsonable(obj: Any) -> Any:
@@ -69,6 +71,12 @@ def write_samples(samples: Sequence, path: str | os.PathLike, *, name: str | Non
         if any(present[v]):
             extra[f"view_{v}"] = np.array(strings[v], dtype=str)
             extra[f"has_{v}"] = np.array(present[v], dtype=bool)
+    for key in _ATOM_ARRAYS:  # per-atom arrays that structure models read (protein atom names, residues)
+        if any(s.atoms is not None and key in s.atoms.arrays for s in samples):
+            if not all(s.atoms is None or key in s.atoms.arrays for s in samples):
+                continue
+            parts = [np.asarray(s.atoms.arrays[key]) for s in samples if s.atoms is not None]
+            extra[f"atoms_{key}"] = np.concatenate(parts)
     grids = pack_grids(samples)
     np.savez(path, **grids, **extra, ids=np.array(ids, dtype=str), has_atoms=np.array(has, bool),
              counts=np.array(counts, np.int64),
@@ -97,6 +105,9 @@ def read_samples(path: str | os.PathLike):
             sl = slice(offs[i], offs[i + 1])
             atoms = Atoms(numbers=z["numbers"][sl], positions=z["positions"][sl], cell=z["cells"][i], pbc=z["pbc"][i],
                           info=json.loads(str(z["info"][i])))
+            for key in _ATOM_ARRAYS:
+                if f"atoms_{key}" in z:
+                    atoms.new_array(key, z[f"atoms_{key}"][sl])
         kw = {v: str(vals[i]) for v, (vals, has) in views.items() if has[i]}
         samples.append(Sample(id=str(sid), atoms=atoms, **kw))
     grids = unpack_grids(z)
