@@ -60,6 +60,7 @@ def test_best_match_path_against_a_copy_is_the_identity(net):
 
 
 def test_cells_equal_pairwise_and_permutation_test(net):
+    """Values as the metrics' all-pairs routes; p-values and calibrated scores (calibrate_pairs) as permutation_test."""
     other = _net(seed=3, depth=3, d=16)
     metrics = ["cka", "unbiased_cka", ("cknna", {"k": 10}), ("mutual_knn", {"k": 7})]
     t = layer_map(net, other, metrics=metrics, model_a="A", model_b="B", depths_a=[0, 1, 1, 2, 3],
@@ -71,7 +72,7 @@ def test_cells_equal_pairwise_and_permutation_test(net):
         want = ref[(ref["model_a"] == f"A/{r.layer_a}") & (ref["model_b"] == f"B/{r.layer_b}")
                    & (ref["metric"] == r.metric)]["value"].item()
         assert r.value == pytest.approx(want, abs=1e-9)
-    for metric, params in (("cknna", {"k": 10}), ("cka", {})):
+    for metric, params in (("cknna", {"k": 10}), ("cka", {}), ("unbiased_cka", {}), ("mutual_knn", {"k": 7})):
         for la, lb in (("layer0", "layer0"), ("layer3", "layer2")):
             row = t[(t["metric"] == metric) & (t["layer_a"] == la) & (t["layer_b"] == lb)].iloc[0]
             pt = permutation_test(net[la], other[lb], metric=metric, n_permutations=30, seed=7, **params)
