@@ -155,8 +155,11 @@ def main() -> None:
         print(item, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items() if k != "item"},
               flush=True)
     out = HERE / "results" / "language_models.json"
+    old = json.loads(out.read_text())["results"] if out.exists() else []
+    done = {r["item"] for r in results}
+    merged = [r for r in old if r["item"] not in done] + results  # a partial run keeps the other items
     out.write_text(json.dumps({"threads": args.threads, "machine": "2 shared CPU cores, no GPU",
-                               "results": results}, indent=1))
+                               "results": merged}, indent=1))
     print(f"wrote {out}")
 
 
