@@ -51,3 +51,23 @@ def test_language_model_study_end_to_end(tmp_path):
     assert np.all(self_pairs > 0.999)
     html = res.report.read_text()
     assert "esm2-t6-8m" in html and "gpt-oss-20b-blank-atomistic" in html
+
+
+def test_paper_model_table_study_file_names_every_family():
+    from importlib import resources
+
+    from matteralign import models
+    from matteralign.errors import ConfigError
+
+    path = resources.files("matteralign").joinpath("studies", "paper-models.toml")
+    study = Study.from_toml(str(path))
+    cfg = study.config
+    assert len(cfg.models) == 36
+    specs = [models.get_spec(m) for m in cfg.models]  # every name is registered
+    needs = {s.name for s in specs if s.requires_checkpoint}
+    assert needs == set(cfg.checkpoints)
+    assert {s.family for s in specs} >= {"orb", "fairchem", "equiformer_v2", "mace", "pet", "geom2vec", "chemical_lm",
+                                        "protein_lm", "inverse_folding", "llm", "control"}
+    # here it stops at the first model that cannot run (placeholders, unbuilt environments), saying why
+    with pytest.raises(ConfigError, match="cannot run here|does not exist"):
+        study.validate()
