@@ -216,9 +216,9 @@ def main(argv: list[str] | None = None) -> None:
             "samples_per_s": round(summ["n"] / wall, 1), "grids_per_s": round(n_grids / wall, 3),
             "threads": args.threads}
         print("subprocess", result["throughput_subprocess"], flush=True)
-        from matteralign.envs import _write_dataset
+        from matteralign.execute.wire import write_samples
 
-        _write_dataset(ds, td / "d.npz")
+        write_samples(ds, td / "d.npz")
         script = td / "inenv.py"
         script.write_text(IN_ENV)
         proc = envs.run_in_env("aurora", [script, td / "d.npz", ckpt, args.threads])

@@ -133,12 +133,12 @@ def test_bundled_weather_is_synthetic_and_plausible():
 
 
 def test_grids_survive_subsets_and_the_worker_file(tmp_path):
-    from matteralign.envs import _write_dataset, read_dataset
+    from matteralign.execute.wire import read_samples, write_samples
 
     ds = datasets.load("weather", n=50, seed=1)
     sub = ds.select(ds.ids[::-1][:20])
-    _write_dataset(sub, tmp_path / "d.npz")
-    back = read_dataset(tmp_path / "d.npz")
+    write_samples(sub, tmp_path / "d.npz")
+    back = read_samples(tmp_path / "d.npz")
     assert back.ids == sub.ids
     for a, b in zip(sub, back, strict=True):
         assert (a.grid.t, a.grid.i, a.grid.j) == (b.grid.t, b.grid.i, b.grid.j)
@@ -150,5 +150,5 @@ def test_grids_survive_subsets_and_the_worker_file(tmp_path):
     assert gb.levels == ga.levels and gb.history(0) == [0, 0] and gb.history(3) == [2, 3]
     # an atoms-only dataset writes no grid arrays
     g2 = datasets.load("g2", n=3)
-    _write_dataset(g2, tmp_path / "g.npz")
-    assert all(s.grid is None for s in read_dataset(tmp_path / "g.npz"))
+    write_samples(g2, tmp_path / "g.npz")
+    assert all(s.grid is None for s in read_samples(tmp_path / "g.npz"))

@@ -58,7 +58,7 @@ def test_load_in_wrong_env_names_the_command(empty_env_dir):
         models.load("uma-s")
 
 
-def test_missing_env_in_extract_in_env(empty_env_dir, tmp_path):
+def test_missing_env_is_named_before_any_work(empty_env_dir, tmp_path):
     from matteralign.samples import Dataset, Sample
 
     ds = Dataset("d", [Sample(id="a")])
@@ -181,7 +181,7 @@ def test_failed_create_leaves_nothing(empty_env_dir, monkeypatch):
 
 
 def test_worker_subprocess_writes_the_same_store(empty_env_dir, monkeypatch, tmp_path):
-    """extract_in_env through a real worker process (a fake env running this Python) equals in-process."""
+    """execute.extract through a real worker process (a fake env running this Python) equals in-process."""
     import dataclasses
     import stat
     import sys
