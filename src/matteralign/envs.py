@@ -458,7 +458,7 @@ def run_in_env(family: str, args: Sequence[str], *, check: bool = True, timeout:
     ----------
     family : str
     args : sequence of str
-        Arguments after the interpreter (``["-m", "matteralign._worker", ...]`` or a script).
+        Arguments after the interpreter (``["-m", "matteralign.execute.worker"]`` or a script).
     check : bool
         Raise :class:`ModelError` with the tail of stderr on a non-zero exit.
     timeout : float, optional

@@ -102,7 +102,7 @@ class Store:
     Examples
     --------
     >>> store = Store("runs/store")                                   # doctest: +SKIP
-    >>> store.extract(dataset, models.load("chgnet-0.3.0"))            # doctest: +SKIP
+    >>> execute.extract(store, dataset, "chgnet-0.3.0")              # doctest: +SKIP
     >>> ids, X = store.read("molecules", "chgnet-0.3.0", "readout_norm")  # doctest: +SKIP
     """
 
