@@ -646,12 +646,12 @@ class Store:
         return {"complete": False, "done": sorted(done), "todo": [k for k in range(len(blocks)) if k not in done],
                 "path": str(gp)}
 
-    def shard_dim(self, dataset: str, model: str, layer: str, index: int) -> int | None:
-        """Feature width of committed shard ``index`` (``None`` when it is not committed)."""
+    def shard_has_atoms(self, dataset: str, model: str, layer: str, index: int) -> bool | None:
+        """Whether committed shard ``index`` kept per-atom features (``None`` when it is not committed)."""
         sp = self._group_path(dataset, model, layer) / "shards" / f"{int(index):06d}"
         if not sp.is_dir():
             return None
-        return int(_zarr().open_group(str(sp), mode="r").attrs["dim"])
+        return "atom_features" in _zarr().open_group(str(sp), mode="r")
 
     def set_provenance(self, dataset: str, model: str, layer: str, provenance: dict[str, Any]) -> None:
         """Record what produced a group's embeddings (kept from the first committed shard on)."""

@@ -74,7 +74,8 @@ class Committer:
         block = [s.id for s in unit.samples]
         for layer in unit.layers:
             arrays = result["arrays"][layer]
-            wide = bool(arrays) and np.asarray(arrays[0]).shape[-1] > MAX_ATOM_FEATURES
+            # a descriptor that declares more than MAX_ATOM_FEATURES per atom (SOAP: 3,384) is kept pooled only
+            wide = int((result.get("provenance") or {}).get("n_features") or 0) > MAX_ATOM_FEATURES
             if result.get("provenance"):
                 self.store.set_provenance(unit.dataset, unit.model, layer, {**result["provenance"], "layer": layer})
             self.store.write_shard(unit.dataset, unit.model, layer, unit.shard, ids=result["ids"],
@@ -89,12 +90,9 @@ class Committer:
 
     def finish(self, job: ExtractionJob) -> None:
         """Consolidate every layer of ``job`` (all its shards are committed)."""
-        from .extraction import MAX_ATOM_FEATURES
-
         for layer in job.layers:
-            # per-atom features wider than MAX_ATOM_FEATURES (SOAP: 3,384) are kept pooled only
-            dim = self.store.shard_dim(job.dataset, job.model, layer, 0) if job.save_atoms else None
-            keep_atoms = job.save_atoms and not (dim is not None and dim > MAX_ATOM_FEATURES)
+            # the shards say whether per-atom features were kept (not for very wide descriptors)
+            keep_atoms = job.save_atoms and self.store.shard_has_atoms(job.dataset, job.model, layer, 0) is not False
             job.summaries[layer] = self.store.finish(job.dataset, job.model, layer, n_shards=job.n_shards,
                                                      poolings=job.poolings, save_atoms=keep_atoms,
                                                      computed=len(job.committed),
