@@ -112,10 +112,10 @@ def test_ase_collections():
 
 
 def test_registry_listing():
-    assert datasets.names() == ["crystals", "dcdft", "g2", "molecules", "s22", "weather"]
+    assert datasets.names() == ["crystals", "dcdft", "g2", "molecules", "proteins", "s22", "weather"]
     info = {i.name: i for i in datasets.describe()}
     assert {i.kind for i in info.values()} == {"bundled", "reader"}
-    assert set(datasets.readers()) == {"extxyz", "asedb", "aselmdb", "qm9", "smiles_csv", "fasta", "era5"}
+    assert set(datasets.readers()) == {"extxyz", "asedb", "aselmdb", "qm9", "smiles_csv", "fasta", "era5", "structure"}
     assert "gap_xtb_ev" in info["molecules"].labels
 
 

@@ -4,7 +4,7 @@
 >>> ds = datasets.load("molecules", n=1000, seed=0)        # a bundled dataset, subsampled reproducibly
 >>> ds = datasets.load("path/to/train.extxyz")              # a file: the format follows the extension
 >>> datasets.names()
-['crystals', 'dcdft', 'g2', 'molecules', 's22', 'weather']
+['crystals', 'dcdft', 'g2', 'molecules', 'proteins', 's22', 'weather']
 
 Bundled: ``molecules`` (NCI SMILES → 3D, GFN2-xTB labels), ``crystals`` (AFLOW prototypes + variants),
 and ASE's ``g2``, ``s22``, ``dcdft``. Readers (by extension): extxyz (``.xyz``, ``.extxyz``), ASE database
@@ -245,7 +245,11 @@ def load(name_or_path: str | Path, *, n: int | None = None, seed: int = 0, forma
             raise DatasetError(f"dataset path {str(path)!r} is a directory; expected a file or a bundled name")
         if format is not None and format not in READERS:
             raise UnknownNameError("dataset format", format, readers())
-        ds = READERS[format or _detect(path)].loader(path, **options)
+        try:
+            ds = READERS[format or _detect(path)].loader(path, **options)
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"dataset file {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                               f"{exc.object[exc.start:exc.start + 1]!r}); a binary file given as a text format?") from None
         if "name" not in options:
             ds.name = dataset_name(path)
     if len(ds) == 0:
