@@ -326,7 +326,7 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
         for m, e in embs.items():
             if cfg.model_metrics:
                 ds_units.append(CallUnit(key=("model", ds_name, m), fn=f"{mod}:measure_models",
-                                         args=(m, e.X, cfg.normalize, dict(cfg.model_metrics)),
+                                         args=(m, e.X, cfg.normalize, dict(cfg.model_metrics), calib),
                                          label=f"{ds_name} · {m} measures"))
         for u in ds_units:
             parts_of[ds_name][2].append(u)
@@ -434,7 +434,8 @@ def _assemble(study: Study, ds_name: str, pair_parts: list, model_parts: list, e
     per_model["normalize"] = cfg.normalize
     per_model["seed"] = cfg.seed
     per_model["study"] = digest
-    per_model = per_model[MODEL_COLUMNS].reset_index(drop=True)
+    per_model = per_model[MODEL_COLUMNS + [c for c in ("ci_low", "ci_high", "ci_method") if c in per_model]]
+    per_model = per_model.reset_index(drop=True)
     return pairs, per_model
 
 

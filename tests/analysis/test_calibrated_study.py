@@ -17,7 +17,7 @@ def test_study_pairs_have_nulls_and_intervals(tmp_path):
         "datasets": [{"name": "g2", "n": 40}],
         "metrics": {"cknna": {"k": 5}, "mutual_knn": {"k": 5}, "unbiased_cka": {}, "dcor2": {},
                     "information_imbalance": {"k": 1}},
-        "model_metrics": {},
+        "model_metrics": {"intrinsic_dimension": [{"method": "twonn", "k": 10}]},
         "analyses": {"matrix": {"k": 5}, "calibration": {"fdr": 0.1}},
         "calibration": {"n_permutations": 19, "n_subsamples": 6},
     }
@@ -35,6 +35,9 @@ def test_study_pairs_have_nulls_and_intervals(tmp_path):
     assert off["p_adjusted"].notna().all() and (off["p_adjusted"] >= off["p_value"] - 1e-15).all()
     assert pairs.loc[pairs["model_a"] == pairs["model_b"], "p_adjusted"].isna().all()
 
+    pm = res.per_model
+    assert len(pm) == 3 and (pm["ci_low"] <= pm["value"]).all() and (pm["value"] <= pm["ci_high"]).all()
+    assert pm["ci_method"].str.startswith("half-sampling").all()
     html = res.report.read_text()
     assert "Calibrated alignment and confounds" in html and "align beyond chance after FDR 0.1" in html
     figs = sorted((res.out / "report" / "figures" / "calibration").glob("calibrated_*.png"))

@@ -193,3 +193,15 @@ def test_bad_input():
         calibrate_pairs(caches, "cka", {}, pairs=[("a", "zz")])
     with pytest.raises(InputError, match="single representation"):
         calibrate_pairs(caches, "intrinsic_dimension", {})
+
+
+def test_model_interval_intrinsic_dimension():
+    """TwoNN of a 3-dimensional manifold: the interval holds the value and lies near 3."""
+    from matteralign.metrics import intrinsic_dimension
+    from matteralign.metrics.calibration import model_interval
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((800, 3)) @ rng.standard_normal((3, 12))
+    v = intrinsic_dimension(X, method="twonn", normalize=None)  # the registry function: arrays as given
+    lo, hi, how = model_interval(X, "intrinsic_dimension", {"method": "twonn"}, n_subsamples=30, seed=1)
+    assert lo <= v <= hi and 2.5 < lo and hi < 3.5 and how.startswith("half-sampling")

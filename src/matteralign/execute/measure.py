@@ -152,8 +152,10 @@ def measure_pair_group(a: str, b: str, Xa: np.ndarray, Xb: np.ndarray, normalize
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def measure_models(model: str, X: np.ndarray, normalize: str, model_metrics: dict[str, list[dict]]):
-    """Single-model measures of ``X`` (one row per metric and parameter set; NaN and the reason on failure)."""
+def measure_models(model: str, X: np.ndarray, normalize: str, model_metrics: dict[str, list[dict]],
+                   calibration: dict | None = None):
+    """Single-model measures of ``X`` (one row per metric and parameter set; NaN and the reason on failure),
+    with a half-sampling interval over samples when ``calibration`` is given."""
     import pandas as pd
 
     from ..metrics import get_metric
@@ -169,6 +171,18 @@ def measure_models(model: str, X: np.ndarray, normalize: str, model_metrics: dic
                 value = float(spec.function(Xn, **params))
             except MatterAlignError as exc:
                 value, note = np.nan, f"{type(exc).__name__}: {exc}"
+            ci = {}
+            if calibration and calibration.get("enabled", True) and np.isfinite(value):
+                from ..metrics.calibration import model_interval
+
+                try:
+                    lo, hi, how = model_interval(
+                        Xn, name, params, value=value, n_subsamples=calibration.get("n_subsamples", 20),
+                        fraction=calibration.get("fraction", 0.5), confidence=calibration.get("confidence", 0.95),
+                        seed=calibration.get("seed", 0))
+                except MatterAlignError as exc:
+                    lo, hi, how = np.nan, np.nan, f"none: {type(exc).__name__}: {exc}"
+                ci = {"ci_low": lo, "ci_high": hi, "ci_method": how}
             rows.append({"model": model, "metric": name, "params": json.dumps(params, sort_keys=True),
-                         "n": int(X.shape[0]), "value": value, "note": note})
+                         "n": int(X.shape[0]), "value": value, "note": note, **ci})
     return pd.DataFrame(rows)

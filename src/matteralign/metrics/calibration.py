@@ -71,7 +71,7 @@ from ._nullkernels import NULL_MAX_N, mantel_sums
 from ._registry import MetricSpec, get_metric
 from ._validate import check_positive_int
 
-__all__ = ["calibrate_pairs", "calibrated_scores", "bh_adjust", "adjust_table", "permutations", "null_values", "CALIBRATION_COLUMNS"]
+__all__ = ["calibrate_pairs", "calibrated_scores", "bh_adjust", "adjust_table", "model_interval", "permutations", "null_values", "CALIBRATION_COLUMNS"]
 
 CALIBRATION_COLUMNS = [
     "model_a", "model_b", "metric", "params", "p_value", "ci_low", "ci_high", "null_mean", "null_sd", "null_tau",
@@ -510,3 +510,49 @@ def adjust_table(pairs):
             adj[rows] = qv
     out["p_adjusted"] = adj
     return out
+
+
+def model_interval(X, metric: str, params: Mapping[str, Any] | None = None, *, value: float | None = None,
+                   n_subsamples: int = 20, fraction: float = 0.5, confidence: float = 0.95, seed: int = 0):
+    """Half-sampling interval of a single-model measure (e.g. intrinsic dimension), as for the pairs.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+        The representation (normalised as the measure sees it).
+    metric : str
+        A registered arity-1 measure.
+    params : mapping, optional
+        Its parameters (``k`` is scaled with the subsample, as for the pair metrics).
+    value : float, optional
+        The full-data value, if already computed.
+    n_subsamples, fraction, confidence, seed
+        As in :func:`calibrate_pairs`.
+
+    Returns
+    -------
+    (float, float, str)
+        ``ci_low``, ``ci_high`` (NaN when the measure is undefined on the subsets) and ``ci_method``.
+    """
+    spec = get_metric(metric)
+    full = dict(spec.params)
+    full.update(dict(params or {}))
+    X = np.asarray(X)
+    n = X.shape[0]
+    m = int(round(fraction * n))
+    if n_subsamples == 0 or m < 4 or m >= n:
+        return math.nan, math.nan, "off" if n_subsamples == 0 else f"none: half-samples of {m} of {n} samples"
+    v = float(spec.function(X, **full)) if value is None else float(value)
+    sub = _scaled_params(full, m, n)
+    rng = np.random.default_rng([seed, 1])
+    d = np.empty(n_subsamples)
+    for b in range(n_subsamples):
+        idx = np.sort(rng.choice(n, size=m, replace=False))
+        d[b] = float(spec.function(X[idx], **sub))
+    d = (d - v) * math.sqrt(m / (n - m))
+    if not np.isfinite(d).all() or not math.isfinite(v):
+        return math.nan, math.nan, "none: the measure is undefined on some half-samples"
+    q_lo, q_hi = np.quantile(d, [(1 - confidence) / 2, (1 + confidence) / 2]) - np.median(d)
+    k_note = f", k scaled to {sub['k']}" if "k" in full else ""
+    return (v - float(q_hi), v - float(q_lo),
+            f"half-sampling, median-centred, {n_subsamples} subsets of {m}{k_note}, level {confidence}")
