@@ -394,8 +394,9 @@ def calibrate_pairs(
     confidence : float
         Level of the interval.
     null_max_n : int, optional
-        Largest N for the null; above it (or above ``spec.null_max_n``) the null and the value it is compared
-        with use a seeded subset of that size (``null_n``, ``note``).
+        Largest N for the null (default ``spec.null_max_n``: 2,048 for the metrics whose routes keep N x N
+        matrices, no limit otherwise); above it the null and the value it is compared with use a seeded subset
+        of that size (``null_n``, ``note``). Given explicitly, it overrides the metric's limit.
 
     Returns
     -------
@@ -444,7 +445,7 @@ def calibrate_pairs(
     warm()  # nulls are much work: compiled kernels from the first pair on
     values = _values(spec, caches, pairs, full, cheap=True)
     route = _route(spec)
-    limit = min(x for x in (null_max_n, spec.null_max_n, n) if x is not None)
+    limit = min(n, null_max_n if null_max_n is not None else (spec.null_max_n or n))
     note = ""
     null_caches, null_values_ref, null_n = caches, values, n
     if limit < n:
