@@ -89,6 +89,9 @@ class ExecutionConfig(_Strict):
     address: str | None = Field(default=None, description="Ray: auto, HOST:PORT, or none for a local Ray")
     gpus: bool = Field(default=False, description="give a GPU to each unit of a model that can use one")
     pair_block: int | None = Field(default=24, ge=1, description="models per tile of the pair blocks")
+    measure_threads: int = Field(default=1, ge=1, description=(
+        "threads of each measure unit, the same on every executor so that the numbers are too; the stage's "
+        "parallelism comes from running its units side by side"))
 
     @field_validator("executor")
     @classmethod

@@ -277,6 +277,7 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
     k_max = max((int(p["k"]) for _, p in metric_list if "k" in p), default=0) or None
     calib = {**cfg.calibration.model_dump(), "seed": cfg.seed}
     mod = "matteralign.execute.measure"
+    threads = cfg.execution.measure_threads
     units, parts_of, done = [], {}, {}
     for ds_name, embs in embeddings.items():
         # keyed on the stored contents too: recomputed (e.g. repaired) embeddings never reuse old numbers
@@ -302,14 +303,14 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
                     ds_units.append(CallUnit(
                         key=("pairs", ds_name, names[0], names[-1], len(rows), len(cols)), fn=f"{mod}:measure_block",
                         args=(rows, cols, metric_list, calib, *[Ref(("cache", ds_name, m)) for m in names]),
-                        label=f"{ds_name} · pairs {rows[0]}..{cols[-1]}"))
+                        label=f"{ds_name} · pairs {rows[0]}..{cols[-1]}", threads=threads))
             needed = {m for u in ds_units if not _part(part_dir, u).exists()
                       for m in [a.key[2] for a in u.args if isinstance(a, Ref)]}
             for m in core:
                 if m in needed:
                     units.append(CallUnit(key=("cache", ds_name, m), fn=f"{mod}:prepare_cache", share=True,
                                           args=(embs[m].aligned(common_ids), cfg.normalize, k_max, m),
-                                          label=f"{ds_name} · {m} cache"))
+                                          label=f"{ds_name} · {m} cache", threads=threads))
         self_done: set[str] = set()
         for a in partial:  # partial-coverage models: each pair on the intersection of its own two id sets
             for b in embs:
@@ -321,13 +322,13 @@ def _measure(study: Study, embeddings: dict, layers: dict, executor, results_dir
                 ds_units.append(CallUnit(
                     key=("pair-group", ds_name, a, b), fn=f"{mod}:measure_pair_group",
                     args=(a, b, embs[a].aligned(ids), embs[b].aligned(ids), cfg.normalize, k_max, metric_list,
-                          a not in self_done, calib), label=f"{ds_name} · {a} × {b}"))
+                          a not in self_done, calib), label=f"{ds_name} · {a} × {b}", threads=threads))
                 self_done.add(a)
         for m, e in embs.items():
             if cfg.model_metrics:
                 ds_units.append(CallUnit(key=("model", ds_name, m), fn=f"{mod}:measure_models",
                                          args=(m, e.X, cfg.normalize, dict(cfg.model_metrics), calib),
-                                         label=f"{ds_name} · {m} measures"))
+                                         label=f"{ds_name} · {m} measures", threads=threads))
         for u in ds_units:
             parts_of[ds_name][2].append(u)
             if not _part(part_dir, u).exists():

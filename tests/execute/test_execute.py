@@ -111,8 +111,8 @@ def test_two_local_workers_equal_one(reference, tmp_path):
     with get_executor("local", workers=2) as ex:
         res = _study(tmp_path, "w2").run(progress=False, executor=ex)
         assert ex.describe()["workers"] == 2
-    pd.testing.assert_frame_equal(res.pairs, reference.pairs)
-    pd.testing.assert_frame_equal(res.per_model, reference.per_model)
+    pd.testing.assert_frame_equal(res.pairs, reference.pairs, check_exact=True)
+    pd.testing.assert_frame_equal(res.per_model, reference.per_model, check_exact=True)
     _same_store(res.out, reference.out)
 
 
@@ -128,7 +128,7 @@ def test_killed_local_worker_reruns_its_unit(reference, tmp_path):
         killed = _at_first_shard(ex, kill_all)
         res = _study(tmp_path, "killed").run(progress=False, executor=ex)
         assert killed and killed[0] and ex.retries >= 1
-    pd.testing.assert_frame_equal(res.pairs, reference.pairs)
+    pd.testing.assert_frame_equal(res.pairs, reference.pairs, check_exact=True)
     _same_store(res.out, reference.out)
 
 
@@ -137,8 +137,8 @@ def test_ray_two_nodes_equal_local(reference, ray_cluster, tmp_path):
         res = _study(tmp_path, "ray").run(progress=False, executor=ex)
         info = ex.describe()
     assert info["nodes"] == 2 and info["executor"] == "ray"
-    pd.testing.assert_frame_equal(res.pairs, reference.pairs)
-    pd.testing.assert_frame_equal(res.per_model, reference.per_model)
+    pd.testing.assert_frame_equal(res.pairs, reference.pairs, check_exact=True)
+    pd.testing.assert_frame_equal(res.per_model, reference.per_model, check_exact=True)
     _same_store(res.out, reference.out)
 
 
@@ -153,7 +153,7 @@ def test_ray_killed_actor_reruns_its_unit(reference, ray_cluster, tmp_path):
         killed = _at_first_shard(ex, kill_all)
         res = _study(tmp_path, "ray-killed").run(progress=False, executor=ex)
         assert killed and killed[0] and ex.retries >= 1
-    pd.testing.assert_frame_equal(res.pairs, reference.pairs)
+    pd.testing.assert_frame_equal(res.pairs, reference.pairs, check_exact=True)
     _same_store(res.out, reference.out)
 
 
@@ -176,7 +176,7 @@ def test_ray_node_removed_mid_run(reference, tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
-    pd.testing.assert_frame_equal(res.pairs, reference.pairs)
+    pd.testing.assert_frame_equal(res.pairs, reference.pairs, check_exact=True)
     _same_store(res.out, reference.out)
 
 

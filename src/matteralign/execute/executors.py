@@ -71,7 +71,7 @@ def _request(unit, tmp: Path, seq: int, resolve: Callable[[Any], Any]) -> dict[s
     with open(base.with_suffix(".in.pkl"), "wb") as fh:
         pickle.dump((unit.fn, tuple(resolve(a) for a in unit.args)), fh, protocol=pickle.HIGHEST_PROTOCOL)
     return {"id": seq, "op": "call", "input": str(base.with_suffix(".in.pkl")),
-            "output": str(base.with_suffix(".out.pkl"))}
+            "output": str(base.with_suffix(".out.pkl")), "threads": unit.threads}
 
 
 def _read_result(unit, path: str) -> Any:
@@ -150,10 +150,9 @@ class InlineExecutor(Executor):
                 result = {"ids": ids, "arrays": feats, "skipped": skipped, "energies": energies,
                           "provenance": ex.provenance()}
             elif isinstance(unit, CallUnit):
-                import importlib
+                from .worker import run_call
 
-                module, _, attr = unit.fn.partition(":")
-                result = getattr(importlib.import_module(module), attr)(*(self._resolve(a) for a in unit.args))
+                result = run_call(unit.fn, tuple(self._resolve(a) for a in unit.args), threads=unit.threads)
                 if unit.share:
                     self._kept[unit.key] = result
             else:

@@ -89,11 +89,10 @@ def _actor_class():
     return ModelActor
 
 
-def _run_call(fn: str, *args):
-    import importlib
+def _run_call(fn: str, threads, *args):
+    from .worker import run_call
 
-    module, _, attr = fn.partition(":")
-    return getattr(importlib.import_module(module), attr)(*args)
+    return run_call(fn, args, threads=threads)
 
 
 class _ActorSlot(_Slot):
@@ -241,7 +240,7 @@ class RayExecutor(SlotExecutor):
         args = [self._kept[a.key] if isinstance(a, Ref) else a for a in unit.args]  # refs stay in the store
         opts = ray_options(unit.resources)
         opts["num_cpus"] = min(opts["num_cpus"], self.cpus_per_unit)
-        ref = self._call.options(max_retries=self.max_retries, **opts).remote(unit.fn, *args)
+        ref = self._call.options(max_retries=self.max_retries, **opts).remote(unit.fn, unit.threads, *args)
         out: cf.Future = cf.Future()
         if unit.share:  # the driver keeps the reference; the cache itself stays in Ray's object store
             def ready(f):

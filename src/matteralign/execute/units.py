@@ -129,6 +129,8 @@ class CallUnit:
     """A pure function ``fn(*args)`` in the project's environment (``fn``: ``"module:function"``).
 
     ``share=True`` keeps the result with the executor (for :class:`Ref` arguments of later units).
+    ``threads`` fixes the threads the call uses (compiled kernels and BLAS) whatever the executor, so that
+    its numbers do not depend on how many workers share a machine (``None``: the worker's own count).
     """
 
     key: tuple
@@ -137,6 +139,7 @@ class CallUnit:
     resources: Resources = Resources()
     share: bool = False
     label: str = ""
+    threads: int | None = None
     kind = "call"
     env = None
 

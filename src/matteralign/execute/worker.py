@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["Handler", "embed_shard", "load_plugins", "main"]
+__all__ = ["Handler", "embed_shard", "load_plugins", "main", "run_call"]
 
 
 def _reason(exc: BaseException) -> str:
@@ -170,16 +170,37 @@ class Handler:
         return {"output": req["output"], "n": len(ok)}
 
     def _call(self, req):
-        import importlib
         import pickle
 
         with open(req["input"], "rb") as fh:
             fn, args = pickle.load(fh)
-        module, _, attr = fn.partition(":")
-        result = getattr(importlib.import_module(module), attr)(*args)
+        result = run_call(fn, args, threads=req.get("threads"))
         with open(req["output"], "wb") as fh:
             pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
         return {"output": req["output"]}
+
+
+def run_call(fn: str, args, *, threads: int | None = None):
+    """``fn(*args)`` (``fn``: ``"module:function"``), with ``threads`` compiled-kernel and BLAS threads if given."""
+    import importlib
+    from contextlib import nullcontext
+
+    module, _, attr = fn.partition(":")
+    func = getattr(importlib.import_module(module), attr)
+    if threads is None:
+        return func(*args)
+    from threadpoolctl import threadpool_limits
+
+    old = os.environ.get("MATTERALIGN_THREADS")
+    os.environ["MATTERALIGN_THREADS"] = str(int(threads))
+    try:
+        with threadpool_limits(limits=int(threads)) if threads else nullcontext():
+            return func(*args)
+    finally:
+        if old is None:
+            os.environ.pop("MATTERALIGN_THREADS", None)
+        else:
+            os.environ["MATTERALIGN_THREADS"] = old
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
