@@ -288,6 +288,9 @@ def null_values(spec: MetricSpec, caches: Mapping[str, ModelCache], pairs: Seque
     out = {}
     inv = _inverse(perms)
     for a, b in pairs:
+        if spec.symmetric and (b, a) in out:  # s(b, a[inv pi]) = s(a, b[pi]): the mirrored null
+            out[(a, b)] = out[(b, a)]
+            continue
         ca, cb = caches[a], caches[b]
         use = perms if a <= b else inv
         if route in ("relabel", "cache"):
