@@ -96,6 +96,11 @@ def _smax_smin(spec: MetricSpec) -> tuple[float, float]:
     return float(smax), float(smin)
 
 
+def _ratio(num: float, den: float) -> float:
+    """``num / den``; 0 when the null sits on the bound (``den == 0``, so ``num == 0`` too)."""
+    return num / den if den != 0 else 0.0
+
+
 def calibrated_scores(value: float, null: np.ndarray, *, spec: MetricSpec, alpha: float) -> dict[str, float]:
     """p-value, threshold ``tau``, gated and null-centred scores of one value against its null.
 
@@ -131,12 +136,12 @@ def calibrated_scores(value: float, null: np.ndarray, *, spec: MetricSpec, alpha
         exceed = int(np.count_nonzero(null <= value))
         tau = float(pool[max(0, math.floor(alpha * (B + 1)) - 1)])
         cal = (tau - value) / max(tau - smin, 1e-12)
-        cen = (mu - value) / (mu - smin) if value <= mu else (mu - value) / (smax - mu)
+        cen = _ratio(mu - value, mu - smin) if value <= mu else _ratio(mu - value, smax - mu)
     else:
         exceed = int(np.count_nonzero(null >= value))
         tau = float(pool[min(B, max(0, math.ceil((1 - alpha) * (B + 1)) - 1))])
         cal = (value - tau) / max(smax - tau, 1e-12)
-        cen = (value - mu) / (smax - mu) if value >= mu else (value - mu) / (mu - smin)
+        cen = _ratio(value - mu, smax - mu) if value >= mu else _ratio(value - mu, mu - smin)
     out["p_value"] = (1.0 + exceed) / (B + 1.0)
     out["null_tau"] = tau
     out["calibrated"] = float(min(1.0, max(0.0, cal)))
