@@ -257,7 +257,7 @@ def extract(
     shard_size: int = typer.Option(256, "--shard-size", help="Samples per atomically committed shard."),
     batch_size: int = typer.Option(None, "--batch-size", help="Structures per forward pass."),
     pooling: list[str] = typer.Option(["mean"], "--pooling", help="Pooled arrays to store: mean, sum, max."),
-    threads: int = typer.Option(None, "--threads", help="Threads per worker (default: cores / workers)."),
+    threads: int = typer.Option(None, "--threads", help="Threads per worker (default 1)."),
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: every core)."),
     executor: str = typer.Option(None, "--executor", help="Where shards run: local (default), ray or inline."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace stored embeddings of this layer."),

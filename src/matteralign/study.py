@@ -85,7 +85,8 @@ class ExecutionConfig(_Strict):
 
     executor: str = Field(default="local", description="local | ray | inline")
     workers: int | None = Field(default=None, ge=1, description="units at a time (default: every core)")
-    threads: int | None = Field(default=None, ge=1, description="threads per worker (default: cores / workers)")
+    threads: int | None = Field(default=None, ge=1, description="threads per worker (default 1: the same numbers "
+                                "for any number of workers)")
     address: str | None = Field(default=None, description="Ray: auto, HOST:PORT, or none for a local Ray")
     gpus: bool = Field(default=False, description="give a GPU to each unit of a model that can use one")
     pair_block: int | None = Field(default=24, ge=1, description="models per tile of the pair blocks")

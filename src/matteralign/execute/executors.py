@@ -4,7 +4,7 @@
   :class:`~matteralign.models.base.Extractor` instance that cannot travel);
 * :class:`LocalExecutor` — up to ``workers`` worker processes on this machine (default: the cores this
   process may use), each running :mod:`matteralign.execute.worker` in the Python of the unit's model
-  environment (the project's own otherwise), with ``threads`` = cores / workers per process;
+  environment (the project's own otherwise), with ``threads`` per process (default 1: the same numbers for any number of workers);
 * :class:`~matteralign.execute.ray_executor.RayExecutor` — the same units on a Ray cluster.
 
 The scheduling loop (:class:`SlotExecutor`) is shared by the local and Ray executors: a *slot* runs one
@@ -417,8 +417,9 @@ class LocalExecutor(SlotExecutor):
     workers : int, optional
         Units at a time (default: the cores this process may use, :func:`available_cpus`).
     threads : int, optional
-        Threads per worker for torch, BLAS, OpenMP and numba (default: cores // workers, at least 1),
-        so the cores are not oversubscribed.
+        Threads per worker for torch, BLAS, OpenMP and numba (default 1: with ``workers`` = cores no core is
+        oversubscribed, and every worker count gives the same numbers; some models' CPU kernels round
+        differently with another thread count).
     """
 
     name = "local"
@@ -429,7 +430,9 @@ class LocalExecutor(SlotExecutor):
         if workers < 1:
             raise ConfigError(f"execution.workers must be a positive integer; got {workers}")
         super().__init__(workers)
-        self.threads = int(threads) if threads else max(1, cpus // workers)
+        # one thread per worker unless asked: the numbers then do not depend on the number of workers (ANI-1x and
+        # Orb round differently with 2 threads than with 1); with workers = cores no core is oversubscribed
+        self.threads = int(threads) if threads else 1
         self._tmp = Path(tempfile.mkdtemp(prefix="matteralign-exec-"))
         self._counter = 0
         self._counter_lock = threading.Lock()
@@ -461,7 +464,7 @@ def get_executor(name: str = "local", *, workers: int | None = None, threads: in
     workers : int, optional
         Units at a time (local: worker processes; Ray: model actors). Default: every available core.
     threads : int, optional
-        Threads per worker (default: cores / workers).
+        Threads per worker (default 1).
     address : str, optional
         Ray only: ``"auto"`` (a running cluster), ``"HOST:PORT"``, or ``None`` (start a local Ray).
     **options
