@@ -24,6 +24,15 @@ from ..errors import MatterAlignError
 __all__ = ["prepare_cache", "measure_block", "measure_pair_group", "measure_models", "tiles"]
 
 
+def _compiled_routes() -> None:
+    """Load the compiled kernels before any metric runs: a metric's route (compiled or numpy fallback, which
+    round differently) must not depend on what the worker process ran before, or a resumed stage would not
+    give the same numbers as an uninterrupted one."""
+    from ..metrics._compiled import warm
+
+    warm()
+
+
 def tiles(names: list[str], size: int | None) -> list[list[str]]:
     """``names`` cut into consecutive tiles of ``size`` (one tile when ``size`` is None or ≥ len)."""
     if not size or size >= len(names):
@@ -33,6 +42,7 @@ def tiles(names: list[str], size: int | None) -> list[list[str]]:
 
 def prepare_cache(X: np.ndarray, normalize: str, k_max: int | None, name: str):
     """The per-model cache of ``X`` (normalised rows, exact kNN graph up to ``k_max``)."""
+    _compiled_routes()
     from ..metrics import normalize as _normalize
     from ..metrics import prepare
 
@@ -123,6 +133,7 @@ def measure_block(rows: list[str], cols: list[str], metrics: list[tuple[str, dic
     ``caches`` are the prepared caches of ``rows`` then of the ``cols`` not in ``rows``, in that order;
     ``calibration`` (the study's ``[calibration]`` table and ``seed``) adds nulls and intervals.
     """
+    _compiled_routes()
     import pandas as pd
 
     names = list(dict.fromkeys([*rows, *cols]))
@@ -139,6 +150,7 @@ def measure_block(rows: list[str], cols: list[str], metrics: list[tuple[str, dic
 def measure_pair_group(a: str, b: str, Xa: np.ndarray, Xb: np.ndarray, normalize: str, k_max: int | None,
                        metrics: list[tuple[str, dict]], with_self: bool, calibration: dict | None = None):
     """The pairs ``(a, b)`` and ``(b, a)`` on the intersection of their samples (and ``(a, a)`` if asked)."""
+    _compiled_routes()
     import pandas as pd
 
     caches = {a: prepare_cache(Xa, normalize, k_max, a), b: prepare_cache(Xb, normalize, k_max, b)}
@@ -156,6 +168,7 @@ def measure_models(model: str, X: np.ndarray, normalize: str, model_metrics: dic
                    calibration: dict | None = None):
     """Single-model measures of ``X`` (one row per metric and parameter set; NaN and the reason on failure),
     with a half-sampling interval over samples when ``calibration`` is given."""
+    _compiled_routes()
     import pandas as pd
 
     from ..metrics import get_metric
