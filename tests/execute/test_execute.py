@@ -71,6 +71,12 @@ def _at_first_shard(ex, action):
     return fired
 
 
+def _sigkill(pids: list[int]) -> list[int]:
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return pids
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The study with one local worker."""
@@ -119,13 +125,7 @@ def test_two_local_workers_equal_one(reference, tmp_path):
 def test_killed_local_worker_reruns_its_unit(reference, tmp_path):
     """SIGKILL every live worker when the first shard lands: the units in flight run again."""
     with get_executor("local", workers=2) as ex:
-        def kill_all():
-            pids = ex.worker_pids()
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)
-            return pids
-
-        killed = _at_first_shard(ex, kill_all)
+        killed = _at_first_shard(ex, lambda: _sigkill(ex.worker_pids()))
         res = _study(tmp_path, "killed").run(progress=False, executor=ex)
         assert killed and killed[0] and ex.retries >= 1
     pd.testing.assert_frame_equal(res.pairs, reference.pairs, check_exact=True)
@@ -144,13 +144,7 @@ def test_ray_two_nodes_equal_local(reference, ray_cluster, tmp_path):
 
 def test_ray_killed_actor_reruns_its_unit(reference, ray_cluster, tmp_path):
     with get_executor("ray", cpus_per_unit=0.5) as ex:
-        def kill_all():
-            pids = ex.actor_pids()
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)  # every actor is on this machine
-            return pids
-
-        killed = _at_first_shard(ex, kill_all)
+        killed = _at_first_shard(ex, lambda: _sigkill(ex.actor_pids()))  # every actor is on this machine
         res = _study(tmp_path, "ray-killed").run(progress=False, executor=ex)
         assert killed and killed[0] and ex.retries >= 1
     pd.testing.assert_frame_equal(res.pairs, reference.pairs, check_exact=True)
