@@ -193,21 +193,11 @@ def _block(spec, params: dict, ca: list, cb: list, same: bool) -> np.ndarray:
 
 
 def _calibrate(spec, value: float, null: np.ndarray, alpha: float) -> tuple[float, float]:
-    """Add-one permutation p-value and calibrated score, as :func:`~matteralign.metrics.permutation_test`."""
-    K = null.size
-    lower = spec.higher_is_better is False
-    exceed = np.count_nonzero(null <= value) if lower else np.count_nonzero(null >= value)
-    p = (1.0 + exceed) / (K + 1.0)
-    pool = np.sort(np.append(null, value))
-    if lower:
-        tau = float(pool[max(0, math.floor(alpha * (K + 1)) - 1)])
-        smin = spec.bounds[0] if math.isfinite(spec.bounds[0]) else 0.0
-        cal = (tau - value) / (tau - smin) if tau > smin else 0.0
-    else:
-        tau = float(pool[min(K, math.ceil((1 - alpha) * (K + 1)) - 1)])
-        smax = spec.bounds[1] if math.isfinite(spec.bounds[1]) else (spec.self_value or 1.0)
-        cal = (value - tau) / (smax - tau) if smax > tau else (1.0 if value > tau else 0.0)
-    return float(p), float(min(1.0, max(0.0, cal)))
+    """Add-one permutation p-value and gated calibrated score (:func:`~matteralign.metrics.calibration.calibrated_scores`)."""
+    from ..metrics.calibration import calibrated_scores
+
+    out = calibrated_scores(value, null, spec=spec, alpha=alpha)
+    return float(out["p_value"]), float(out["calibrated"])
 
 
 def layer_map(

@@ -35,6 +35,7 @@ class ExtractionJob:
     with_energy: bool = False
     t0: float = field(default_factory=time.perf_counter)
     committed: set = field(default_factory=set)
+    provenance_set: bool = False
     summaries: dict[str, dict] = field(default_factory=dict)
 
 
@@ -74,13 +75,14 @@ class Committer:
         block = [s.id for s in unit.samples]
         for layer in unit.layers:
             arrays = result["arrays"][layer]
+            if result.get("provenance") and not job.provenance_set:  # once per job, not once per shard
+                self.store.set_provenance(unit.dataset, unit.model, layer, {**result["provenance"], "layer": layer})
             # a descriptor that declares more than MAX_ATOM_FEATURES per atom (SOAP: 3,384) is kept pooled only
             wide = int((result.get("provenance") or {}).get("n_features") or 0) > MAX_ATOM_FEATURES
-            if result.get("provenance"):
-                self.store.set_provenance(unit.dataset, unit.model, layer, {**result["provenance"], "layer": layer})
             self.store.write_shard(unit.dataset, unit.model, layer, unit.shard, ids=result["ids"],
                                    arrays=arrays, skipped=result["skipped"], block_ids=block,
                                    poolings=job.poolings, save_atoms=job.save_atoms and not wide)
+        job.provenance_set = job.provenance_set or bool(result.get("provenance"))
         self.skipped[(unit.dataset, unit.model)] = self.skipped.get((unit.dataset, unit.model), 0) + len(result["skipped"])
         if job.with_energy and result.get("energies") is not None and self.energies_dir is not None:
             self._save_shard_energies(unit, result)

@@ -236,14 +236,18 @@ class SlotExecutor(Executor):
                     pending.remove(unit)
                     running[fut] = (None, unit)
             busy = {i for i, _u in running.values() if i is not None}
+            free = [i for i in range(self.workers) if i not in busy]
+            if not free or not pending:
+                return
             capacity = self._capacity()
-            for i in range(self.workers):
-                ready = [u for u in pending if self._ready(u)]
-                if i in busy or not ready:
-                    continue
+            ready = [u for u in pending if self._ready(u)]  # once per dispatch, not once per slot
+            for i in free:
+                if not ready:
+                    break
                 if self._slots[i] is None and sum(x is not None for x in self._slots) >= capacity:
                     continue  # the cluster shrank: wait for a live slot
                 unit = self._pick(self._slots[i], ready)
+                ready.remove(unit)
                 pending.remove(unit)
                 slot = self._slots[i]
                 if slot is None or not self._can_host(slot, unit):

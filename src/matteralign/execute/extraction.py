@@ -40,13 +40,10 @@ def _layers_of(model, layer: str | None, layers: Sequence[str] | None) -> tuple[
 
         spec = get_spec(model)
         known, default = list(spec.layers), spec.default_layer
-        if len(asked) == 1 and asked[0] == "all" or asked == ["all"]:
-            try:
-                from ..models import expand_layers
+        if "all" in asked:
+            from ..models import expand_layers
 
-                return tuple(expand_layers(spec, "all"))
-            except ImportError:  # pragma: no cover
-                return tuple(known)
+            return tuple(expand_layers(spec, "all"))  # forward order, exact aliases left out
     else:
         known, default = list(model.layers()), model.default_layer
         if "all" in asked:
