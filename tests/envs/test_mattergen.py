@@ -70,9 +70,7 @@ def test_registry_study_kind_and_environment():
     assert spec.env == "mattergen" and spec.requires_checkpoint and spec.family == "mattergen"
     assert spec.layers == hm.LAYERS and spec.default_layer == "node_embedding_t0.01"
     assert [hm.TIMES[x] for x in spec.layers] == [0.01, 0.1, 0.5]
-    from matteralign.study_runner import _FAMILY_KIND
-
-    assert _FAMILY_KIND["mattergen"] == ("generative", "generative")
+    assert (spec.kind, spec.embedding_type) == ("generative", "generative")
     fam = envs.FAMILIES["mattergen"]
     assert fam.no_deps == ("mattergen==1.0.3",) and fam.source_builds == ("torch-scatter==2.1.2",)
     assert fam.torch == "2.13.0" and fam.unavailable is None
