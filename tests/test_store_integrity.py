@@ -2,8 +2,9 @@
 
 Damage of each kind (a missing chunk, flipped bytes, a chunk of another array, truncated metadata)
 is made by hand on a store written by an extraction; the next read raises a StoreError naming the
-dataset, model, layer and shard with the fix; ``verify`` lists it; ``repair`` deletes what is damaged
-and a rerun of the extraction restores contents equal to the undamaged store.
+dataset, model, layer and shard with the fix; ``verify`` lists it; ``repair`` deletes the damaged
+shards only (the whole layer only when its metadata is unreadable) and a rerun of the extraction
+recomputes just their samples, restoring contents equal to the undamaged store bit for bit.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ class Rows(Extractor):
     def layers(self):
         return ["h"]
 
+    seen: list[str] = []  # every input embedded, in this process
+
     def _embed(self, inputs, layer):
         out = []
+        Rows.seen.extend(inputs)
         for s in inputs:
             i = int(s[1:])
             base = np.sin(np.arange(8, dtype=np.float32) * (i + 1) * 0.001) + i * 1e-3
@@ -119,6 +123,12 @@ def _flipped_atom_bytes(root):
 DAMAGES = [_missing_pooled_chunk, _flipped_pooled_bytes, _foreign_pooled_chunk, _missing_ids_chunk,
            _truncated_array_metadata, _flipped_atom_bytes]
 
+#: The shards each damage makes the next run recompute ("some": the rows of the flipped bytes, not all 9;
+#: None: the whole layer, as the array's metadata is unreadable). The last pooled chunk holds shard 8's rows
+#: only; the ids chunk holds every row.
+RECOMPUTE = {_missing_pooled_chunk: [8], _flipped_pooled_bytes: "some", _foreign_pooled_chunk: [8],
+             _missing_ids_chunk: list(range(9)), _truncated_array_metadata: None, _flipped_atom_bytes: "some"}
+
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda f: f.__name__.strip("_"))
 def test_damage_is_detected_named_and_repaired(store, pristine, damage):
@@ -136,15 +146,93 @@ def test_damage_is_detected_named_and_repaired(store, pristine, damage):
     assert problems and {p["array"] for p in problems} >= {array}
     assert all((p["dataset"], p["model"], p["layer"]) == ("rowset", "rows", "h") for p in problems)
     repaired = st.repair()
-    assert [p["removed"] for p in repaired] and not _layer(store).exists()
+    recompute = {None if p["recompute"] is None else tuple(p["recompute"]) for p in repaired}
+    assert len(recompute) == 1
+    (recompute,) = recompute
+    want = RECOMPUTE[damage]
+    if want is None:
+        assert recompute is None and not _layer(store).exists()
+    elif want == "some":
+        assert recompute and len(recompute) < N // SHARD
+    else:
+        assert recompute == tuple(want)
+    if recompute is not None:  # the other shards were taken back out of the finished layer, checked
+        assert sorted(int(x.name) for x in (_layer(store) / "shards").glob("0*")) == \
+            [k for k in range(N // SHARD) if k not in recompute]
     assert Store(store).verify() == []
-    extract(Store(store), _dataset(), Rows(batch_size=500), shard_size=SHARD, progress=False)
+    Rows.seen.clear()
+    summary = extract(Store(store), _dataset(), Rows(batch_size=500), shard_size=SHARD, progress=False)
+    n_shards = N // SHARD if recompute is None else len(recompute)
+    assert summary["computed_shards"] == n_shards and len(Rows.seen) == n_shards * SHARD
+    if recompute is not None:
+        assert sorted(Rows.seen) == sorted(f"C{i}" for k in recompute for i in range(k * SHARD, (k + 1) * SHARD))
+    assert Store(store).content_digest("rowset", "rows", "h") == Store(pristine[0]).content_digest("rowset", "rows", "h")
     ids, X = Store(store).read("rowset", "rows", "h")
     _, F, off = Store(store).read_atoms("rowset", "rows", "h")
     assert ids == ids0
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(F, F0)
     np.testing.assert_array_equal(off, off0)
+
+
+def test_repair_of_a_finished_layer_recomputes_only_the_damaged_shard(store, pristine):
+    """One chunk of a finished layer lost: `store repair` removes its shard only; the rerun embeds its 1,000
+    samples alone and the layer equals the undamaged one bit for bit (contents and content digest)."""
+    _, ids0, X0, F0, off0 = pristine
+    _chunks(_layer(store) / "pooled")[-1].unlink()  # rows 8192..8999: shard 8 (samples 8000..8999)
+    repair = subprocess.run([sys.executable, "-m", "matteralign.cli", "store", "repair", str(store)],
+                            capture_output=True, text=True)
+    assert repair.returncode == 0, repair.stderr
+    text = " ".join(repair.stdout.split())
+    assert "removed shard(s) 8 of rowset/rows/h" in text and "whole layer" not in text
+    st = Store(store)
+    assert not st.has("rowset", "rows", "h") and st.list()[0]["n_shards"] == 8
+    with pytest.raises(StoreError, match="incomplete"):
+        st.read("rowset", "rows", "h")
+    Rows.seen.clear()
+    summary = extract(st, _dataset(), Rows(batch_size=500), shard_size=SHARD, progress=False)
+    assert summary["computed_shards"] == 1 and sorted(Rows.seen) == [f"C{i}" for i in range(8000, 9000)]
+    assert not (_layer(store) / "shards").exists()
+    ids, X = st.read("rowset", "rows", "h")
+    _, F, off = st.read_atoms("rowset", "rows", "h")
+    assert ids == ids0
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(F, F0)
+    np.testing.assert_array_equal(off, off0)
+    assert st.content_digest("rowset", "rows", "h") == Store(pristine[0]).content_digest("rowset", "rows", "h")
+    assert st.verify() == []
+
+
+class TwoLayers(Rows):
+    """Rows at two layers ("g" is "h" doubled), extracted in one job."""
+
+    name = "rows2"
+
+    def layers(self):
+        return ["h", "g"]
+
+    def _embed(self, inputs, layer):
+        out = super()._embed(inputs, layer)
+        return [2 * a for a in out] if layer == "g" else out
+
+
+def test_repair_of_one_layer_of_a_several_layer_job(tmp_path):
+    """A damaged shard of one layer: the job recomputes that shard, the intact layer is left as it was."""
+    ds = _dataset()
+    st = Store(tmp_path / "s")
+    extract(st, ds, TwoLayers(batch_size=500), layers=["h", "g"], shard_size=SHARD, progress=False)
+    ref = {lay: st.read("rowset", "rows2", lay)[1] for lay in ("h", "g")}
+    g_files = {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "rowset" / "rows2" / "g").rglob("*")}
+    _chunks(tmp_path / "s" / "rowset" / "rows2" / "h" / "pooled")[-1].unlink()  # shard 8 of layer h
+    (problem,) = st.verify()
+    (repaired,) = st.repair()
+    assert repaired["recompute"] == [8] and st.has("rowset", "rows2", "g")
+    Rows.seen.clear()
+    summary = extract(st, ds, TwoLayers(batch_size=500), layers=["h", "g"], shard_size=SHARD, progress=False)
+    assert summary["computed_shards"] == 1 and len(Rows.seen) == 2 * SHARD  # one shard, both layers captured
+    for lay in ("h", "g"):
+        np.testing.assert_array_equal(st.read("rowset", "rows2", lay)[1], ref[lay])
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "rowset" / "rows2" / "g").rglob("*")} == g_files
 
 
 def test_truncated_layer_metadata_is_reported_and_repaired(store, pristine):

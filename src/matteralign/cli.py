@@ -471,17 +471,23 @@ def store_verify(
 def store_repair(
     path: str = typer.Argument(..., help="Store folder (e.g. runs/study/store)."),
 ):
-    """Delete damaged layers (and damaged shards of unfinished extractions) so the next run recomputes them."""
+    """Delete the damaged shards of stored layers so the next run recomputes only those."""
     from .store import Store
 
     st = Store(path)
     console = _console()
     removed = st.repair()
+    seen = set()
     for p in removed:
-        console.print(f"removed {_escape(p['removed'])} ({p['dataset']}/{p['model']}/{p['layer']}"
-                      f"{', shard ' + str(p['shards'][0]) if p['in_progress'] and p['shards'] else ''})",
-                      highlight=False, soft_wrap=True)
-    what = f"{len(removed)} damaged part(s) removed; run the study (or extraction) again to recompute them" \
+        layer = f"{p['dataset']}/{p['model']}/{p['layer']}"
+        if (layer, p["removed"]) in seen:
+            continue
+        seen.add((layer, p["removed"]))
+        what = "the whole layer" if p["recompute"] is None else \
+            f"shard(s) {', '.join(map(str, p['recompute']))}" if p["recompute"] else "nothing"
+        console.print(f"removed {what} of {_escape(layer)} ({_escape(p['removed'])})", highlight=False,
+                      soft_wrap=True)
+    what = f"{len(removed)} damage(s) removed; run the study (or extraction) again to recompute them" \
         if removed else "nothing is damaged"
     console.print(f"{_escape(path)}: {what}", highlight=False)
 

@@ -22,6 +22,11 @@ there they are concatenated in dataset order into the arrays above, the group is
 ``complete`` and the shards are removed. String models store one row per sample in
 ``atom_features`` (``atom_offsets`` = 0, 1, ..., N).
 
+Every shard's arrays carry content digests, written at commit and kept per array and shard in
+the finished group's ``integrity`` record, so reads prove what they return. ``Store.repair``
+takes a finished group with damaged rows back into its shards, less the damaged ones, so the
+next extraction recomputes only those.
+
 Only local paths are supported (atomic rename); ``file://`` URLs are accepted.
 """
 
@@ -321,7 +326,7 @@ class Store:
 
     # ------------------------------------------------------------------ integrity
     def _fix(self) -> str:
-        return (f"run `matteralign store repair {self.path}` to delete the damaged embeddings, then run the study "
+        return (f"run `matteralign store repair {self.path}` to delete the damaged shards, then run the study "
                 f"(or extraction) again to recompute them; `matteralign store verify {self.path}` lists every damage")
 
     def _read_array(self, g, name: str, where: tuple[str, str, str], *, force: bool = False) -> np.ndarray:
@@ -463,16 +468,22 @@ class Store:
         return problems
 
     def repair(self) -> list[dict[str, Any]]:
-        """Delete what :meth:`verify` finds damaged, so that the next run recomputes it.
+        """Delete what :meth:`verify` finds damaged, so that the next run recomputes only that.
 
-        A damaged layer is deleted whole (its embeddings are recomputed by the next extraction); a
-        damaged shard of an unfinished extraction is deleted alone (only that shard is recomputed).
-        Leftover temporary shard folders of killed extractions are removed too.
+        Damage is removed per extraction shard: a finished layer is taken back into its extraction
+        shards (each checked against the digests recorded for it), the damaged shards are left out,
+        and the layer is marked unfinished, so the next extraction recomputes just the samples of
+        those shards and consolidates the layer again (into the same contents when the model is
+        deterministic). A damaged shard of an unfinished extraction is deleted alone. A layer whose
+        metadata, array metadata or shard record cannot be read (or that was stored without
+        digests) is deleted whole. Leftover temporary shard folders of killed extractions are removed.
 
         Returns
         -------
         list of dict
-            The damages found (as :meth:`verify`), each with ``removed``: the path deleted.
+            The damages found (as :meth:`verify`), each with ``removed`` (the path deleted: a shard
+            folder, or the layer folder when it was deleted whole) and ``recompute`` (the shard
+            numbers the next run recomputes, or ``None`` for the whole layer).
         """
         from ._lock import FolderLock
 
@@ -480,20 +491,91 @@ class Store:
             raise StoreError(f"store {str(self.path)!r} is open read-only; open it with mode='a' to repair it")
         with FolderLock(self.path, purpose="store repair", timeout=600):
             problems = self.verify()
+            layers: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
             for p in problems:
-                gp = self.path / p["dataset"] / p["model"] / p["layer"]
-                if p["in_progress"] and p["shards"]:
-                    target = gp / "shards" / f"{p['shards'][0]:06d}"
-                else:
-                    target = gp
-                if target.exists():
-                    shutil.rmtree(target)
-                p["removed"] = str(target)
+                layers.setdefault((p["dataset"], p["model"], p["layer"]), []).append(p)
+            for (d, m, lay), found in layers.items():
+                gp = self.path / d / m / lay
+                if all(p["in_progress"] and p["shards"] for p in found):  # shards of an unfinished extraction
+                    for p in found:
+                        target = gp / "shards" / f"{p['shards'][0]:06d}"
+                        shutil.rmtree(target, ignore_errors=True)
+                        p.update(removed=str(target), recompute=list(p["shards"]))
+                    continue
+                bad = None if any(not p["shards"] or p["in_progress"] for p in found) else \
+                    sorted({k for p in found for k in p["shards"]})
+                recompute = self._reopen(gp, bad) if bad is not None else None
+                if recompute is None:
+                    shutil.rmtree(gp, ignore_errors=True)
+                for p in found:
+                    p.update(removed=str(gp) if recompute is None else ", ".join(
+                        str(gp / "shards" / f"{k:06d}") for k in recompute), recompute=recompute)
             for d, m, lay in self._triples():
                 sd = self.path / d / m / lay / "shards"
                 for tmp in sd.glob(".tmp-*") if sd.is_dir() else []:
                     shutil.rmtree(tmp, ignore_errors=True)
         return problems
+
+    def _reopen(self, gp: Path, bad: Sequence[int]) -> list[int] | None:
+        """Take finished layer ``gp`` back into its committed extraction shards, less the ``bad`` ones.
+
+        Each kept shard's rows are read from the consolidated arrays and checked against the digests
+        recorded for that shard (a shard found damaged here is left out too); the layer is then marked
+        unfinished and its consolidated arrays are removed. The shards' sample order within a block is
+        not recorded, so a taken-back shard records the set of its samples (``begin`` checks that).
+
+        Returns
+        -------
+        list of int or None
+            The shards left out (to recompute); ``None`` when the layer has no shard record (stored
+            without digests, or its metadata cannot be read): then it has to be deleted whole.
+        """
+        zarr = _zarr()
+        try:
+            g = zarr.open_group(str(gp), mode="r")
+            attrs = dict(g.attrs)
+            manifest = attrs.get("integrity")
+            names = list(manifest["arrays"]) if manifest and manifest.get("shards") else None
+            arrays = {name: g[name] for name in names or []}
+        except Exception:
+            return None
+        if names is None or not {"sample_ids", "atom_offsets", "skipped_ids", "skipped_reasons"} <= set(names):
+            return None
+        algo, bad = manifest["algo"], set(bad)
+        self._cleanup_shards(gp)
+        for k, sh in enumerate(manifest["shards"]):
+            if k in bad:
+                continue
+            rows = {}
+            for name in names:
+                lo, hi = _range_of(name, sh)
+                try:
+                    data = np.asarray(arrays[name][lo:hi])
+                except Exception:
+                    data = None
+                if data is None or _digest(data, algo) != manifest["arrays"][name]["digests"][k]:
+                    bad.add(k)
+                    break
+                rows[name] = data
+            else:
+                ids, skipped = _strs(rows["sample_ids"]), _strs(rows["skipped_ids"])
+                content = {"sample_ids": _str_array(ids), "n_atoms": np.diff(rows["atom_offsets"]).astype(np.int64)}
+                for name in ("atom_features", *(_ARRAY_FOR[p] for p in _POOLINGS)):
+                    if name in rows:
+                        content[name] = rows[name].astype(np.float32)
+                content["skipped_ids"] = _str_array(skipped)
+                content["skipped_reasons"] = _str_array(_strs(rows["skipped_reasons"]))
+                dim = int(content["pooled"].shape[1]) if ids and "pooled" in content else int(attrs.get("dim") or 0)
+                _commit_shard(gp, k, content, {"block_ids_set_sha": _sha(sorted(ids + skipped)), "dim": dim,
+                                               "taken_back": True})
+        g = zarr.open_group(str(gp), mode="a")
+        g.attrs["complete"] = False  # first: a kill from here on leaves an unfinished extraction, not a damaged layer
+        for key in ("integrity", "completed", "n"):
+            if key in g.attrs:
+                del g.attrs[key]
+        for name in names:
+            shutil.rmtree(gp / name, ignore_errors=True)
+        return sorted(bad)
 
     # ------------------------------------------------------------------ writing
     @staticmethod
@@ -529,9 +611,10 @@ class Store:
         Returns
         -------
         Path
-            The committed shard folder. A shard that is already committed is left as it is.
+            The committed shard folder. A shard that is already committed is left as it is, and nothing
+            is written into a layer that is already finished (a job extracting several layers recomputes
+            a shard that only some of them lack).
         """
-        zarr = _zarr()
         if self.mode == "r":
             raise StoreError(f"store {str(self.path)!r} is open read-only")
         if len(ids) != len(arrays):
@@ -543,7 +626,7 @@ class Store:
         self._ensure_groups(dataset, model, layer)
         gp = self._group_path(dataset, model, layer)
         final = gp / "shards" / f"{int(index):06d}"
-        if final.exists():
+        if final.exists() or self.has(dataset, model, layer):  # a layer already finished needs no shard
             return final
         (gp / "shards").mkdir(parents=True, exist_ok=True)
         dims = {np.asarray(a).shape[1] for a in arrays if np.asarray(a).ndim == 2}
@@ -556,8 +639,6 @@ class Store:
             if not np.isfinite(a).all():
                 raise InputError(f"write_shard: features of sample {i!r} contain NaN or inf")
         d = dims.pop() if dims else 0
-        tmp = gp / "shards" / f".tmp-{int(index):06d}-{uuid.uuid4().hex[:8]}"
-        g = zarr.open_group(str(tmp), mode="w")
         counts = np.array([np.asarray(a).shape[0] for a in arrays], dtype=np.int64)
         feats = (np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays]) if arrays
                  else np.zeros((0, d), np.float32))
@@ -569,19 +650,8 @@ class Store:
             content[_ARRAY_FOR[p]] = _pool_segments(feats, offsets, p) if len(ids) else np.zeros((0, d), np.float32)
         content["skipped_ids"] = _str_array(list(skipped))
         content["skipped_reasons"] = _str_array(list(skipped.values()))
-        algo = _digest_algo()
-        for name, data in content.items():
-            g.create_array(name, data=data)
-        g.attrs.update({"block_ids_sha": _sha(block_ids if block_ids is not None else list(ids) + list(skipped)),
-                        "dim": int(d), "digest_algo": algo,
-                        "digests": {name: _digest(data, algo) for name, data in content.items()}})
-        try:
-            os.rename(tmp, final)  # the commit
-        except OSError:
-            if not final.exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process committed the same shard first
-        return final
+        return _commit_shard(gp, int(index), content, {
+            "block_ids_sha": _sha(block_ids if block_ids is not None else list(ids) + list(skipped)), "dim": int(d)})
 
     def begin(self, dataset: str, model: str, layer: str, *, plan: dict[str, Any], blocks: Sequence[Sequence[str]],
               dataset_meta: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
@@ -635,12 +705,15 @@ class Store:
         for k, ids in enumerate(blocks):  # a committed shard must cover the same samples
             if k in done:
                 try:
-                    sha = _zarr().open_group(str(gp / "shards" / f"{k:06d}"), mode="r").attrs.get("block_ids_sha")
+                    sattrs = dict(_zarr().open_group(str(gp / "shards" / f"{k:06d}"), mode="r").attrs)
                 except Exception as exc:  # damaged shard metadata
                     raise _Damage(f"store {str(self.path)!r}: {dataset}/{model}/{layer}: committed shard {k} cannot "
                                   f"be read ({type(exc).__name__}: {exc}); {self._fix()}", group=gp, shards=[k],
                                   in_progress=True) from None
-                if sha != _sha(list(ids)):
+                # a shard taken back out of a finished layer by repair knows its samples, not their order
+                same = (sattrs.get("block_ids_sha") == _sha(list(ids)) if "block_ids_sha" in sattrs
+                        else sattrs.get("block_ids_set_sha") == _sha(sorted(ids)))
+                if not same:
                     raise StoreError(f"shard {k} of {str(gp)!r} covers other samples than this dataset's block {k}; "
                                      "pass overwrite=True to start again")
         return {"complete": False, "done": sorted(done), "todo": [k for k in range(len(blocks)) if k not in done],
@@ -848,6 +921,26 @@ def _manifest(arrays: dict[str, np.ndarray], shards: list[dict[str, list[int]]],
             digests.append(_digest(data[lo:hi], algo))
         out["arrays"][name] = {"shape": list(data.shape), "dtype": _dtype_tag(data), "digests": digests}
     return out
+
+
+def _commit_shard(gp: Path, index: int, content: dict[str, np.ndarray], attrs: dict[str, Any]) -> Path:
+    """Write the arrays of shard ``index`` of layer ``gp`` with their digests and commit it by a rename."""
+    final = gp / "shards" / f"{index:06d}"
+    (gp / "shards").mkdir(parents=True, exist_ok=True)
+    tmp = gp / "shards" / f".tmp-{index:06d}-{uuid.uuid4().hex[:8]}"
+    g = _zarr().open_group(str(tmp), mode="w")
+    algo = _digest_algo()
+    for name, data in content.items():
+        g.create_array(name, data=data)
+    g.attrs.update({**attrs, "digest_algo": algo,
+                    "digests": {name: _digest(data, algo) for name, data in content.items()}})
+    try:
+        os.rename(tmp, final)  # the commit
+    except OSError:
+        if not final.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process committed the same shard first
+    return final
 
 
 def _present(g, name: str) -> bool:
