@@ -145,6 +145,11 @@ API = [
     Case("huge-normalised-cknna", None, "", run=lambda d: _same(metrics.cknna(X * 1e160, Y), metrics.cknna(X, Y))),
     Case("huge-normalised-id", None, "", run=lambda d: _same(metrics.intrinsic_dimension(X80 * 1e250),
                                                              metrics.intrinsic_dimension(X80))),
+    # `compare -m intrinsic_dimension` on 40 samples refused TwoNN for its unused default k = 50
+    Case("twonn-fewer-samples-than-k", None, "", run=lambda d: _same(metrics.intrinsic_dimension(X),
+                                                                     metrics.intrinsic_dimension(X, k=3))),
+    Case("mle-k-over-n", InputError, "k=50 is too large for 40 samples", run=lambda d: metrics.intrinsic_dimension(
+        X, method="mle")),
 ]
 
 

@@ -102,3 +102,17 @@ def test_mle_equidistant_neighbours_up_to_rounding_raise_instead_of_diverging():
     X = (np.eye(80)[rng.permutation(80)] * (1 + 1e-7 * rng.standard_normal((80, 1)))).astype(np.float32)
     with pytest.raises(InputError, match="same distance"):
         intrinsic_dimension(X, method="mle", k=10, normalize=None)
+
+
+def test_twonn_on_fewer_samples_than_the_default_k():
+    """TwoNN uses two neighbours: 40 samples are enough with the default k = 50 (only the MLE needs k < N)."""
+    skdim = pytest.importorskip("skdim")
+    X = BALL[:40, :5]
+    want = skdim.id.TwoNN().fit(X).dimension_
+    assert intrinsic_dimension(X, normalize=None) == pytest.approx(want, rel=1e-9)
+    assert intrinsic_dimension(X, normalize=None, k=3) == intrinsic_dimension(X, normalize=None)
+    with pytest.raises(InputError, match="k=50 is too large for 40 samples"):
+        intrinsic_dimension(X, method="mle", normalize=None)
+    for bad in (0, 2.5, True):
+        with pytest.raises(InputError, match="k must be"):
+            intrinsic_dimension(X, normalize=None, k=bad)

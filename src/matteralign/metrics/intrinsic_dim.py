@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ._blocked import exact_knn_l2
 from ._registry import MetricSpec, register
-from ._validate import check_array, check_k
+from ._validate import check_array, check_k, check_positive_int
 from .normalize import as_given
 from .normalize import rows as _rows
 
@@ -121,7 +121,8 @@ def intrinsic_dimension(
         ``TwoNN()``). ``"twonn-ml"``: maximum likelihood ``(N - 1) / sum log mu`` (DADApy
         ``algorithm="ml"``). ``"mle"``: Levina–Bickel with ``k`` neighbours, mean of per-point estimates.
     k : int
-        Neighbours for ``"mle"``, ``2 <= k <= N - 1`` (validated but unused by TwoNN).
+        Neighbours for ``"mle"``, ``2 <= k <= N - 1``. TwoNN does not use it (it checks only that it is a
+        positive integer), so a TwoNN estimate needs no more than 4 samples whatever ``k`` is.
     discard_fraction : float
         Fraction of largest ratios ``mu`` dropped by ``"twonn"``, in [0, 1).
     normalize : {"l2", "max", "clamp95", "none"} or None
@@ -152,8 +153,10 @@ def intrinsic_dimension(
     discard_fraction = _check_fraction(discard_fraction)
     Xa = check_array(X, "X", min_samples=4)
     n = Xa.shape[0]
-    k = check_k(k, n)
-    if method == "mle":
+    if method != "mle":  # TwoNN uses the first two neighbours whatever k is: checked, not bounded by N
+        check_positive_int(k, "k")
+    else:
+        k = check_k(k, n)
         if k < 2:
             raise InputError(f"k must be at least 2 for the MLE; got {k}.")
         dist, _ = exact_knn_l2(Xa, k)
