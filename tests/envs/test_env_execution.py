@@ -1,4 +1,4 @@
-"""Models of per-family environments (Orb, MACE: random weights at the real architecture) through the execution
+"""Models of per-family environments (Orb, MACE, UMA, eSEN, EquiformerV2: random weights at the real architecture) through the execution
 layer: their energies enter the study (taken from the embedding pass and equal to the package's own ASE
 calculator), and the Ray executor extracts a model of an environment exactly as the local executor does."""
 
@@ -42,7 +42,7 @@ def _calculator_energies(model: str, ckpt: Path, dataset: Path) -> dict[str, flo
     return dict(zip(ref["ids"], ref["energy"], strict=True))
 
 
-@pytest.mark.parametrize("model", [MODEL, "mace-mp"])
+@pytest.mark.parametrize("model", [MODEL, "mace-mp", "uma-s", "esen", "equiformer-v2"])
 def test_study_energies_include_the_env_model(model, tmp_path, tmp_path_factory):
     ckpt, _ = _checkpoint(model, tmp_path_factory)
     study = Study.from_dict({

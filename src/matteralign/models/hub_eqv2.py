@@ -29,7 +29,9 @@ EquiformerV2 exists only in fairchem-core 1.x (2.x keeps a conversion script onl
 checkpoint is a fairchem-1.x trainer checkpoint (a ``.pt`` dict with ``config`` and
 ``state_dict``), loaded by the package's own ASE calculator
 ``fairchem.core.common.relaxation.ase_utils.OCPCalculator(checkpoint_path=..., cpu=True)``, which
-builds the trainer and model from the stored config. Both layouts load:
+builds the trainer and model from the stored config. Features and energy come from one pass of the
+trainer's own ``predict`` (the calculator's route: normalisers undone, EMA weights where the checkpoint
+has them), the features read by a hook on ``norm``. Both layouts load:
 
 * OC20 S2EF checkpoints: the single ``equiformer_v2`` model class (direct forces);
 * OMat24 / MPtrj / Alexandria checkpoints: the ``hydra`` model, an ``equiformer_v2_backbone`` (or
@@ -183,6 +185,9 @@ class EquiformerV2Extractor(CheckpointExtractor):
         return structure_reason(obj, max_z=int(self.net.max_num_elements) - 1)
 
     def _forward(self, atoms_list):
+        """One pass of the package's own ``trainer.predict`` (as its ASE calculator runs it, normalisers
+        and element references undone): the final ``norm`` output ``(n_atoms, Σ (l+1)^2, C)`` read by a
+        hook, and the energy (eV) per structure."""
         import torch
         from fairchem.core.datasets import data_list_collater
 
@@ -191,25 +196,50 @@ class EquiformerV2Extractor(CheckpointExtractor):
         batch = data_list_collater([self.calc.a2g.convert(a) for a in atoms_list], otf_graph=True)
         batch = batch.to(torch.device(self.device))
         with seeded(self.seed), capture({"norm": self.net.norm}) as got:  # seeded: the edge frames' random roll
-            self.net(batch)  # the backbone alone (hydra) or the whole model (OC20 class)
-        return got["norm"][-1]
+            pred = self.calc.trainer.predict(batch, per_image=False, disable_tqdm=True)
+        energy = pred["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
+        return got["norm"][-1], energy
 
-    def _embed(self, inputs, layer):
-        # one forward per periodicity: fairchem-1.x graphs need one PBC setting per batch
+    def _pass(self, inputs, layers):
+        """Features at ``layers`` and energies of ``inputs``: one forward per periodicity (fairchem-1.x
+        graphs need one PBC setting per batch), put back in input order."""
         groups: dict[bool, list[int]] = {}
         for i, a in enumerate(inputs):
             groups.setdefault(bool(a.get_pbc().all()), []).append(i)
-        out: list[np.ndarray | None] = [None] * len(inputs)
+        feats: dict[str, list] = {layer: [None] * len(inputs) for layer in layers}
+        energy = np.empty(len(inputs), dtype=np.float64)
         for idx in groups.values():
-            emb = self._forward([inputs[i] for i in idx])  # (n_atoms, Σ (l+1)^2, C)
-            if layer == "node_embedding_l0":
-                h = emb[:, self.l0_rows, :].reshape(emb.shape[0], -1)
-            else:
-                h = emb.reshape(emb.shape[0], -1)
-            h = h.detach().cpu().numpy().astype(np.float32)
-            for i, part in zip(idx, np.split(h, np.cumsum([len(inputs[i]) for i in idx])[:-1]), strict=True):
-                out[i] = part
-        return out
+            emb, e = self._forward([inputs[i] for i in idx])  # (n_atoms, Σ (l+1)^2, C)
+            energy[idx] = e
+            splits = np.cumsum([len(inputs[i]) for i in idx])[:-1]
+            for layer in layers:
+                h = emb[:, self.l0_rows, :] if layer == "node_embedding_l0" else emb
+                h = h.reshape(emb.shape[0], -1).detach().cpu().numpy().astype(np.float32)
+                for i, part in zip(idx, np.split(h, splits), strict=True):
+                    feats[layer][i] = part
+        return feats, energy
+
+    def _embed(self, inputs, layer):
+        return self._pass(inputs, [layer])[0][layer]
+
+    def embed_with_energy(self, inputs, layers) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Node embeddings at ``layers`` and the model's total energy (eV) per structure, from one
+        ``trainer.predict`` pass per periodicity.
+
+        Returns
+        -------
+        feats : dict of str to list of ndarray
+            Per layer, one ``(n_atoms_i, d)`` float32 array per structure.
+        energies : ndarray, shape (n_structures,), float64
+        """
+        inputs = self._checked_structures(inputs, "embed")
+        layers = [self.resolve_layer(layer) for layer in layers]
+        with self._runtime():
+            return self._pass(inputs, layers)
+
+    def predict_energy(self, atoms_list) -> np.ndarray:
+        """The model's total energy per structure, in eV (``trainer.predict``, as ``OCPCalculator``)."""
+        return self.embed_with_energy(atoms_list, [self.default_layer])[1]
 
     def _hub_provenance(self) -> dict[str, Any]:
         n = self.net
@@ -227,7 +257,8 @@ def _version(dist):
 
 
 register(ModelSpec(name="equiformer-v2", factory=f"{__name__}:EquiformerV2Extractor", family="equiformer_v2", kind="mlip",
-                       embedding_type="invariant", layer_types={"node_embedding": "equivariant"}, gpu=True,
-                   modality="atoms", layers=LAYERS, default_layer="node_embedding_l0", kwargs={"name": "equiformer-v2"},
+                   embedding_type="invariant", layer_types={"node_embedding": "equivariant"}, gpu=True,
+                   properties=("energy",), energy_in_forward=True, modality="atoms", layers=LAYERS,
+                   default_layer="node_embedding_l0", kwargs={"name": "equiformer-v2"},
                    requires=("fairchem", "torch", "ase"), requires_checkpoint=True, env="eqv2",
                    description="EquiformerV2 checkpoint (fairchem-core 1.x: OC20, OMat24, MPtrj); l=0 node embedding"))

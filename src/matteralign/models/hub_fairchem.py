@@ -119,15 +119,43 @@ class FairchemExtractor(CheckpointExtractor):
                                              max_neigh=self.max_neighbors, radius=self.cutoff))
         return atomicdata_list_to_batch(items)
 
-    def _embed(self, inputs, layer):
+    def _predict(self, inputs, layers):
+        """One ``predict`` pass: the backbone's node embedding at ``layers`` (read by a hook) and the
+        predict unit's energy (eV) per structure, as its ASE calculator reports it."""
         from ._atoms import capture
 
         with capture({"backbone": self.backbone}, take=lambda _n, out: out["node_embedding"]) as got:
-            self.predict_unit.predict(self._batch(inputs))
+            pred = self.predict_unit.predict(self._batch(inputs))
         emb = got["backbone"][-1]
-        h = emb[:, 0, :] if layer == "node_embedding_l0" else emb.reshape(emb.shape[0], -1)
-        h = h.detach().cpu().numpy().astype(np.float32)
-        return np.split(h, np.cumsum([len(a) for a in inputs])[:-1])
+        splits = np.cumsum([len(a) for a in inputs])[:-1]
+        feats = {}
+        for layer in layers:
+            h = emb[:, 0, :] if layer == "node_embedding_l0" else emb.reshape(emb.shape[0], -1)
+            feats[layer] = np.split(h.detach().cpu().numpy().astype(np.float32), splits)
+        energy = pred["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
+        return feats, energy
+
+    def _embed(self, inputs, layer):
+        return self._predict(inputs, [layer])[0][layer]
+
+    def embed_with_energy(self, inputs, layers) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Node embeddings at ``layers`` and the model's total energy (eV) per structure, from one pass
+        of the package's own predict unit (the task head of each structure as :meth:`task_of` picks it).
+
+        Returns
+        -------
+        feats : dict of str to list of ndarray
+            Per layer, one ``(n_atoms_i, d)`` float32 array per structure.
+        energies : ndarray, shape (n_structures,), float64
+        """
+        inputs = self._checked_structures(inputs, "embed")
+        layers = [self.resolve_layer(layer) for layer in layers]
+        with self._runtime():
+            return self._predict(inputs, layers)
+
+    def predict_energy(self, atoms_list) -> np.ndarray:
+        """The model's total energy per structure, in eV (the predict unit's ``energy``)."""
+        return self.embed_with_energy(atoms_list, [self.default_layer])[1]
 
     def _hub_provenance(self) -> dict[str, Any]:
         rule = (f"fixed: {self.task}" if self.task != "auto"
@@ -148,7 +176,7 @@ def _version(dist):
 def _spec(name: str, description: str) -> ModelSpec:
     return ModelSpec(name=name, factory=f"{__name__}:FairchemExtractor", family="fairchem", modality="atoms", kind="mlip",
                      embedding_type="invariant", layer_types={"node_embedding": "equivariant"}, gpu=True,
-                     layers=LAYERS, default_layer="node_embedding_l0", kwargs={"name": name},
+                     properties=("energy",), energy_in_forward=True, layers=LAYERS, default_layer="node_embedding_l0", kwargs={"name": name},
                      requires=("fairchem", "torch", "ase"), requires_checkpoint=True, description=description,
                      env="fairchem")
 
