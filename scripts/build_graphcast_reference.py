@@ -21,12 +21,16 @@ steps, task of 2 pressure levels) with haiku's initialisers, perturbs every para
 
 With ``--structure MESH_SIZE RESOLUTION`` it instead writes the reference graph structure (mesh vertices,
 multimesh, grid2mesh and mesh2grid edges and their features) at that geometry to
-``graphcast_structure_<mesh>_<res>.npz``, for a comparison that does not need the network.
+``graphcast_structure_<mesh>_<res>.npz`` (large; not committed) and its digests (SHA-256 of every index
+array, sums of every feature array) to ``graphcast_structure_<mesh>_<res>.json`` (committed for 5, 1.0:
+GraphCast_small's geometry).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 
@@ -59,7 +63,7 @@ def main() -> None:
         mesh_size, res = int(args.structure[0]), float(args.structure[1])
         cfg = graphcast.ModelConfig(resolution=res, mesh_size=mesh_size, latent_size=4, gnn_msg_steps=1,
                                     hidden_layers=1, radius_query_fraction_edge_length=0.6,
-                                    mesh2grid_edge_normalization_factor=0.6180338738074472)
+                                    mesh2grid_edge_normalization_factor=None)
         lat, lon = _grid(res)
         built = {}
 
@@ -81,6 +85,16 @@ def main() -> None:
         path = os.path.join(args.out, f"graphcast_structure_{mesh_size}_{res:g}.npz")
         np.savez_compressed(path, **out)
         print("wrote", path, {k: v.shape for k, v in out.items()})
+        digest = {"mesh_size": mesh_size, "resolution": res, "mesh2grid_edge_normalization_factor": None}
+        for k, v in out.items():
+            if k.endswith(("senders", "receivers")):
+                digest[k] = {"n": int(v.size), "sha256": hashlib.sha256(v.astype("<i8").tobytes()).hexdigest()}
+            elif k.endswith("features") or k == "vertices":
+                a = v.astype(np.float64)
+                digest[k] = {"shape": list(v.shape), "sum": float(a.sum()), "abs_sum": float(np.abs(a).sum()),
+                             "weighted_sum": float((a * np.arange(1, a.shape[0] + 1)[:, None]).sum())}
+        with open(os.path.join(args.out, f"graphcast_structure_{mesh_size}_{res:g}.json"), "w") as f:
+            json.dump(digest, f, indent=1)
         return
 
     model_config = graphcast.ModelConfig(resolution=10.0, mesh_size=2, latent_size=16, gnn_msg_steps=2,

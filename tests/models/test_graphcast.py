@@ -287,3 +287,34 @@ def test_grid_without_any_input_is_an_error(tmp_path):
     _, _, task = gc.read_graphcast_params(str(CKPT))
     with pytest.raises(ModelError, match="grid 'bare' provides none of this GraphCast checkpoint's input"):
         graphcast_inputs(g, task)
+
+
+@pytest.mark.slow
+def test_graphs_equal_the_reference_at_graphcast_small_geometry():
+    """Mesh refinement 5 on the 1° grid (GraphCast_small): every index array equals the reference's (SHA-256)
+    and every feature array its sums (digests written by ``build_graphcast_reference.py --structure 5 1``)."""
+    import hashlib
+    import json
+
+    ref = json.loads((FIX / "graphcast_structure_5_1.json").read_text())
+    lat, lon = np.linspace(-90.0, 90.0, 181), np.arange(0.0, 360.0, 1.0)
+    g = gc.build_graphs(lat, lon, mesh_size=5, radius_query_fraction_edge_length=0.6)
+    ours = {"vertices": gc.icosahedral_meshes(5)[-1][0]}
+    for name in ("grid2mesh", "mesh", "mesh2grid"):
+        for part in ("senders", "receivers", "edge_features"):
+            ours[f"{name}:{part}"] = g[name][part]
+    ours["grid2mesh:grid_nodes:features"] = ours["mesh2grid:grid_nodes:features"] = g["grid_nodes"]
+    for key in ("grid2mesh:mesh_nodes:features", "mesh:mesh_nodes:features", "mesh2grid:mesh_nodes:features"):
+        ours[key] = g["mesh_nodes"]
+    assert set(ours) == {k for k in ref if ":" in k or k == "vertices"}
+    for key, d in ((k, v) for k, v in ref.items() if isinstance(v, dict)):
+        a = ours[key]
+        if "sha256" in d:
+            assert a.size == d["n"] and hashlib.sha256(a.astype("<i8").tobytes()).hexdigest() == d["sha256"], key
+        else:
+            a = a.astype(np.float64)
+            assert list(a.shape) == d["shape"], key
+            w = np.arange(1, a.shape[0] + 1)[:, None]
+            tol = 1e-6 * max(1.0, d["abs_sum"])  # float32 features: last-bit differences only
+            assert abs(a.sum() - d["sum"]) <= tol and abs(np.abs(a).sum() - d["abs_sum"]) <= tol, key
+            assert abs((a * w).sum() - d["weighted_sum"]) <= tol * a.shape[0], key
