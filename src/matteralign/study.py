@@ -32,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, MatterAlignError
 
@@ -111,7 +111,9 @@ class StudyConfig(_Strict):
     store: str | None = None
     normalize: str = "l2"
     datasets: list[DatasetEntry]
-    models: list[str]
+    models: list[str] = Field(description=(
+        'registered names; NAME@LABEL (or a table { name = NAME, as = LABEL, checkpoint = PATH }) runs NAME '
+        'under its own name, so two checkpoints of one architecture can sit side by side'))
     layers: dict[str, str | list[str]] = Field(
         default_factory=dict, description='model -> a layer, a list of layers, or "all" (forward order)')
     checkpoints: dict[str, str] = Field(default_factory=dict, description="model -> local checkpoint path")
@@ -129,6 +131,36 @@ class StudyConfig(_Strict):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     allow_partial: bool = Field(default=False, description="exit 0 when some requested numbers could not be "
                                 "computed (the summary of what is missing is printed either way)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_tables(cls, data: Any) -> Any:
+        """``{ name = NAME, as = LABEL, checkpoint = PATH }`` entries of ``models`` → ``"NAME@LABEL"`` and
+        a ``checkpoints`` entry (the form the rest of the study uses)."""
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            return data
+        if not any(isinstance(m, dict) for m in data["models"]):
+            return data
+        names, ckpts = [], dict(data.get("checkpoints") or {})
+        for i, m in enumerate(data["models"]):
+            if not isinstance(m, dict):
+                names.append(m)
+                continue
+            unknown = set(m) - {"name", "as", "checkpoint"}
+            if unknown or not isinstance(m.get("name"), str):
+                raise ValueError(f"models[{i}] = {m!r}: a model table has the keys name (required), as and "
+                                 f"checkpoint" + (f"; unknown: {sorted(unknown)}" if unknown else ""))
+            label = m.get("as")
+            if label is not None and (not isinstance(label, str) or not label):
+                raise ValueError(f"models[{i}].as = {label!r}; expected a non-empty label")
+            name = f"{m['name']}@{label}" if label else m["name"]
+            if "checkpoint" in m:
+                if name in ckpts and ckpts[name] != m["checkpoint"]:
+                    raise ValueError(f"models[{i}]: checkpoint {m['checkpoint']!r} of {name!r} differs from "
+                                     f"checkpoints.{name} = {ckpts[name]!r}")
+                ckpts[name] = m["checkpoint"]
+            names.append(name)
+        return {**data, "models": names, "checkpoints": ckpts}
 
     @field_validator("normalize")
     @classmethod
@@ -230,6 +262,15 @@ def _check_analysis_params(name: str, params: dict[str, Any], cfg: StudyConfig) 
         if key.endswith("_dataset") and isinstance(value, str) and value not in [d.name for d in cfg.datasets]:
             raise ConfigError(f"analyses.{name}: {key} = {value!r} is not among the study's datasets "
                               f"{[d.name for d in cfg.datasets]}")
+
+
+def _problems_message(source: str, found: list[dict[str, str]]) -> str:
+    """One message listing every missing checkpoint and every model that cannot run here."""
+    ckpt = [f"{p['model']} = {p['path']!r}" for p in found if p["what"] == "checkpoint"]
+    mods = [f"{p['model']} ({p['reason']})" for p in found if p["what"] == "model"]
+    parts = [f"{len(ckpt)} checkpoint path(s) do not exist: {', '.join(ckpt)}"] if ckpt else []
+    parts += [f"{len(mods)} model(s) cannot run here: {'; '.join(mods)}"] if mods else []
+    return f"study {source}: " + "; and ".join(parts)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
@@ -397,8 +438,47 @@ class Study:
         return Study.from_dict(data, source=self.source + " (with overrides)")
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> None:
-        """Check every name before any work starts (models, datasets, metrics, analyses, layers)."""
+    def problems(self) -> list[dict[str, str]]:
+        """Every reason the study's models cannot run here, all at once (names are not checked: see
+        :meth:`validate`).
+
+        Returns
+        -------
+        list of dict
+            One row per problem, in the order of ``models``: ``model``, ``what`` (``"checkpoint"``: the
+            checkpoint path does not exist; ``"model"``: the model cannot run here, e.g. its environment is
+            not built or it needs a checkpoint the study does not give), ``path`` (the checkpoint path or
+            ``""``) and ``reason``. Empty when every model can run.
+        """
+        from .execute.placement import unavailable_reason
+
+        cfg = self.config
+        out = []
+        for name in cfg.models:
+            path = cfg.checkpoints.get(name)
+            if path is not None and not Path(path).exists():
+                out.append({"model": name, "what": "checkpoint", "path": str(path),
+                            "reason": f"checkpoint path {path!r} does not exist"})
+            reason = unavailable_reason(name, checkpoint_given=path is not None)
+            if reason:
+                out.append({"model": name, "what": "model", "path": "", "reason": reason})
+        return out
+
+    def validate(self, *, files: bool = True) -> None:
+        """Check every name before any work starts (models, datasets, metrics, analyses, layers).
+
+        Parameters
+        ----------
+        files : bool
+            Also check that every model can run here and every checkpoint path exists (:meth:`problems`);
+            the error then lists every missing checkpoint and every model that cannot run, not just the
+            first. ``False`` checks the names and parameters only (a study file with placeholder paths).
+
+        Raises
+        ------
+        ConfigError
+            The first bad name or parameter, or (``files=True``) every problem of :meth:`problems`.
+        """
         from . import datasets as ds_registry
         from . import models as model_registry
         from .analysis import get_analysis
@@ -406,17 +486,10 @@ class Study:
 
         cfg = self.config
         for name in cfg.models:
-            spec = model_registry.get_spec(name)
-            from .execute.placement import unavailable_reason
-
-            reason = unavailable_reason(spec.name, checkpoint_given=name in cfg.checkpoints)
-            if reason:
-                raise ConfigError(f"model {name!r} cannot run here: {reason}")
-        for name, path in cfg.checkpoints.items():
+            model_registry.get_spec(name)
+        for name in cfg.checkpoints:
             if name not in cfg.models:
                 raise ConfigError(f"checkpoints: model {name!r} is not among the study's models {cfg.models}")
-            if not Path(path).exists():
-                raise ConfigError(f"checkpoints.{name}: checkpoint path {path!r} does not exist")
         for name, value in cfg.layers.items():
             if name not in cfg.models:
                 raise ConfigError(f"layers: model {name!r} is not among the study's models {cfg.models}")
@@ -447,6 +520,10 @@ class Study:
         for name, params in cfg.analyses.items():
             get_analysis(name)
             _check_analysis_params(name, params, cfg)
+        if files:
+            found = self.problems()
+            if found:
+                raise ConfigError(_problems_message(self.source, found))
 
     def check_sizes(self, sizes: dict[str, int]) -> None:
         """Check the metric parameters against the datasets' sample counts once they are known.

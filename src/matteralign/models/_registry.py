@@ -30,7 +30,8 @@ from typing import Any
 from ..errors import InputError, MissingDependencyError, ModelError, UnknownNameError
 from .base import MODALITIES
 
-__all__ = ["ModelSpec", "LayerInfo", "MODELS", "register", "load", "names", "info", "get_spec", "expand_layers"]
+__all__ = ["ModelSpec", "LayerInfo", "MODELS", "LABEL_SEP", "register", "load", "names", "info", "get_spec",
+           "expand_layers"]
 
 
 @dataclass(frozen=True)
@@ -318,12 +319,45 @@ def names() -> list[str]:
     return sorted(MODELS)
 
 
+#: ``NAME@LABEL`` names registered model ``NAME`` run under its own name (see :func:`get_spec`).
+LABEL_SEP = "@"
+_LABELLED: dict[str, ModelSpec] = {}
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered under ``name`` (:class:`UnknownNameError` with close matches)."""
+    """The :class:`ModelSpec` registered under ``name`` (:class:`UnknownNameError` with close matches).
+
+    A labelled name ``NAME@LABEL`` (``"esm2-t33-650m@finetuned"``) is registered model ``NAME`` under a name
+    of its own: the same spec with ``name`` (and the factory's ``name`` keyword) set to ``NAME@LABEL``, so a
+    study can run two checkpoints of one architecture side by side, each stored and tabled under its own
+    name. ``LABEL`` is lowercase letters, digits, ``.``, ``_`` and ``-``; ``NAME`` must be registered.
+    """
     _discover()
+    if isinstance(name, str) and name not in MODELS and LABEL_SEP in name:
+        return _labelled(name)
     if not isinstance(name, str) or name not in MODELS:
         raise UnknownNameError("model", str(name), MODELS)
     return MODELS[name]
+
+
+def _labelled(name: str) -> ModelSpec:
+    import dataclasses
+    import re
+
+    if name in _LABELLED:
+        return _LABELLED[name]
+    base, _, label = name.partition(LABEL_SEP)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", label):
+        raise InputError(f"model {name!r}: the label after {LABEL_SEP!r} must be lowercase letters, digits, '.', "
+                         f"'_' or '-' (starting with a letter or digit); got {label!r}")
+    if base not in MODELS:
+        raise UnknownNameError("model", base, MODELS)
+    spec = MODELS[base]
+    kwargs = {**spec.kwargs, "name": name} if "name" in spec.kwargs else dict(spec.kwargs)
+    out = dataclasses.replace(spec, name=name, kwargs=kwargs,
+                              description=f"{spec.description} [{base} labelled {label!r}]")
+    _LABELLED[name] = out
+    return out
 
 
 def _resolve_factory(spec: ModelSpec) -> Callable[..., Any]:
