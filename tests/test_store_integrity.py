@@ -324,3 +324,28 @@ def test_store_commit_lock_names_the_holder(tmp_path):
     finally:
         lock.release()
     assert holder(st.path) is None
+
+
+def test_recomputed_embeddings_never_reuse_cached_results(tmp_path, monkeypatch):
+    """A study's result caches are keyed on the stored contents: embeddings made again with other values (same
+    sample ids) give the numbers of a fresh study, not the cached ones."""
+    import pandas as pd
+
+    from matteralign.models.controls import RandomExtractor
+    from matteralign.study import Study
+
+    base = {"name": "keys", "seed": 0, "models": ["composition", "random"], "datasets": [{"name": "g2", "n": 40}],
+            "metrics": {"cknna": {"k": 5}, "unbiased_cka": {}}, "model_metrics": {}, "analyses": {}}
+    key = ["model_a", "model_b", "metric", "value"]
+    first = Study.from_dict({**base, "out": str(tmp_path / "a")}).run(progress=False, executor="inline")
+    shutil.rmtree(tmp_path / "a" / "store" / "g2" / "random")
+    orig = RandomExtractor._embed
+    monkeypatch.setattr(RandomExtractor, "_embed",
+                        lambda self, inputs, layer: [np.sin(3 * a) + a**2 for a in orig(self, inputs, layer)])
+    again = Study.from_dict({**base, "out": str(tmp_path / "a")}).run(progress=False, executor="inline")
+    fresh = Study.from_dict({**base, "out": str(tmp_path / "b")}).run(progress=False, executor="inline")
+    pd.testing.assert_frame_equal(again.pairs[key].reset_index(drop=True), fresh.pairs[key].reset_index(drop=True))
+    mixed = "model_a != model_b and (model_a == 'random' or model_b == 'random')"
+    assert not np.allclose(again.pairs.query(mixed)["value"], first.pairs.query(mixed)["value"])
+    same = "model_a == 'composition' and model_b == 'composition'"
+    np.testing.assert_array_equal(again.pairs.query(same)["value"], first.pairs.query(same)["value"])
