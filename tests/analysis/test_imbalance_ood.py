@@ -41,6 +41,11 @@ def test_ood_analysis(ctx):
     lower = int((tab["cknna_molecules"] < tab["cknna_crystals"]).sum())
     assert any(f.startswith(f"{lower} of 15 pairs") for f in res.findings)
     np.testing.assert_allclose(tab["difference"], tab["cknna_molecules"] - tab["cknna_crystals"])
+    # every headline gives the samples behind it (the fixture's pairs rest on all N samples)
+    n = {ds: int(ctx.pairs[ctx.pairs.dataset == ds]["n"].iloc[0]) for ds in ("crystals", "molecules")}
+    assert (tab["n_crystals"] == n["crystals"]).all() and (tab["n_molecules"] == n["molecules"]).all()
+    phrase = f"n = {n['crystals']} samples per pair on crystals, n = {n['molecules']} on molecules"
+    assert all(phrase in f for f in res.findings), res.findings
 
 
 def test_ood_skipped_without_second_dataset(ctx):

@@ -87,6 +87,11 @@ def test_probe_findings_and_figures(probes_result):
     assert "lin: lin-" in text  # best model for the linear label is a linear view
     assert "no model decodes" in text and "noise" in text
     assert "for 1 of 4 labels" in text  # molecules: only `lin` beats composition
+    n = res.tables["probe_scores"].groupby("dataset")["n"]
+    for f in res.findings:  # every headline gives the samples its probes rest on
+        ds = f.split(":")[0]
+        lo, hi = int(n.min()[ds]), int(n.max()[ds])
+        assert "samples per probe" in f and (f"n = {lo}" in f or f"n = {lo}–{hi}" in f or f"–{hi}" in f), f
 
 
 def test_probe_params_select_labels_and_validate(tmp_path):
@@ -120,6 +125,9 @@ def test_transfer_table(transfer_result):
     assert (t[t.label == "noise"]["r2_transfer"] < 0.05).all()
     assert len(res.figures) == 2 and all(p.exists() for p in res.figures)
     assert any("mean transfer R²" in f for f in res.findings)
+    n_tr, n_te = int(t["n_train"].iloc[0]), int(t["n_test"].iloc[0])
+    assert (t["n_train"] == n_tr).all() and (t["n_test"] == n_te).all()  # one split per dataset, all models
+    assert n_tr + n_te == 150 and all(f"n = {n_tr} train / {n_te} test samples" in f for f in res.findings)
 
 
 def test_transfer_skips_models_with_low_coverage(tmp_path):

@@ -198,6 +198,17 @@ def pair_n(pairs: pd.DataFrame, dataset: str, a: str, b: str, metric: str | None
     return int(t["n"].min()) if len(t) and "n" in t else None
 
 
+def n_text(values: Iterable[float], unit: str = "") -> str:
+    """``"n = 300"`` or ``"n = 47–300"`` (the range of ``values``, NaN left out; ``"n unknown"`` when none),
+    followed by ``unit`` (e.g. ``"samples per pair"``) when given: the sample size a headline rests on."""
+    v = np.asarray([float(x) for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return "n unknown"
+    lo, hi = int(v.min()), int(v.max())
+    return (f"n = {lo}" if lo == hi else f"n = {lo}–{hi}") + (f" {unit}" if unit else "")
+
+
 def n_phrase(pairs: pd.DataFrame, dataset: str, metric: str | None = None) -> str:
     """``"n = 300"`` or ``"n = 47–300"``: the samples behind the pair values of ``dataset``."""
     t = pairs[pairs["dataset"] == dataset]

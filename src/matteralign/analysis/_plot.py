@@ -104,9 +104,10 @@ def family_colors(models: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
 
 def model_colors(models: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> list[str]:
-    """Family colour of each model in ``names`` (controls grey)."""
-    fc = family_colors(models)
-    return [CONTROL_COLOR if is_control(models.get(m)) else fc.get(family_of(models, m), "#000000") for m in names]
+    """Colour of each model in ``names``: its family's colour in the model's own shade (controls in shades of
+    grey), the same as in every other figure of the report (:func:`model_styles` over all of ``models``)."""
+    styles = model_styles(models, [*models, *names])
+    return [styles[m]["color"] for m in names]
 
 
 def _shade(color: str, t: float) -> str:
@@ -129,7 +130,7 @@ def model_styles(models: Mapping[str, Mapping[str, Any]], names: Sequence[str]) 
         base = CONTROL_COLOR if fam == "(controls)" else family_color(fam)
         k = len(members)
         for i, m in enumerate(members):
-            t = 0.0 if k == 1 else -0.35 + 0.8 * i / (k - 1)  # dark ... light
+            t = 0.0 if k == 1 else -0.4 + 0.65 * i / (k - 1)  # dark ... light (still legible as text on white)
             out[m] = {"color": _shade(base, t), "marker": MARKERS[i % len(MARKERS)]}
     return out
 
@@ -143,6 +144,19 @@ def label_points(ax, xs, ys, labels, *, fontsize: float = 8, **kw) -> list:
         adjust_text(texts, x=list(xs), y=list(ys), ax=ax, arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.5},
                     **kw)
     return texts
+
+
+def model_legend(ax, models: Mapping[str, Mapping[str, Any]], names: Sequence[str], **kw):
+    """Add a legend of ``names`` to ``ax``, each in its :func:`model_styles` shade and marker, grouped by family
+    (controls last), so the models of one family can be told apart."""
+    from matplotlib.lines import Line2D
+
+    styles = model_styles(models, [*models, *names])
+    order = sorted(dict.fromkeys(names), key=lambda m: (is_control(models.get(m)), family_of(models, m), m))
+    handles = [Line2D([], [], marker=styles[m]["marker"], ls="", color=styles[m]["color"], label=m) for m in order]
+    kw.setdefault("frameon", False)
+    kw.setdefault("fontsize", 8)
+    return ax.legend(handles=handles, **kw)
 
 
 def family_legend(ax, models: Mapping[str, Mapping[str, Any]], families: Sequence[str] | None = None, **kw):

@@ -24,7 +24,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     """Strip plot and table of TwoNN / MLE intrinsic dimension per model, by embedding type."""
     import pandas as pd
 
-    from ._plot import family_colors, family_legend, pyplot, safe_name, save
+    from ._plot import model_legend, model_styles, pyplot, safe_name, save
 
     plt = pyplot()
     res = AnalysisResult(
@@ -33,8 +33,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         summary=(
             "Intrinsic dimension (Id) of each model's representation of each dataset, by TwoNN (Facco et al. "
             "2017) and by the Levina–Bickel maximum-likelihood estimator, computed on the normalised embeddings. "
-            "Models are grouped by embedding type; each point is one model, coloured by family, and the bar is "
-            "the median of the group. The paper finds invariant < equivariant < vanilla, with language-model and "
+            "Models are grouped by embedding type; each point is one model, in its family's colour (a shade and "
+            "marker per model), and the bar is the median of the group. The paper finds invariant < equivariant < vanilla, with language-model and "
             "random embeddings much higher (Fig. C7)."
         ),
     )
@@ -59,7 +59,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     res.tables["intrinsic_dimension"] = tab[["dataset", "model", "family", "embedding_type", *ests]]
 
     med_rows = []
-    fc = family_colors(ctx.models)
+    styles = model_styles(ctx.models, list(ctx.models))  # family colour; a shade and a marker per model
     rng = np.random.default_rng(ctx.seed)
     for dataset, g in tab.groupby("dataset", sort=True):
         fig, axes = plt.subplots(1, len(ests), figsize=(max(4.5, 0.9 * len(types) + 1.5) * len(ests), 4.0),
@@ -72,8 +72,10 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                 if not ok.any():
                     continue
                 x = ti + rng.uniform(-0.18, 0.18, size=len(vals))
-                ax.scatter(x[ok], vals[ok], s=28, c=[fc.get(f, "#000") for f in sub["family"][ok]],
-                           edgecolors="white", linewidths=0.5, zorder=3)
+                for xi, vi, m in zip(x[ok], vals[ok], sub["model"][ok], strict=True):
+                    st = styles.get(m, {"color": "#000000", "marker": "o"})
+                    ax.scatter([xi], [vi], s=30, color=st["color"], marker=st["marker"], edgecolors="white",
+                               linewidths=0.5, zorder=3)
                 med = float(np.median(vals[ok]))
                 ax.hlines(med, ti - 0.3, ti + 0.3, color="#222222", lw=1.6, zorder=2)
                 med_rows.append((dataset, est, t, int(ok.sum()), med))
@@ -81,13 +83,13 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             ax.set_xlim(-0.6, len(types) - 0.4)
             ax.set_ylabel("intrinsic dimension")
             ax.set_title(f"{dataset}: {est}")
-        family_legend(axes[0][-1], ctx.models, list(dict.fromkeys(g["family"])), loc="upper left",
-                      bbox_to_anchor=(1.0, 1.0), title="family")
+        model_legend(axes[0][-1], ctx.models, list(g["model"]), loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                     title="model (colour = family)", ncol=1 + len(g) // 25)
         fig.tight_layout()
         res.figures.append(save(fig, ctx.out_dir / f"dimension_{safe_name(dataset)}.png"))
         res.captions[res.figures[-1].name] = (
             f"{dataset}: intrinsic dimension of each model's embedding ({', '.join(ests)}), grouped by embedding "
-            "type; a dot per model (colour = family), a bar at each type's median.")
+            "type; a dot per model (colour = family, a shade and marker per model), a bar at each type's median.")
     med = pd.DataFrame(med_rows, columns=["dataset", "estimator", "embedding_type", "n_models", "median_id"])
     res.tables["median_by_type"] = med
     for (dataset, est), g in med.groupby(["dataset", "estimator"], sort=True):

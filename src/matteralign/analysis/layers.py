@@ -676,16 +676,20 @@ def run(ctx: AnalysisContext) -> AnalysisResult | None:
         ref = pd.concat(ref_rows, ignore_index=True)
         res.tables["to_reference"] = ref
         plt = pyplot()
+        from ._plot import model_styles
+
+        styles = model_styles(ctx.models, [*ctx.models, *ref["model_a"]])  # family colour; shade + marker per model
         for (ds, metric), t in ref.groupby(["dataset", "metric"], sort=False):
             fig, ax = plt.subplots(figsize=(6, 3.4))
             for m, tm in t.groupby("model_a", sort=False):
                 if m == t["model_b"].iloc[0] and len(tm) == 1:
                     continue
                 main = ~tm["depth_a"].duplicated()  # the line joins the first layer listed at each depth
-                (line,) = ax.plot(tm.loc[main, "depth_a"], tm.loc[main, "value"], marker="o", ms=3, label=m)
+                ax.plot(tm.loc[main, "depth_a"], tm.loc[main, "value"], marker=styles[m]["marker"], ms=4,
+                        color=styles[m]["color"], label=m)
                 if (~main).any():  # other views of a module at the same depth: open markers, not joined
-                    ax.plot(tm.loc[~main, "depth_a"], tm.loc[~main, "value"], ls="", marker="o", ms=5,
-                            mfc="none", color=line.get_color())
+                    ax.plot(tm.loc[~main, "depth_a"], tm.loc[~main, "value"], ls="", marker=styles[m]["marker"],
+                            ms=5, mfc="none", color=styles[m]["color"])
             ax.set_xlabel("depth (layer index, forward order; open markers: other views at that depth)")
             ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} with {t['model_b'].iloc[0]}")
             ax.set_title(f"Alignment to {t['model_b'].iloc[0]} ({t['layer_b'].iloc[0]}) across depth, {ds}")

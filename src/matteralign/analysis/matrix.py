@@ -141,8 +141,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         title="Alignment matrices",
         summary=(
             "Every model against every other, per dataset and metric, one figure each. Models are ordered by "
-            "family (tick labels coloured by family; random controls last, in grey). For information imbalance "
-            "the cell (row, column) is Δ(row → column): low means the row model's neighbourhoods predict the "
+            "family (tick labels in the family's colour, a shade per model; random controls last, in grey). "
+            "For information imbalance the cell (row, column) is Δ(row → column): low means the row model's neighbourhoods predict the "
             "column model's. Condensed matrices average the values of each block of families: a cell is the "
             "mean over all pairs (i in row family, j in column family, i ≠ j), so diagonal blocks exclude the "
             "self pairs and are below 1; a family with a single model has an empty (blank) diagonal block.\n\n"

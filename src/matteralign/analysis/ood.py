@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import fmt, is_mlip, select_params
+from ._common import fmt, is_mlip, n_text, select_params
 from .base import AnalysisContext, AnalysisResult, register_analysis
 from .imbalance import _sym_lookup
 
@@ -41,11 +41,16 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                             f"(set id_dataset / ood_dataset in the study's analysis parameters).")
         return res
     mlips = {m for m, meta in ctx.models.items() if is_mlip(meta)}
-    vals = {}
+    vals, ns = {}, {}
     for ds in (id_ds, ood_ds):
         rows = select_params(ctx.pairs[ctx.pairs["dataset"] == ds], metric, prefer={"k": k})
         rows = rows[rows["model_a"].isin(mlips) & rows["model_b"].isin(mlips)]
         vals[ds] = _sym_lookup(rows)
+        ns[ds] = {}  # samples behind each pair value (the smaller of both directions)
+        if "n" in rows:
+            for a, b, n in zip(rows["model_a"], rows["model_b"], rows["n"], strict=True):
+                key = (min(a, b), max(a, b))
+                ns[ds][key] = min(ns[ds].get(key, np.inf), float(n))
     keys = sorted(set(vals[id_ds]) & set(vals[ood_ds]))
     if len(keys) < 2:
         res.findings.append(f"Skipped: fewer than 2 pairs of interatomic potentials have {metric} on both "
@@ -54,6 +59,10 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     tab = pd.DataFrame([(a, b, vals[id_ds][(a, b)], vals[ood_ds][(a, b)]) for a, b in keys],
                        columns=["model_a", "model_b", f"{metric}_{id_ds}", f"{metric}_{ood_ds}"])
     x, y = tab.iloc[:, 2].to_numpy(float), tab.iloc[:, 3].to_numpy(float)
+    tab[f"n_{id_ds}"] = [ns[id_ds].get(key, np.nan) for key in keys]
+    tab[f"n_{ood_ds}"] = [ns[ood_ds].get(key, np.nan) for key in keys]
+    n_both = (f"{n_text(tab[f'n_{id_ds}'])} samples per pair on {id_ds}, "
+              f"{n_text(tab[f'n_{ood_ds}'])} on {ood_ds}")
     tab["difference"] = y - x
     res.tables["pairs"] = tab
 
@@ -75,14 +84,14 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     res.figures.append(save(fig, ctx.out_dir / "ood_scatter.png"))
     res.captions[res.figures[-1].name] = (
         f"{metric} of each pair of interatomic potentials on {id_ds} (x, in distribution) and {ood_ds} (y, out of "
-        "distribution); dashed: equal alignment on both.")
+        f"distribution; {n_both}); dashed: equal alignment on both.")
 
     if len(tab) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
         r = float(pearsonr(x, y).statistic)
         rho = float(spearmanr(x, y).statistic)
         res.findings.append(f"{metric} on {id_ds} vs {ood_ds} across {len(tab)} pairs of interatomic potentials: "
-                            f"Pearson r = {fmt(r)}, Spearman ρ = {fmt(rho)}.")
+                            f"Pearson r = {fmt(r)}, Spearman ρ = {fmt(rho)} ({n_both}).")
     lower = int((y < x).sum())
     res.findings.append(f"{lower} of {len(tab)} pairs align less on {ood_ds} than on {id_ds} (mean {metric} "
-                        f"{fmt(float(y.mean()))} vs {fmt(float(x.mean()))}).")
+                        f"{fmt(float(y.mean()))} vs {fmt(float(x.mean()))}; {n_both}).")
     return res

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import family_of, fmt, is_control
+from ._common import family_of, fmt, is_control, n_text
 from ._labels import composition_of, embedded_models, label_values, physical_labels, rows_for, sample_subset
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
@@ -203,11 +203,13 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         best = scored.loc[scored.groupby("label")["r2"].idxmax()] if len(scored) else scored
         parts = [f"{r.label}: {r.model} R² {fmt(r.r2)} [{fmt(r.r2_low)}, {fmt(r.r2_high)}]"
                  for r in best.itertuples()]  # fmt: skip
-        res.findings.append(f"{ds}: best model per label — " + "; ".join(parts) + ".")
+        res.findings.append(f"{ds}: best model per label — " + "; ".join(parts)
+                            + f" ({n_text(best['n'], 'samples per probe')}).")
         undecoded = [r.label for r in best.itertuples() if not r.r2_low > 0.0]
         if undecoded:
             res.findings.append(
-                f"{ds}: no model decodes {', '.join(undecoded)} (the best R² interval reaches down to 0 or below)."
+                f"{ds}: no model decodes {', '.join(undecoded)} (the best R² interval reaches down to 0 or below; "
+                f"{n_text(best[best['label'].isin(undecoded)]['n'], 'samples per probe')})."
             )
         n_beat = int(best["beats_composition"].sum())
         has_comp = int(np.isfinite(best["r2_composition"]).sum())
@@ -218,19 +220,19 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                 + ", ".join(
                     f"{m} {int(g['beats_composition'].sum())}/{len(g)}" for m, g in sub.groupby("model")
                 )
-                + "."
+                + f" ({n_text(sub['n'], 'samples per probe')})."
             )
         mean_r2 = sub.groupby("model")["r2"].mean().sort_values(ascending=False)
         rand_max = float(scores[scores["dataset"] == ds]["r2_random"].max())
         res.findings.append(
             f"{ds}: mean probe R² over {len(labels)} labels ranges from {fmt(mean_r2.iloc[-1])} "
             f"({mean_r2.index[-1]}) to {fmt(mean_r2.iloc[0])} ({mean_r2.index[0]}); the random-feature "
-            f"baseline never exceeds R² {fmt(rand_max)}."
+            f"baseline never exceeds R² {fmt(rand_max)} ({n_text(sub['n'], 'samples per probe')})."
         )
         ctrl = scores[(scores["dataset"] == ds) & scores["control"]]
         if not ctrl.empty:
             res.findings.append(
                 f"{ds}: control models reach a mean probe R² of {fmt(float(ctrl['r2'].mean()))} "
-                f"(max {fmt(float(ctrl['r2'].max()))})."
+                f"(max {fmt(float(ctrl['r2'].max()))}; {n_text(ctrl['n'], 'samples per probe')})."
             )
     return res

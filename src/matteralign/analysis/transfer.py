@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import fmt, is_control, order_models
+from ._common import fmt, is_control, n_text, order_models
 from ._labels import embedded_models, label_values, physical_labels, rows_for, sample_subset, select_models
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
@@ -63,6 +63,11 @@ def transfer_table(ctx: AnalysisContext):
         frames.append(df)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return table, skipped, dropped
+
+
+def _n_split(rows) -> str:
+    """The samples behind transfer rows: ``"n = 210 train / 90 test samples"`` (ranges when they differ)."""
+    return f"{n_text(rows['n_train'])} train / {n_text(rows['n_test']).removeprefix('n = ')} test samples"
 
 
 def _figure(ctx: AnalysisContext, ds: str, table):
@@ -147,17 +152,19 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                 f"reaches R² > 0.5, mean transfer R² is {fmt(float(dec['r2_transfer'].mean()))} against "
                 f"{fmt(float(dec['r2_target_own'].mean()))} for the target's own probe and "
                 f"{fmt(float(dec['r2_source_own'].mean()))} for the source's own probe; transfer falls at most 0.05 "
-                f"below the target's own R² in {int((gap <= 0.05).sum())} of them."
+                f"below the target's own R² in {int((gap <= 0.05).sum())} of them ({_n_split(dec)})."
             )
             worst = dec.loc[(dec["r2_transfer"] - dec["r2_target_own"]).idxmin()]
             res.findings.append(
                 f"{ds}: largest loss against the target's own probe: {worst['label']} from {worst['source']} "
                 f"(own R² {fmt(worst['r2_source_own'])}) to {worst['target']} (transfer R² "
-                f"{fmt(worst['r2_transfer'])}, target's own {fmt(worst['r2_target_own'])})."
+                f"{fmt(worst['r2_transfer'])}, target's own {fmt(worst['r2_target_own'])}; "
+                f"{_n_split(dec.loc[[worst.name]])})."
             )
         ctrl = table[(table["dataset"] == ds) & (table["source_control"] | table["target_control"])]
         if not ctrl.empty:
             res.findings.append(
-                f"{ds}: transfers to or from control models reach at most R² {fmt(float(ctrl['r2_transfer'].max()))}."
+                f"{ds}: transfers to or from control models reach at most R² {fmt(float(ctrl['r2_transfer'].max()))} "
+                f"({_n_split(ctrl)})."
             )
     return res

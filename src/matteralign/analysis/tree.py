@@ -129,9 +129,9 @@ def family_clades(tree, families: dict[str, str]) -> dict[str, bool]:
 
 
 def _draw(ax, tree, ctx, title: str):
-    from ._plot import CONTROL_COLOR, family_colors
+    from ._plot import model_styles
 
-    fc = family_colors(ctx.models)
+    styles = model_styles(ctx.models, [*ctx.models, *(tip.name for tip in tree.tips())])
     try:
         t = tree.root_at_midpoint()
     except Exception:  # noqa: BLE001 - e.g. zero-length trees: draw as given
@@ -154,11 +154,11 @@ def _draw(ax, tree, ctx, title: str):
         if not node.is_tip():
             cy = [ys[id(c)] for c in node.children]
             ax.plot([x, x], [min(cy), max(cy)], color="#333333", lw=1.2)
-    for tip in tips:
-        meta = ctx.models.get(tip.name)
-        color = CONTROL_COLOR if is_control(meta) else fc.get(family_of(ctx.models, tip.name), "#000000")
-        ax.text(xs[id(tip)] + 0.015 * xmax, ys[id(tip)], tip.name, va="center", ha="left", fontsize=8,
-                color=color, fontweight="bold")
+    for tip in tips:  # the family's colour, in the model's own shade and marker
+        st = styles[tip.name]
+        ax.plot([xs[id(tip)]], [ys[id(tip)]], ls="", marker=st["marker"], ms=6, color=st["color"], zorder=3)
+        ax.text(xs[id(tip)] + 0.025 * xmax, ys[id(tip)], tip.name, va="center", ha="left", fontsize=8,
+                color=st["color"], fontweight="bold")
     ax.set_xlim(-0.02 * xmax, xmax * 1.45)
     ax.set_ylim(-0.8, len(tips) - 0.2)
     ax.invert_yaxis()
@@ -190,7 +190,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             f"joining (scikit-bio). Here α = {alpha:g} and ε = {eps:g}: the paper does not give them. "
             "Negative similarities are clipped to 0 and self similarities missing from the table are set to 1. "
             "Two models are close when they agree with the rest of the zoo in the same way. Leaf labels are "
-            "coloured by family; the drawing is rooted at the midpoint, the Newick file is the unrooted NJ tree."
+            "in the family's colour, a shade and marker per model; the drawing is rooted at the midpoint, the Newick file is the unrooted NJ tree."
         ),
     )
     datasets = sorted(set(ctx.pairs["dataset"])) if len(ctx.pairs) else []
@@ -228,7 +228,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         res.figures.append(save(fig, ctx.out_dir / f"tree_{safe_name(dataset)}.png"))
         res.captions[res.figures[-1].name] = (
             f"{dataset}: neighbour-joining tree of the {len(names)} models (controls left out) from the "
-            f"Jensen–Shannon distances of their {metric} profiles; leaves coloured by family (Newick file below).")
+            f"Jensen–Shannon distances of their {metric} profiles; leaves in the family's colour, a shade and marker per model (Newick file below).")
 
         fams = {m: family_of(ctx.models, m) for m in names}
         clades = family_clades(tree, fams)
