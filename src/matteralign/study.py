@@ -118,6 +118,11 @@ class StudyConfig(_Strict):
         default_factory=dict, description='model -> a layer, a list of layers, or "all" (forward order)')
     checkpoints: dict[str, str] = Field(default_factory=dict, description="model -> local checkpoint path")
     trust_checkpoint: bool = Field(default=False, description="allow pickled checkpoints (loading them can run code)")
+    lead_time_hours: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description=("forecast lead time [h] given to every weather model (kind 'weather'); recorded in each "
+                     "model's provenance. climax feeds it to its lead-time embedding; graphcast and aurora take "
+                     "only their fixed 6 h step (another value is an error). None: each model's default, 6 h"))
     metrics: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_PAIR_METRICS))
     model_metrics: dict[str, list[dict[str, Any]]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODEL_METRICS.items()}

@@ -152,6 +152,11 @@ def _measured_layer(spec, lays: tuple[str, ...]) -> str:
 
 def _options(cfg, model: str) -> dict[str, Any]:
     options: dict[str, Any] = {"seed": cfg.seed}
+    if cfg.lead_time_hours is not None:
+        from .models import get_spec
+
+        if get_spec(model).kind == "weather":
+            options["lead_time_hours"] = float(cfg.lead_time_hours)
     if model in cfg.checkpoints:
         options["checkpoint"] = cfg.checkpoints[model]
         if cfg.trust_checkpoint:

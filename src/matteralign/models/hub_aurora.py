@@ -57,6 +57,9 @@ class AuroraExtractor(CheckpointExtractor):
         released ``.ckpt``).
     config : {"small", "full"}
         ``AuroraSmallPretrained`` (embed_dim 256) or ``AuroraPretrained`` (embed_dim 512).
+    lead_time_hours : float
+        Must be 6: the forward feeds Aurora's fixed 6 h step (accepted so that a study's lead time applies
+        to every weather model; recorded in the provenance).
     name : str, optional
     **options
         ``device``, ``seed``, ``num_threads``, ``batch_size`` (samples per call; the model itself runs
@@ -74,9 +77,17 @@ class AuroraExtractor(CheckpointExtractor):
     default_layer = "latent"
     package = "microsoft-aurora"
 
-    def __init__(self, *, config: str = "small", **options: Any):
+    def __init__(self, *, config: str = "small", lead_time_hours: float = 6.0, **options: Any):
         if config not in CONFIGS:
             raise ModelError(f"aurora config must be one of {sorted(CONFIGS)}; got {config!r}")
+        try:
+            lead = float(lead_time_hours)
+        except (TypeError, ValueError):
+            raise ModelError(f"lead_time_hours must be a number of hours; got {lead_time_hours!r}") from None
+        if lead != 6.0:
+            raise ModelError(f"aurora runs its fixed 6 h step (the model's timestep); got lead_time_hours="
+                             f"{lead_time_hours!r}")
+        self.lead_time_hours = lead
         self.config = config
         options.setdefault("batch_size", 256)
         self._cache: OrderedDict = OrderedDict()
@@ -184,6 +195,7 @@ class AuroraExtractor(CheckpointExtractor):
         return {"config": self.config, "model_class": type(m).__name__, "patch_size": int(m.patch_size),
                 "latent_levels": int(m.encoder.latent_levels), "embed_dim": int(m.encoder.embed_dim),
                 "history": int(m.max_history_size), "layout": "B (C h w) D (decoder input)",
+                "lead_time_hours": self.lead_time_hours,
                 "per_sample": "one (time, patch): the model runs once per time on the whole grid"}
 
 
