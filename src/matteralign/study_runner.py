@@ -538,27 +538,27 @@ def _run_study(study: Study, *, progress: bool = True, report: bool = True, exec
         embeddings = _read_embeddings(study, store, datasets, extracted)
         with _Stage("measure", timings, progress):
             measured = _measure(study, embeddings, extracted, ex, results_dir, progress)
+        from .study import _atomic_write_table
+
+        pair_frames = [measured[d][0] for d in embeddings if d in measured]
+        model_frames = [measured[d][1] for d in embeddings if d in measured]
+        pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
+        per_model = pd.concat(model_frames, ignore_index=True) if model_frames else pd.DataFrame(columns=MODEL_COLUMNS)
+        _atomic_write_table(pairs, results_dir / "pairs")
+        _atomic_write_table(per_model, results_dir / "per_model")
+
+        results = StudyResults(pairs=pairs, per_model=per_model, out=out, timings=timings,
+                               missing=missing_numbers(study, embeddings, extracted, pairs, per_model))
+        if not report:
+            _tell_missing(results, progress)
+            return results
+        with _Stage("analyse", timings, progress):
+            analysis_results, failures = _analyse(study, datasets, embeddings, pairs, per_model, energies, timings,
+                                                  ex, progress)
         execution = ex.describe()
     finally:
         if own:
             ex.close()
-    from .study import _atomic_write_table
-
-    pair_frames = [measured[d][0] for d in embeddings if d in measured]
-    model_frames = [measured[d][1] for d in embeddings if d in measured]
-    pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIR_COLUMNS)
-    per_model = pd.concat(model_frames, ignore_index=True) if model_frames else pd.DataFrame(columns=MODEL_COLUMNS)
-    _atomic_write_table(pairs, results_dir / "pairs")
-    _atomic_write_table(per_model, results_dir / "per_model")
-
-    results = StudyResults(pairs=pairs, per_model=per_model, out=out, timings=timings,
-                           missing=missing_numbers(study, embeddings, extracted, pairs, per_model))
-    if not report:
-        _tell_missing(results, progress)
-        return results
-
-    with _Stage("analyse", timings, progress):
-        analysis_results, failures = _analyse(study, datasets, embeddings, pairs, per_model, energies, timings)
     with _Stage("report", timings, progress):
         timings["total"] = time.perf_counter() - t_start
         results.report = _report(study, datasets, embeddings, analysis_results, failures, timings, execution)
@@ -615,15 +615,21 @@ def _tell_missing(results: StudyResults, progress: bool) -> None:
 
 
 def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, energies: dict,
-             timings: dict[str, float]) -> tuple[list, dict[str, str]]:
-    """Run every analysis of the study (an unchanged one is read back from its cache)."""
-    from .analysis import AnalysisContext, get_analysis
+             timings: dict[str, float], executor, progress: bool = False) -> tuple[list, dict[str, str]]:
+    """Run every analysis of the study as units on ``executor`` (an unchanged one is read back from its
+    cache): those that read no other analysis' result side by side, then those that do (the findings).
+    The figures come back with each unit's result and are written here (:mod:`matteralign.execute.analyse`)."""
+    from .analysis.base import READS_RESULTS
+    from .execute import CallUnit
+    from .execute.analyse import place_files
     from .study import _atomic_write_table
 
     cfg = study.config
     out = Path(cfg.out)
     report_dir, results_dir = out / "report", out / "results"
-    analysis_results, failures = [], {}
+    plan = _analysis_plan(cfg)
+    done: dict[str, Any] = {}  # name -> AnalysisResult (None: nothing to show)
+    failures: dict[str, str] = {}
     models_meta = {}
     for embs in embeddings.values():
         for m, e in embs.items():
@@ -635,38 +641,48 @@ def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, e
     inputs_key = _hash(cfg.digest(), _frame_digest(pairs), _frame_digest(per_model),
                        {d: {m: list(e[0]) for m, e in v.items()} for d, v in energies.items()}, models_meta,
                        matteralign_version(), contents)
-    for name, params in _analysis_plan(cfg).items():
-        fig_dir = report_dir / "figures" / name
-        deps = [r.name for r in analysis_results] if name == "findings" else []
-        cached = results_dir / "analysis" / f"{name}-{_hash(inputs_key, name, params, deps)}.pkl"
-        if cached.exists():
-            res = _load_result(cached)
-            if res is not None:
-                analysis_results.append(res)
-                continue
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        ctx = AnalysisContext(
-            out_dir=fig_dir, datasets=datasets, embeddings=embeddings, models=models_meta, pairs=pairs,
-            per_model=per_model, energies=energies, params=params, normalize=cfg.normalize, seed=cfg.seed,
-            results={r.name: r for r in analysis_results},
-        )
-        t0 = time.perf_counter()
-        try:
-            res = get_analysis(name)(ctx)
-        except MatterAlignError as exc:
-            failures[name] = str(exc)
-            continue
-        except Exception:  # an analysis bug must not lose the other results; it is shown in the report
-            failures[name] = traceback.format_exc()
-            continue
-        timings[f"analysis:{name}"] = time.perf_counter() - t0
-        if res is None:  # nothing to show for this study (e.g. the layers analysis with one layer per model)
-            continue
-        for tname, table in res.tables.items():
-            _atomic_write_table(table, results_dir / "analysis" / name / tname)
-        _save_result(res, cached)
-        analysis_results.append(res)
-    return analysis_results, failures
+    fields = {"datasets": datasets, "embeddings": embeddings, "models": models_meta, "pairs": pairs,
+              "per_model": per_model, "energies": energies, "normalize": cfg.normalize, "seed": cfg.seed}
+
+    def so_far() -> list:
+        return [done[n] for n in plan if done.get(n) is not None]
+
+    for wave in ([n for n in plan if n not in READS_RESULTS], [n for n in plan if n in READS_RESULTS]):
+        units, cache_of = [], {}
+        for name in wave:
+            params = plan[name]
+            deps = [r.name for r in so_far()] if name in READS_RESULTS else []
+            cached = cache_of[name] = results_dir / "analysis" / f"{name}-{_hash(inputs_key, name, params, deps)}.pkl"
+            if cached.exists():
+                res = _load_result(cached)
+                if res is not None:
+                    done[name] = res
+                    continue
+            ctx_fields = {**fields, "params": params,
+                          "results": {r.name: r for r in so_far()} if name in READS_RESULTS else {}}
+            units.append(CallUnit(key=("analysis", name), fn="matteralign.execute.analyse:run_analysis",
+                                  args=(name, ctx_fields), threads=1, label=f"analysis · {name}"))
+
+        def land(unit, reply, cache_of=cache_of):
+            name = unit.key[1]
+            if reply["error"] is not None:
+                failures[name] = reply["error"][1]
+                return
+            res = place_files(reply, report_dir / "figures" / name)
+            timings[f"analysis:{name}"] = reply["seconds"]
+            done[name] = res
+            if res is None:  # nothing to show for this study (e.g. the layers analysis with one layer per model)
+                return
+            for tname, table in res.tables.items():
+                _atomic_write_table(table, results_dir / "analysis" / name / tname)
+            _save_result(res, cache_of[name])
+
+        if units:
+            from .execute.progress import unit_progress
+
+            with unit_progress(progress, len(units), f"analyse · {len(units)} analyses") as advance:
+                executor.run(units, land, progress=lambda _u: advance(1))
+    return so_far(), failures
 
 
 def _report(study: Study, datasets: dict, embeddings: dict, analysis_results: list, failures: dict,

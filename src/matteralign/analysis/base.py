@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..samples import Dataset
 
-__all__ = ["AnalysisContext", "AnalysisResult", "ANALYSES", "register_analysis", "get_analysis", "Embedding"]
+__all__ = ["AnalysisContext", "AnalysisResult", "ANALYSES", "READS_RESULTS", "register_analysis", "get_analysis",
+           "Embedding"]
 
 
 @dataclass
@@ -135,7 +136,11 @@ ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
 ANALYSIS_OPTIONS: dict[str, frozenset[str] | None] = {}
 
 
-def register_analysis(name: str, *, options: Iterable[str] | None = None):
+#: Analyses that read other analyses' results (``ctx.results``): they run after all the others.
+READS_RESULTS: set[str] = set()
+
+
+def register_analysis(name: str, *, options: Iterable[str] | None = None, reads_results: bool = False):
     """Decorator registering ``run(ctx)`` under ``name``.
 
     Parameters
@@ -144,11 +149,18 @@ def register_analysis(name: str, *, options: Iterable[str] | None = None):
     options : iterable of str, optional
         The option names the analysis reads from ``ctx.params``; a study giving any other option is
         refused before any work. ``None`` (third-party analyses that do not declare them) skips the check.
+    reads_results : bool
+        The analysis reads ``ctx.results`` (the results of the analyses that run before it); it then
+        runs after every analysis that does not, which otherwise run side by side.
     """
 
     def deco(fn):
         ANALYSES[name] = fn
         ANALYSIS_OPTIONS[name] = None if options is None else frozenset(options)
+        if reads_results:
+            READS_RESULTS.add(name)
+        else:
+            READS_RESULTS.discard(name)
         return fn
 
     return deco

@@ -156,7 +156,7 @@ def _weather_claims(ctx: AnalysisContext, k: int, rng, real: set, gaussian: set)
     return rows
 
 
-@register_analysis("findings", options=["k"])
+@register_analysis("findings", options=["k"], reads_results=True)
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Test the article's claims on the study's numbers (see the module docstring)."""
     import pandas as pd
