@@ -78,7 +78,8 @@ BASE_REQUIREMENTS = ("numpy", "scipy", "zarr>=3.0", "pydantic>=2.6", "rich>=13",
 MANIFEST = "matteralign-env.json"
 
 _KEY_PACKAGES = ("torch", "torchvision", "numpy", "e3nn", "ase", "fairchem-core", "mace-torch", "orb-models", "mattergen",
-                 "microsoft-aurora", "torch-scatter", "torch-geometric", "zarr")
+                 "microsoft-aurora", "torch-scatter", "torch-geometric", "zarr", "esm", "fair-esm", "upet", "metatrain",
+                 "metatomic-torch", "transformers")
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,28 @@ FAMILIES: dict[str, EnvSpec] = {
                                    "pair (a CUDA build, about 5.5 GB, that runs on the CPU)")),
     "eqv2": EnvSpec("eqv2", ("numpy<2", "e3nn==0.6.0", "torch-geometric==2.8.1", "ase", "lmdb", "numba", "orjson",
                              "pydantic>=2.10.0", "pymatgen>=2023.10.3", "pyyaml", "requests", "submitit", "tensorboard",
-                             "tqdm", "wandb", "huggingface-hub>=0.27.1", "matplotlib"),
+                             "tqdm", "wandb", "huggingface-hub>=0.27.1", "matplotlib", "fair-esm==2.0.0",
+                             "biotite<1"),
                     source_builds=("torch-scatter==2.1.2",), no_deps=("fairchem-core==1.10.0",),
                     description=("EquiformerV2 (only in fairchem-core 1.x): fairchem-core 1.10.0 installed --no-deps "
                                  "on torch 2.13.0 (it declares torch~=2.4.0, PyPI's multi-GB CUDA build), numpy<2, "
-                                 "the packages it imports, torch-scatter compiled once")),
+                                 "the packages it imports, torch-scatter compiled once. Also ESM-IF1 (fair-esm 2.0.0, "
+                                 "whose inverse-folding encoder needs torch-geometric and torch-scatter; its loader "
+                                 "imports biotite.structure.filter_backbone, removed in biotite 1.0)")),
+    "esm3": EnvSpec("esm3", ("transformers<4.48.2", "tokenizers", "einops", "biotite>=1.0.0", "msgpack-numpy", "brotli",
+                             "attrs", "cloudpathlib", "tenacity", "zstd", "pandas", "scikit-learn", "biopython",
+                             "huggingface-hub", "httpx"),
+                    no_deps=("esm==3.2.1.post1",),
+                    description=("ESM3 and ESM C (EvolutionaryScale's esm, whose import name clashes with fair-esm's). "
+                                 "esm 3.4.1 requires Python>=3.12 and torch<2.12; 3.2.1.post1, the newest release for "
+                                 "Python 3.11, is installed --no-deps because it declares torchtext (whose releases pin "
+                                 "torch<=2.3) and torchvision (PyPI's build does not load beside the torch 2.13.0 CPU "
+                                 "wheel), neither of which its model code imports; the packages it imports are listed (httpx, "
+                                 "which it imports without declaring, included)")),
+    "pet": EnvSpec("pet", ("upet==0.3.1",),
+                   description=("PET-MAD through upet 0.3.1 (metatrain 2026.4, metatomic-torch 0.1, metatensor-torch "
+                                "0.10, which accepts torch<2.15); pet-mad 1.4.4 pins metatrain==2025.12, which does not "
+                                "resolve with torch 2.13.0")),
 }
 
 

@@ -16,10 +16,6 @@ __all__ = ["REASONS"]
 
 #: name → (family, kind, modality, embedding type, description, reason).
 REASONS: dict[str, tuple[str, str, str, str, str, str]] = {
-    "esm3-sequence": (
-        "protein_lm", "protein_lm", "sequence", "sequence", "ESM3 open (1.4B), sequence track",
-        "no adapter yet: ESM3 is read by EvolutionaryScale's `esm` package (PyPI esm 3.4.1), whose import name "
-        "`esm` clashes with fair-esm's, so it needs a model environment of its own"),
     "esm3-structure": (
         "protein_lm", "protein_lm", "atoms", "structure", "ESM3 open (1.4B), structure track",
         "no adapter yet: needs EvolutionaryScale's `esm` package (own environment) and its VQ-VAE structure "
@@ -28,10 +24,6 @@ REASONS: dict[str, tuple[str, str, str, str, str, str]] = {
         "protein_lm", "protein_lm", "atoms", "structure", "ProstT5 encoder on 3Di structure tokens",
         "no adapter yet: the 3Di alphabet of a structure comes from Foldseek (or the mini3di port on PyPI), "
         "not installed here; `prostt5` covers the sequence input"),
-    "esm-if1": (
-        "inverse_folding", "inverse_folding", "atoms", "structure", "ESM-IF1 (142M) inverse-folding encoder",
-        "no adapter yet: fair-esm 2.0.0's inverse-folding module needs torch-scatter and torch-geometric "
-        "compiled against torch, and its import name `esm` clashes with EvolutionaryScale's"),
     "pet-mad": (
         "pet", "mlip", "atoms", "vanilla", "PET-MAD (3.3M) interatomic potential",
         "no adapter yet: pet-mad 1.4.4 loads through metatrain/metatomic, whose pins were not checked against "
