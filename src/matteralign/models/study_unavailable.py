@@ -24,10 +24,6 @@ REASONS: dict[str, tuple[str, str, str, str, str, str]] = {
         "protein_lm", "protein_lm", "atoms", "structure", "ProstT5 encoder on 3Di structure tokens",
         "no adapter yet: the 3Di alphabet of a structure comes from Foldseek (or the mini3di port on PyPI), "
         "not installed here; `prostt5` covers the sequence input"),
-    "pet-mad": (
-        "pet", "mlip", "atoms", "vanilla", "PET-MAD (3.3M) interatomic potential",
-        "no adapter yet: pet-mad 1.4.4 loads through metatrain/metatomic, whose pins were not checked against "
-        "torch 2.13.0 here (a model environment of its own is likely)"),
     "geom2vec": (
         "geom2vec", "mlip", "atoms", "vanilla", "Geom2Vec (5M) pretrained geometric GNN",
         "no PyPI package ships Geom2Vec; its code and weights are only in the authors' repository, so there is "
