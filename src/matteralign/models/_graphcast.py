@@ -323,10 +323,26 @@ def _make_modules():
             self.norm = nn.LayerNorm(out, eps=1e-5) if layer_norm else None
 
         def forward(self, x):
-            for k, lin in enumerate(self.linears):
-                x = lin(x)
-                if k < len(self.linears) - 1:
-                    x = F.silu(x)
+            return self._rest(self.linears[0](x))
+
+        def forward_concat(self, parts):
+            """``forward(cat([x[idx] for x, idx in parts], -1))`` without building the concatenation: the
+            first layer is applied to each part's rows before gathering them (fewer products when a node
+            set is gathered onto more edges than it has nodes)."""
+            w, b = self.linears[0].weight, self.linears[0].bias
+            h, start = None, 0
+            for x, idx in parts:
+                y = F.linear(x, w[:, start:start + x.shape[-1]])
+                y = y if idx is None else y[idx]
+                h = y if h is None else h + y
+                start += x.shape[-1]
+            if start != w.shape[1]:
+                raise ValueError(f"inputs of width {start} for a first layer of width {w.shape[1]}")
+            return self._rest(h + b)
+
+        def _rest(self, x):
+            for lin in self.linears[1:]:
+                x = lin(F.silu(x))
             return self.norm(x) if self.norm is not None else x
 
     def segment_sum(data, index, n):
@@ -371,8 +387,8 @@ def _make_modules():
             nodes = {ns: (m[f"encoder_nodes_{ns}"](x) if f"encoder_nodes_{ns}" in m else x)
                      for ns, x in nodes.items()}
             for k in range(self.steps):
-                e_new = m[f"processor_edges_{k}_{name}"](
-                    torch.cat([e, nodes[snd][senders], nodes[rcv][receivers]], dim=-1))
+                e_new = m[f"processor_edges_{k}_{name}"].forward_concat(
+                    [(e, None), (nodes[snd], senders), (nodes[rcv], receivers)])
                 agg = segment_sum(e_new, receivers, nodes[rcv].shape[0])
                 new = {}
                 for ns in self.node_sets:

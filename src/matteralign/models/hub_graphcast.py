@@ -429,7 +429,7 @@ register(ModelSpec(
     name="graphcast", factory=f"{__name__}:GraphCastExtractor", family="graphcast", modality="grid",
     layers=("processor", "decoder"), default_layer="processor", kwargs={"name": "graphcast"},
     requires=("torch", "scipy", "trimesh", "rtree"), requires_checkpoint=True, kind="weather",
-    embedding_type="grid",
+    embedding_type="grid", gpu=True,
     description=("GraphCast from DeepMind's released params/*.npz in our PyTorch encoder-processor-decoder "
                  "(route 1, equal to the JAX reference); processor mesh latents mapped to the grid, mean per "
                  "(time, patch)")))
