@@ -105,3 +105,41 @@ def test_placeholder_study_lists_every_missing_checkpoint(tmp_path):
     assert "chemberta =" not in msg
     with pytest.raises(UnknownNameError):  # a bad name is still refused without files
         Study.from_dict({"models": ["esm2-t6-9m"], "datasets": [{"name": "proteins"}]}).validate(files=False)
+
+
+def test_cli_check_lists_missing_checkpoints_and_runs_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from matteralign.cli import app
+
+    study = tmp_path / "s.toml"
+    out = tmp_path / "out"
+    study.write_text(f'out = "{out}"\nmodels = ["esm2-t6-8m", {{ name = "esm2-t6-8m", as = "b", '
+                     f'checkpoint = "/path/to/b" }}, "random"]\n'
+                     f'[checkpoints]\nesm2-t6-8m = "/path/to/a"\n[[datasets]]\nname = "proteins"\n')
+    res = CliRunner().invoke(app, ["run", str(study), "--check"])
+    assert res.exit_code == 2
+    lines = res.stdout.strip().splitlines()
+    assert lines == ["esm2-t6-8m: checkpoint path '/path/to/a' does not exist",
+                     "esm2-t6-8m@b: checkpoint path '/path/to/b' does not exist"]
+    assert not out.exists()
+    ok = tmp_path / "ok.toml"
+    ok.write_text(f'out = "{out}"\nmodels = ["random", "random@again"]\n[[datasets]]\nname = "proteins"\n')
+    res = CliRunner().invoke(app, ["run", str(ok), "--check"])
+    assert res.exit_code == 0 and "every model can run" in res.stdout and not out.exists()
+
+
+def test_paper_model_table_validates_and_lists_each_placeholder():
+    from importlib import resources
+
+    path = resources.files("matteralign").joinpath("studies", "paper-models.toml")
+    study = Study.from_toml(str(path))
+    study.validate(files=False)  # every name, layer, metric and dataset is known
+    found = study.problems()
+    missing = {p["model"] for p in found if p["what"] == "checkpoint"}
+    assert missing == set(study.config.checkpoints)  # every placeholder path, each named
+    cannot = {p["model"]: p["reason"] for p in found if p["what"] == "model"}
+    assert {"geom2vec", "esm3-structure", "prostt5-structure"} <= set(cannot)
+    assert "no PyPI package ships Geom2Vec" in cannot["geom2vec"]
+    with pytest.raises(ConfigError, match=f"{len(missing)} checkpoint path\\(s\\) do not exist: orb-v2 = "):
+        study.validate()

@@ -161,6 +161,9 @@ def run(
     address: str = typer.Option(None, "--address", help="Ray cluster: auto or HOST:PORT (default: a local Ray)."),
     workers: int = typer.Option(None, "--workers", help="Units at a time (default: every core)."),
     print_default: bool = typer.Option(False, "--print-default", help="Print the default study and exit."),
+    check: bool = typer.Option(False, "--check", help="Check the study's names and parameters, list every "
+                               "checkpoint path that does not exist and every model that cannot run here, and "
+                               "run nothing (exit status 2 when any is listed)."),
 ):
     """Run a study: extract -> measure -> analyse -> report. Ends with the report's path."""
     from .study import Study, default_study_text
@@ -171,6 +174,18 @@ def run(
     execution = {"executor": executor, "address": address, "workers": workers}
     s = Study.from_toml(study).override(datasets=dataset, models=model, n=n, seed=seed, out=out, execution=execution,
                                           store=store)
+    if check:
+        s.validate(files=False)
+        found = s.problems()
+        for p in found:
+            typer.echo(f"{p['model']}: {p['reason']}")
+        n_ckpt = sum(p["what"] == "checkpoint" for p in found)
+        if found:
+            _err_console().print(f"{s.source}: {n_ckpt} checkpoint path(s) missing, "
+                                 f"{len(found) - n_ckpt} model(s) cannot run here", highlight=False)
+            raise SystemExit(EXIT_USER_ERROR)
+        typer.echo(f"{s.source}: every model can run and every checkpoint exists")
+        return
     results = s.run(progress=True)
     typer.echo(str(results.report.resolve()) if results.report else str(s.out.resolve()))
     if not results.complete and not s.config.allow_partial:  # the summary was printed by the run
