@@ -10,9 +10,11 @@ Confounds, per dataset and metric, raw and calibrated:
 * **training vs architecture**: for each re-initialised model ``r`` of a trained model ``t`` (``random_init_of``
   on its spec), the mean alignment of ``t`` and of ``r`` with every other model (both compared with the same
   partners), their difference and a 95 % bootstrap interval over the partners;
-* **width**: Spearman correlation between the alignment of a pair and the geometric mean of the two embedding
-  widths, with a 95 % bootstrap interval over pairs (a raw score that grows with width is the Aristotelian
-  warning);
+* **scale** (width, parameter count, depth): Spearman correlation between the alignment of a pair and the
+  geometric mean of the two models' embedding widths, parameter counts (``n_parameters`` of the model's
+  provenance) and depths (the depth index of the compared layer, where the model's spec lists its layers'
+  depths), with a 95 % bootstrap interval over pairs (a raw score that grows with width or depth is the
+  Aristotelian warning). Pairs with a fact unknown for either model are left out of that fact's row;
 * **composition**: each model's alignment with the ``composition`` baseline (element fractions), when the
   study has it, and every pair's alignment after residualising both representations on the composition
   features by ridge regression (:func:`residualise`; unbiased CKA with its permutation null), so the report
@@ -26,7 +28,7 @@ import numpy as np
 from ._common import fmt, order_models
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
-__all__ = ["run", "confounds", "residualise", "beyond_composition"]
+__all__ = ["run", "confounds", "model_depth", "residualise", "beyond_composition"]
 
 _B = 1000
 
@@ -54,8 +56,52 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(spearmanr(x, y).statistic)
 
 
+def _n_params(meta) -> int | None:
+    """The parameter count of a model's provenance (``n_params`` of its metadata), when known and positive."""
+    value = (meta or {}).get("n_params")
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def model_depth(model: str, meta) -> int | None:
+    """Depth index of the compared layer (``meta["layer"]``, else the default layer) from the model's spec.
+
+    Only specs that list their layers' depths (``ModelSpec.depths``) count; a spec without them (depths are
+    then mere positions in its layer list) or a model outside the registry gives ``None`` (unknown).
+    Controls (``meta["control"]``) have no depth.
+
+    Returns
+    -------
+    int or None
+        0 nearest the input; larger is deeper.
+    """
+    from ..errors import MatterAlignError
+
+    meta = meta or {}
+    if meta.get("control"):
+        return None
+    try:
+        from ..models import get_spec
+
+        spec = get_spec(model)
+    except (MatterAlignError, ImportError):
+        return None
+    if not spec.depths:
+        return None
+    layer = meta.get("layer") or spec.default_layer
+    return next((li.depth for li in spec.layer_info() if li.name == layer), None)
+
+
 def confounds(ctx: AnalysisContext, *, seed: int = 0):
-    """The confound tables (module docstring): ``(training, width, composition)`` DataFrames."""
+    """The confound tables (module docstring): ``(training, scale, composition)`` DataFrames.
+
+    ``scale`` has one row per (dataset, metric, params, score, confound) with ``confound`` one of ``width``,
+    ``n_params``, ``depth``: ``spearman_rho`` of the pair scores against the geometric mean of the two models'
+    fact, its 95 % bootstrap interval over pairs (``ci_low``, ``ci_high``), ``pairs`` and ``models`` used.
+    """
     import pandas as pd
 
     df = _pair_frame(ctx)
@@ -65,6 +111,8 @@ def confounds(ctx: AnalysisContext, *, seed: int = 0):
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     for (ds, metric, params), g in df.groupby(["dataset", "metric", "params"], sort=False):
         widths = {m: e.X.shape[1] for m, e in ctx.embeddings.get(ds, {}).items()}
+        n_params = {m: float(p) for m in widths if (p := _n_params(ctx.models.get(m))) is not None}
+        depths = {m: float(d) for m in widths if (d := model_depth(m, ctx.models.get(m))) is not None}
         for score in ("value", "calibrated"):
             val = {(a, b): v for a, b, v in zip(g["model_a"], g["model_b"], g[score], strict=True)}
             # training vs architecture
@@ -82,17 +130,20 @@ def confounds(ctx: AnalysisContext, *, seed: int = 0):
                                        random_init=r, trained_mean=float(np.mean([val[(t, o)] for o in partners])),
                                        random_mean=float(np.mean([val[(r, o)] for o in partners])),
                                        difference=float(d.mean()), ci_low=lo, ci_high=hi, partners=len(partners)))
-            # width
-            keys = [(a, b) for (a, b), v in val.items() if a < b and np.isfinite(v) and a in widths and b in widths]
-            if len(keys) >= 3:
-                w = np.array([np.sqrt(widths[a] * widths[b]) for a, b in keys], dtype=float)
+            # scale: width, parameter count, depth
+            for confound, fact in (("width", widths), ("n_params", n_params), ("depth", depths)):
+                keys = [(a, b) for (a, b), v in val.items() if a < b and np.isfinite(v) and a in fact and b in fact]
+                if len(keys) < 3:
+                    continue
+                w = np.array([np.sqrt(fact[a] * fact[b]) for a, b in keys], dtype=float)
                 v = np.array([val[k] for k in keys])
                 rho = _spearman(w, v)
                 boots = [_spearman(w[i], v[i]) for i in rng.integers(0, len(keys), (200, len(keys)))]
                 boots = np.array([b for b in boots if np.isfinite(b)])
                 lo, hi = (np.quantile(boots, [0.025, 0.975]) if boots.size > 10 else (np.nan, np.nan))
-                width_rows.append(dict(dataset=ds, metric=metric, params=params, score=score, spearman_rho=rho,
-                                       ci_low=float(lo), ci_high=float(hi), pairs=len(keys)))
+                width_rows.append(dict(dataset=ds, metric=metric, params=params, score=score, confound=confound,
+                                       spearman_rho=rho, ci_low=float(lo), ci_high=float(hi), pairs=len(keys),
+                                       models=len({m for k in keys for m in k})))
             # composition baseline
             if "composition" in widths:
                 for m in widths:
@@ -186,7 +237,10 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             "the null: 0 means no more aligned than chance. Stars mark pairs significant after the "
             f"Benjamini-Hochberg correction at FDR {fdr} across the pairs of a dataset and metric. The "
             "confound tables compare trained models with their re-initialised architectures, relate scores to "
-            "embedding width, and give each model's alignment with plain element fractions (composition)."),
+            "embedding width, parameter count (from each model's provenance) and layer depth (from each model's "
+            "spec, where it lists its layers' depths), each as the Spearman correlation of a pair's score with "
+            "the geometric mean of the two models' values, and give each model's alignment with plain element "
+            "fractions (composition)."),
     )
     df = _pair_frame(ctx)
     if df is None:
@@ -223,7 +277,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                                                      "p_value", "p_adjusted", "null_mean", "null_tau", "calibrated",
                                                      "calibrated_centered", "ci_low", "ci_high") if c in df]]
     beyond = beyond_composition(ctx, n_permutations=int(ctx.params.get("n_permutations", 100)))
-    for name, t in (("training_vs_architecture", training), ("width", width), ("composition", comp),
+    for name, t in (("training_vs_architecture", training), ("scale", width), ("composition", comp),
                     ("beyond_composition", beyond)):
         if len(t):
             res.tables[name] = t
@@ -232,9 +286,11 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             f"{r.dataset}, {r.metric} ({r.score}): {r.trained} vs its re-initialised {r.random_init}, mean over "
             f"{r.partners} partners {fmt(r.trained_mean)} vs {fmt(r.random_mean)}; difference {fmt(r.difference)} "
             f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}].")
+    facts = {"width": "embedding width", "n_params": "parameter count", "depth": "layer depth"}
     for r in width.itertuples() if len(width) else ():
-        res.findings.append(f"{r.dataset}, {r.metric} ({r.score}): Spearman rho with embedding width "
-                            f"{fmt(r.spearman_rho)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] over {r.pairs} pairs.")
+        res.findings.append(f"{r.dataset}, {r.metric} ({r.score}): Spearman rho with {facts[r.confound]} "
+                            f"{fmt(r.spearman_rho)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] over {r.pairs} pairs "
+                            f"of {r.models} models.")
     for ds, g in beyond.groupby("dataset") if len(beyond) else ():
         res.findings.append(
             f"{ds}: after removing what element fractions explain (ridge residuals), mean calibrated unbiased "

@@ -29,8 +29,10 @@ against recomputing the metric to 1e-9):
     commutes with row permutations (``spec.null_kernel``/``spec.null_ratio``): linear CKA (centred Gram),
     unbiased CKA (U-centred Gram, zero diagonal; Song et al. 2012 = Székely & Rizzo 2014's U-centred inner
     product), dCor and dCor^2 (double-centred distances) and bias-corrected dCor^2 (U-centred distances).
-    The permuted matrix is ``M_y[pi][:, pi]``, so a null value costs O(N^2) and no distance or Gram
-    recomputation. Used up to ``spec.null_max_n`` samples.
+    The permuted matrix is ``M_y[pi][:, pi]``, so a null value needs no distance or Gram recomputation: per
+    permutation the permuted rows of every model are gathered once (``M N^2 / 2`` elements, symmetry halving
+    them) and every pair's ``<M_x, M_y[pi][:, pi]>`` comes out of one matrix product
+    (:func:`~._nullkernels.mantel_matrix`). Used up to ``spec.null_max_n`` samples.
 ``cache``
     other metrics with ``spec.null_from_cache`` (information imbalance: per-model rank matrices, ranks of
     ``Y[pi]`` are ``R_Y[pi][:, pi]``; IdCor: joint squared distances ``D_x + D_y[pi][:, pi]``).
@@ -67,7 +69,7 @@ import numpy as np
 from ..errors import InputError
 from ._cache import ModelCache, prepare
 from ._compiled import warm
-from ._nullkernels import NULL_MAX_N, mantel_sums
+from ._nullkernels import NULL_MAX_N, mantel_matrix
 from ._registry import MetricSpec, get_metric
 from ._validate import check_positive_int
 
@@ -257,21 +259,19 @@ def _inverse(perms: np.ndarray) -> np.ndarray:
 
 
 def _kernel_nulls(spec, caches, pairs, params, perms) -> dict[tuple[str, str], np.ndarray]:
-    mats = {m: spec.null_kernel(caches[m], **params) for m in sorted({m for p in pairs for m in p})}
-    selfs = {m: float(np.vdot(M, M)) for m, M in mats.items()}
-    inv = _inverse(perms)
-    done: dict[tuple[str, str], np.ndarray] = {}
+    """Kernel-route nulls of every pair from one :func:`~._nullkernels.mantel_matrix` pass per permutation."""
+    names = sorted({m for p in pairs for m in p})
+    mats = [spec.null_kernel(caches[m], **params) for m in names]
+    selfs = [float(np.vdot(M, M)) for M in mats]
+    n = mats[0].shape[0]
+    cross = mantel_matrix(mats, perms)  # [t, a, b] = <M_a, M_b[p_t][:, p_t]>
+    pos = {m: i for i, m in enumerate(names)}
     out = {}
-    for pair in pairs:
-        # symmetric metrics: s(b, a[inv pi]) = s(a, b[pi]), so (b, a) with a < b mirrors (a, b)
-        key = tuple(sorted(pair)) if spec.symmetric else pair
-        if key not in done:
-            a, b = key
-            Ma, Mb = mats[a], mats[b]
-            cross = mantel_sums(Ma, Mb, perms if a <= b else inv)
-            vals = np.array([spec.null_ratio(float(c), selfs[a], selfs[b], n=Ma.shape[0], **params) for c in cross])
-            done[key] = vals
-        out[pair] = done[key]
+    for a, b in pairs:
+        # a <= b: <M_a, M_b[p]>; a > b uses the inverse: <M_a, M_b[p^-1]> = <M_b, M_a[p]> = cross[t, b, a]
+        ia, ib = pos[a], pos[b]
+        c = cross[:, ia, ib] if a <= b else cross[:, ib, ia]
+        out[(a, b)] = np.array([spec.null_ratio(float(v), selfs[ia], selfs[ib], n=n, **params) for v in c])
     return out
 
 
