@@ -185,6 +185,73 @@ class _Slot:
         raise NotImplementedError
 
 
+class _Queue:
+    """The units still to run: one FIFO per model (extraction and energy units) and the call units in order.
+
+    Taking the next unit costs O(models + waiting call units), not O(units): the paper's plan has ~29,000
+    shards over 295 (dataset, model) jobs.
+    """
+
+    def __init__(self, units):
+        from collections import OrderedDict, deque
+
+        self.by_model: OrderedDict[str, deque] = OrderedDict()
+        self.calls: list[CallUnit] = []
+        self._deque = deque
+        for u in units:
+            self._add(u)
+
+    def _add(self, unit, front: bool = False):
+        if isinstance(unit, CallUnit):
+            (self.calls.insert(0, unit) if front else self.calls.append(unit))
+            return
+        q = self.by_model.setdefault(unit.model_key, self._deque())
+        (q.appendleft if front else q.append)(unit)
+
+    def put_back(self, unit) -> None:
+        """A unit whose worker died runs again first."""
+        self._add(unit, front=True)
+
+    def __bool__(self) -> bool:
+        return bool(self.calls) or any(self.by_model.values())
+
+    def ready_calls(self, ready) -> list[CallUnit]:
+        return [u for u in self.calls if ready(u)]
+
+    def take(self, unit) -> None:
+        self.calls.remove(unit)
+
+    def _pop(self, key: str):
+        q = self.by_model[key]
+        unit = q.popleft()
+        if not q:
+            del self.by_model[key]
+        return unit
+
+    def pick(self, slot, held: set, ready, can_host):
+        """The next unit for ``slot``: more of the model it holds; else a ready call unit it can run; else
+        the first model no other slot holds (so models load in parallel, each once); else the model with
+        the most units left (its shards are then shared). ``None`` when only waiting call units remain."""
+        if slot is not None:
+            q = self.by_model.get(slot.model_key)
+            if q and can_host(slot, q[0]):
+                return self._pop(slot.model_key)
+            for u in self.calls:
+                if can_host(slot, u) and ready(u):
+                    self.calls.remove(u)
+                    return u
+        for u in self.calls:
+            if ready(u):
+                self.calls.remove(u)
+                return u
+        if not self.by_model:
+            return None
+        for key in self.by_model:
+            if key not in held:
+                return self._pop(key)
+        return self._pop(max(self.by_model, key=lambda k: len(self.by_model[k])))
+
+
 class SlotExecutor(Executor):
     """The scheduling loop over slots (local processes or Ray actors); subclasses make the slots."""
 
@@ -224,31 +291,32 @@ class SlotExecutor(Executor):
         return all(a.key in self._kept for a in getattr(unit, "args", ()) if isinstance(a, Ref))
 
     def run(self, units, on_result, *, progress=None):
-        pending = list(units)
+        queue = _Queue(units)
         attempts: dict[tuple, int] = {}
         running: dict[cf.Future, tuple[int | None, Any]] = {}
 
         def dispatch():
             # call units that run outside the slots (Ray tasks) go as soon as their inputs exist
-            for unit in [u for u in pending if isinstance(u, CallUnit) and self._ready(u)]:
+            for unit in queue.ready_calls(self._ready):
                 fut = self._submit_call(unit)
-                if fut is not None:
-                    pending.remove(unit)
-                    running[fut] = (None, unit)
+                if fut is None:
+                    break  # this executor runs call units in its slots
+                queue.take(unit)
+                running[fut] = (None, unit)
             busy = {i for i, _u in running.values() if i is not None}
             free = [i for i in range(self.workers) if i not in busy]
-            if not free or not pending:
+            if not free or not queue:
                 return
             capacity = self._capacity()
-            ready = [u for u in pending if self._ready(u)]  # once per dispatch, not once per slot
             for i in free:
-                if not ready:
+                if not queue:
                     break
                 if self._slots[i] is None and sum(x is not None for x in self._slots) >= capacity:
                     continue  # the cluster shrank: wait for a live slot
-                unit = self._pick(self._slots[i], ready)
-                ready.remove(unit)
-                pending.remove(unit)
+                held = {s.model_key for j, s in enumerate(self._slots) if s is not None and j != i}
+                unit = queue.pick(self._slots[i], held, self._ready, self._can_host)
+                if unit is None:
+                    break  # only call units waiting for results remain
                 slot = self._slots[i]
                 if slot is None or not self._can_host(slot, unit):
                     if slot is not None:
@@ -257,10 +325,10 @@ class SlotExecutor(Executor):
                 running[slot.submit(unit, self._resolve)] = (i, unit)
 
         try:
-            while pending or running:
+            while queue or running:
                 dispatch()
                 if not running:
-                    missing = sorted({str(a.key) for u in pending for a in getattr(u, "args", ()) if isinstance(a, Ref)
+                    missing = sorted({str(a.key) for u in queue.calls for a in u.args if isinstance(a, Ref)
                                       and a.key not in self._kept})
                     raise ModelError(f"units wait for results no unit produces: {missing}")
                 done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
@@ -281,7 +349,7 @@ class SlotExecutor(Executor):
                             raise ModelError(f"{unit.label}: the worker died {n} times running this unit "
                                              f"(last: {exc}); giving up") from None
                         self.retries += 1
-                        pending.insert(0, unit)
+                        queue.put_back(unit)
                         continue
                     if isinstance(unit, CallUnit) and unit.share:
                         self._kept[unit.key] = result
@@ -297,16 +365,6 @@ class SlotExecutor(Executor):
                 fut.cancel()
             self._reset_slots(kill=True)  # Ctrl-C or an error: stop the workers now; nothing half-written
             raise
-
-    def _pick(self, slot: _Slot | None, pending: list):
-        if slot is not None:
-            for u in pending:
-                if u.model_key == slot.model_key and self._can_host(slot, u):
-                    return u
-            for u in pending:  # a call unit can run beside the model a slot holds
-                if isinstance(u, CallUnit) and self._can_host(slot, u):
-                    return u
-        return pending[0]
 
     def _reset_slots(self, kill: bool = False):
         for i, s in enumerate(self._slots):
