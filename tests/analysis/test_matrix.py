@@ -5,6 +5,7 @@ import pytest
 
 from matteralign.analysis import get_analysis
 from matteralign.analysis.matrix import condense
+from matteralign.errors import InputError
 
 from .conftest import l2, ref_cknna
 
@@ -105,3 +106,42 @@ def test_matrix_all_pairs_thin_gives_no_headline(ctx):
     heads = [f for f in res.findings if f.startswith("molecules")]
     assert not any("most aligned pair" in f for f in heads)
     assert any("every pair rests on fewer than 10·k = 250 samples (n = 240, k = 25)" in f for f in heads)
+
+
+def _calibrated_scores(ctx):
+    """A calibrated column that differs from the raw one (gated: below 0.3 raw is chance)."""
+    v = ctx.pairs["value"].to_numpy(dtype=float)
+    ctx.pairs["calibrated"] = np.clip((v - 0.3) / 0.7, 0.0, 1.0)
+    return ctx
+
+
+def test_matrix_from_calibrated_scores(ctx):
+    """score = 'calibrated': full and condensed matrices and the headlines read the calibrated column."""
+    ctx.pairs["n"] = 300
+    _calibrated_scores(ctx)
+    ctx.params = {"score": "calibrated"}
+    res = get_analysis("matrix")(ctx)
+    assert "calibrated" in res.title and "calibrated" in res.summary
+    sub = ctx.pairs[(ctx.pairs.dataset == "molecules") & (ctx.pairs.metric == "cknna")]
+    t = res.tables["molecules/cknna"].set_index("model")
+    for a, b in (("orb-a", "mace-s"), ("orb-a", "orb-b"), ("chemlm", "random")):
+        row = sub[(sub.model_a == a) & (sub.model_b == b)].iloc[0]
+        assert t.loc[a, b] == pytest.approx(row.calibrated) and row.calibrated != pytest.approx(row.value)
+    orb, mace = ["orb-a", "orb-b", "orb-c"], ["mace-s", "mace-m", "mace-l"]
+    cond = res.tables["molecules/cknna/condensed"].set_index("family")
+    assert cond.loc["orb", "orb"] == pytest.approx(np.mean([t.loc[a, b] for a in orb for b in orb if a != b]))
+    assert cond.loc["orb", "mace"] == pytest.approx(t.loc[orb, mace].to_numpy().mean())
+    assert np.nanmin(t.to_numpy(dtype=float)) >= 0  # gated scores
+    real = t.drop(index="random", columns="random")
+    best = np.nanmax(np.where(np.eye(7, dtype=bool), np.nan, real.to_numpy()))
+    assert any(f"(calibrated CKNNA {best:.3g}, n = 300, k = 25)" in f for f in res.findings)
+    assert "calibrated" in res.captions["condensed_molecules_cknna.png"]
+
+
+def test_matrix_calibrated_needs_calibration(ctx):
+    ctx.params = {"score": "calibrated"}
+    with pytest.raises(InputError, match="calibration"):
+        get_analysis("matrix")(ctx)
+    ctx.params = {"score": "bogus"}
+    with pytest.raises(InputError, match="score must be one of"):
+        get_analysis("matrix")(ctx)

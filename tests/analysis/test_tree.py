@@ -70,3 +70,26 @@ def test_tree_analysis(ctx):
     assert any("2 of 2 multi-model families form their own clade (mace, orb)" in f for f in res.findings)
     off = D.to_numpy() + np.diag(np.full(7, np.inf))
     assert any(f"(D = {off.min():.3g}; cknna profiles on n = 240)" in f and f.startswith("crystals") for f in res.findings)
+
+
+def test_tree_from_calibrated_scores(ctx):
+    """score = 'calibrated': the distances are those of the calibrated matrix (self pairs 1)."""
+    from matteralign.analysis._common import pair_matrix
+
+    v = ctx.pairs["value"].to_numpy(dtype=float)
+    ctx.pairs["calibrated"] = np.clip((v - 0.3) / 0.7, 0.0, 1.0)
+    ctx.params = {"score": "calibrated"}
+    res = get_analysis("tree")(ctx)
+    assert "calibrated" in res.title
+    D = res.tables["crystals/distance"].set_index("model")
+    names = list(D.index)
+    rows = ctx.pairs[(ctx.pairs.dataset == "crystals") & (ctx.pairs.metric == "cknna")]
+    rows = rows[rows.params == sorted(set(rows.params))[0]] if rows.params.nunique() > 1 else rows
+    C = pair_matrix(rows.assign(value=rows["calibrated"]), names, symmetric=True, diagonal=1.0)
+    np.testing.assert_allclose(D.to_numpy(), tree_distance(np.clip(C, 0, None)), atol=1e-12)
+    raw = get_analysis("tree")(ctx.__class__(**{**ctx.__dict__, "params": {}}))
+    assert not np.allclose(raw.tables["crystals/distance"].set_index("model").to_numpy(), D.to_numpy())
+    assert any("calibrated cknna profiles" in f for f in res.findings)
+    ctx.pairs = ctx.pairs.drop(columns=["calibrated"])
+    with pytest.raises(InputError, match="calibration"):
+        get_analysis("tree")(ctx)

@@ -27,6 +27,8 @@ __all__ = [
     "order_models",
     "is_symmetric",
     "pair_matrix",
+    "scored",
+    "SCORES",
     "offdiag_values",
     "fmt",
     "METRIC_ORDER",
@@ -148,6 +150,36 @@ def is_symmetric(metric: str) -> bool:
     except ImportError:  # pragma: no cover
         pass
     return metric not in _ASYMMETRIC_FALLBACK and "imbalance" not in metric
+
+
+#: Scores a matrix or tree can be built from (option ``score`` of those analyses): the column of the pairs table
+#: and how the report names it.
+SCORES = {"value": "raw score", "calibrated": "calibrated score"}
+
+
+def scored(rows: pd.DataFrame, score: str, *, analysis: str) -> pd.DataFrame:
+    """``rows`` with ``value`` taken from the pairs table's column ``score`` (``"value"``: unchanged).
+
+    ``"calibrated"`` is the gated score against the permutation null written by the measure stage
+    (:func:`matteralign.metrics.calibration.calibrate_pairs`; in [0, 1], 0 = not above chance).
+
+    Raises
+    ------
+    InputError
+        ``score`` is not one of :data:`SCORES`, or the table has no such scores (a study run without
+        calibration asked for calibrated matrices).
+    """
+    from ..errors import InputError
+
+    if score not in SCORES:
+        raise InputError(f"{analysis}: score must be one of {sorted(SCORES)}; got {score!r}")
+    if score == "value" or rows.empty:
+        return rows
+    if score not in rows or rows[score].notna().sum() == 0:
+        raise InputError(f"{analysis}: score = {score!r} needs the calibration columns of the pairs table, but "
+                         "they are empty (the study ran with [calibration] enabled = false); turn calibration on "
+                         "or use score = 'value'")
+    return rows.assign(value=rows[score].astype(float))
 
 
 def pair_matrix(

@@ -16,6 +16,7 @@ from ._common import (
     order_models,
     pair_matrix,
     params_label,
+    scored,
     select_params,
 )
 from .base import AnalysisContext, AnalysisResult, register_analysis
@@ -62,16 +63,17 @@ def _metrics_in(df) -> list[str]:
     return [m for m in METRIC_ORDER if m in present] + sorted(m for m in present if m not in METRIC_ORDER)
 
 
-def metric_matrices(ctx: AnalysisContext, dataset: str, *, k: int = 25):
+def metric_matrices(ctx: AnalysisContext, dataset: str, *, k: int = 25, score: str = "value"):
     """``{metric: (M, names, params_label)}`` for one dataset, models ordered by family then name.
 
     kNN-type metrics with several ``k`` in the table use ``k`` (default 25). Self pairs absent from the
-    table are NaN.
+    table are NaN. ``score``: ``"value"`` (raw scores) or ``"calibrated"`` (the gated calibrated scores of the
+    pairs table, :func:`~matteralign.analysis._common.scored`).
     """
     df = ctx.pairs[ctx.pairs["dataset"] == dataset]
     out = {}
     for metric in _metrics_in(df):
-        rows = select_params(df, metric, prefer={"k": k})
+        rows = scored(select_params(df, metric, prefer={"k": k}), score, analysis="matrix")
         names = order_models(ctx.models, set(rows["model_a"]) | set(rows["model_b"]))
         M = pair_matrix(rows, names, symmetric=is_symmetric(metric))
         label = params_label(rows["params"].iloc[0]) if len(rows) else ""
@@ -88,7 +90,9 @@ def _spec(metric: str):
         return None
 
 
-def _colour_scale(metric: str, M: np.ndarray):
+def _colour_scale(metric: str, M: np.ndarray, score: str = "value"):
+    if score == "calibrated":  # gated scores: [0, 1], higher = more aligned beyond chance, any metric direction
+        return 0.0, 1.0, "viridis", "calibrated: 0 = chance, 1 = identical"
     spec = _spec(metric)
     lower_better = (spec is not None and spec.higher_is_better is False) or "imbalance" in metric
     finite = M[np.isfinite(M)]
@@ -127,15 +131,22 @@ def _k_of(label: str) -> int | None:
     return None
 
 
-@register_analysis("matrix", options=["k"])
+@register_analysis("matrix", options=["k", "score"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
-    """Heatmaps and tables of every pair metric per dataset, full and condensed by family."""
+    """Heatmaps and tables of every pair metric per dataset, full and condensed by family.
+
+    Options: ``k`` (the kNN metrics' k, default 25) and ``score``: ``"value"`` (raw scores, default) or
+    ``"calibrated"`` (every matrix, condensed matrix and headline from the calibrated scores of the pairs table;
+    the study file, recorded with the report, keeps the choice).
+    """
     import pandas as pd
 
     from ._plot import family_colors, heatmap, matrix_figsize, model_colors, pyplot, safe_name, save
 
     plt = pyplot()
     k = int(ctx.params.get("k", 25))
+    score = str(ctx.params.get("score", "value"))
+    cal = score == "calibrated"
     res = AnalysisResult(
         name="matrix",
         title="Alignment matrices",
@@ -151,17 +162,25 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             "left out of the headlines. Each headline gives the number of samples n behind it."
         ),
     )
+    if cal:
+        res.title = "Alignment matrices (calibrated scores)"
+        res.summary = (
+            "Built from calibrated scores (study option score = 'calibrated'): each cell is the pair's score "
+            "against its permutation null, (s - tau) / (s_max - tau) clipped to [0, 1] with tau the null's 95th "
+            "percentile (mirrored for lower-is-better metrics such as information imbalance), so 0 means no more "
+            "aligned than chance and 1 identical; the raw scores are in the calibration section.\n\n"
+            + res.summary)
     fam_colors_all = family_colors(ctx.models)
     for dataset in sorted(set(ctx.pairs["dataset"])) if len(ctx.pairs) else []:
-        mats = metric_matrices(ctx, dataset, k=k)
+        mats = metric_matrices(ctx, dataset, k=k, score=score)
         df = ctx.pairs[ctx.pairs["dataset"] == dataset]
         for metric, (M, names, plabel) in mats.items():
             rows = select_params(df, metric, prefer={"k": k})
             N = pair_n_matrix(rows, names)
             kk = _k_of(plabel)
             thin = thin_mask(N, kk)
-            lo, hi, cmap, clabel = _colour_scale(metric, M)
-            label = METRIC_LABELS.get(metric, metric)
+            lo, hi, cmap, clabel = _colour_scale(metric, M, score)
+            label = ("calibrated " if cal else "") + METRIC_LABELS.get(metric, metric)
             title = f"{dataset}: {label}" + (f" ({plabel})" if plabel else "")
             colors = model_colors(ctx.models, names)
             fig, ax = plt.subplots(figsize=matrix_figsize(len(names), len(names), names))
@@ -201,7 +220,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                 C, index=pd.Index(fam_list, name="family"), columns=fam_list
             ).reset_index()
             if metric == "cknna":
-                res.findings.extend(_cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, kk))
+                res.findings.extend(_cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, kk,
+                                                    label="calibrated CKNNA" if cal else "CKNNA"))
     if not res.figures:
         res.findings.append("No pair results were available, so no matrix was drawn.")
     return res
@@ -216,7 +236,7 @@ def _n_text(N: np.ndarray, idx) -> str:
     return f"n = {lo}" if lo == hi else f"n = {lo}–{hi}"
 
 
-def _cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, k) -> list[str]:
+def _cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, k, label: str = "CKNNA") -> list[str]:
     out = []
     ctrl = [i for i, m in enumerate(names) if is_control(ctx.models.get(m))]
     real = [i for i in range(len(names)) if i not in ctrl]
@@ -239,7 +259,7 @@ def _cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, k) -> list[str
             mask = np.isfinite(sub)
             out.append(
                 f"{dataset}: the most aligned pair of real models is {names[a]} – {names[b]} "
-                f"(CKNNA {fmt(sub[i, j])}, {_n_text(N, (np.array([a]), np.array([b])))}{kk}); the median over "
+                f"({label} {fmt(sub[i, j])}, {_n_text(N, (np.array([a]), np.array([b])))}{kk}); the median over "
                 f"{int(np.triu(mask | mask.T, 1).sum())} real pairs is {fmt(float(np.nanmedian(sub)))} "
                 f"({_n_text(N, np.ix_(real, real))})."
             )
@@ -250,13 +270,13 @@ def _cknna_findings(ctx, dataset, M, names, C, fam_list, N, thin, k) -> list[str
         if vals.size:
             out.append(
                 f"{dataset}: random controls ({', '.join(names[i] for i in ctrl)}) vs every other model: "
-                f"max |CKNNA| {fmt(float(np.abs(vals).max()))} ({_n_text(N, np.ix_(ctrl, real))}{kk})."
+                f"max |{label}| {fmt(float(np.abs(vals).max()))} ({_n_text(N, np.ix_(ctrl, real))}{kk})."
             )
     diag = np.diag(C)
     off = C[~np.eye(len(fam_list), dtype=bool)]
     if np.isfinite(diag).any() and np.isfinite(off).any():
         out.append(
-            f"{dataset}: mean CKNNA within a family {fmt(float(np.nanmean(diag)))} vs between families "
+            f"{dataset}: mean {label} within a family {fmt(float(np.nanmean(diag)))} vs between families "
             f"{fmt(float(np.nanmean(off)))} (condensed matrix, controls included; {_n_text(N, np.isfinite(N))}{kk})."
         )
     return out

@@ -13,6 +13,7 @@ from ._common import (
     n_phrase,
     order_models,
     pair_matrix,
+    scored,
     select_params,
 )
 from .base import AnalysisContext, AnalysisResult, register_analysis
@@ -168,9 +169,14 @@ def _draw(ax, tree, ctx, title: str):
     ax.set_title(title)
 
 
-@register_analysis("tree", options=["alpha", "eps", "metric", "k"])
+@register_analysis("tree", options=["alpha", "eps", "metric", "k", "score"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
-    """Neighbour-joining tree of the models per dataset, from their CKNNA profiles; Newick files."""
+    """Neighbour-joining tree of the models per dataset, from their CKNNA profiles; Newick files.
+
+    Options: ``alpha``, ``eps`` (:func:`tree_distance`), ``metric`` (default ``cknna``), ``k`` and ``score``:
+    ``"value"`` (raw scores, default) or ``"calibrated"`` (profiles of the calibrated scores of the pairs table,
+    so that agreement at chance level weighs nothing; self pairs are 1).
+    """
     import pandas as pd
 
     from ._plot import family_legend, pyplot, safe_name, save
@@ -180,11 +186,13 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     eps = float(ctx.params.get("eps", 1e-3))
     metric = str(ctx.params.get("metric", "cknna"))
     k = int(ctx.params.get("k", 25))
+    score = str(ctx.params.get("score", "value"))
+    what = f"calibrated {metric}" if score == "calibrated" else metric
     res = AnalysisResult(
         name="tree",
         title="Tree of models",
         summary=(
-            f"As in the paper (App. A.1.3): the {metric} matrix C without random controls, its row profiles "
+            f"As in the paper (App. A.1.3): the {what} matrix C without random controls, its row profiles "
             "R_i(j) = (C_ij + ε) / (Σ_j' C_ij' + Mε) and column profiles K_i (the same on Cᵀ), the distance "
             "D_ij = α·sqrt(JSD(R_i, R_j)) + (1 − α)·sqrt(JSD(K_i, K_j)) with JSD in bits, then neighbour "
             f"joining (scikit-bio). Here α = {alpha:g} and ε = {eps:g}: the paper does not give them. "
@@ -193,10 +201,15 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             "in the family's colour, a shade and marker per model; the drawing is rooted at the midpoint, the Newick file is the unrooted NJ tree."
         ),
     )
+    if score == "calibrated":
+        res.title = "Tree of models (calibrated scores)"
+        res.summary += (" Built from calibrated scores (study option score = 'calibrated'): (s - tau) / (s_max - tau) "
+                        "clipped to [0, 1] against each pair's permutation null, so a pair no more aligned than "
+                        "chance contributes 0.")
     datasets = sorted(set(ctx.pairs["dataset"])) if len(ctx.pairs) else []
     for dataset in datasets:
         df = ctx.pairs[ctx.pairs["dataset"] == dataset]
-        rows = select_params(df, metric, prefer={"k": k})
+        rows = scored(select_params(df, metric, prefer={"k": k}), score, analysis="tree")
         if rows.empty:
             res.findings.append(f"{dataset}: no {metric} results, no tree.")
             continue
@@ -222,13 +235,13 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                                                          columns=names).reset_index()
 
         fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.32 * len(names) + 1.2)))
-        _draw(ax, tree, ctx, f"{dataset}: neighbour-joining tree of {metric} profiles")
+        _draw(ax, tree, ctx, f"{dataset}: neighbour-joining tree of {what} profiles")
         fams_present = list(dict.fromkeys(family_of(ctx.models, m) for m in names))
         family_legend(ax, ctx.models, fams_present, loc="lower right", title="family")
         res.figures.append(save(fig, ctx.out_dir / f"tree_{safe_name(dataset)}.png"))
         res.captions[res.figures[-1].name] = (
             f"{dataset}: neighbour-joining tree of the {len(names)} models (controls left out) from the "
-            f"Jensen–Shannon distances of their {metric} profiles; leaves in the family's colour, a shade and marker per model (Newick file below).")
+            f"Jensen–Shannon distances of their {what} profiles; leaves in the family's colour, a shade and marker per model (Newick file below).")
 
         fams = {m: family_of(ctx.models, m) for m in names}
         clades = family_clades(tree, fams)
@@ -243,7 +256,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         off = D + np.diag(np.full(len(names), np.inf))
         i, j = np.unravel_index(np.argmin(off), off.shape)
         res.findings.append(f"{dataset}: the closest models in the tree distance are {names[i]} and {names[j]} "
-                            f"(D = {fmt(D[i, j])}; {metric} profiles on {n_phrase(ctx.pairs, dataset, metric)}).")
+                            f"(D = {fmt(D[i, j])}; {what} profiles on {n_phrase(ctx.pairs, dataset, metric)}).")
     if not res.figures and not res.findings:
         res.findings.append("No pair results were available, so no tree was built.")
     return res
