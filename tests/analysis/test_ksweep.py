@@ -55,3 +55,48 @@ def test_ksweep_runs_on_the_core_set(ctx):
     assert sorted(set(mol["k"])) == [2, 10, 25, 50, 100] and (mol["n"] > 40).all()
     assert any("left out" in f and "chemlm" in f for f in res.findings)
     assert "chemlm" not in set(res.tables["scores"].query("dataset == 'molecules'")["model"])
+
+
+def test_ksweep_per_pair_intersections_when_the_core_set_is_too_small(ctx):
+    """Each model skips a different quarter of the samples: the common set is too small for k = 100, so each
+    pair is measured on its own shared samples (every model kept), and the figure says so."""
+    from matteralign.analysis.ksweep import cknna_sweep_pairs
+
+    embs = ctx.embeddings["molecules"]
+    n_all = len(next(iter(embs.values())).ids)
+    for i, (m, e) in enumerate(sorted(embs.items())):
+        keep = [r for r in range(n_all) if (r + 13 * i) % 4 != 0]  # a different quarter left out per model
+        embs[m] = type(e)(ids=[e.ids[r] for r in keep], X=e.X[keep])
+    common = set.intersection(*(set(e.ids) for e in embs.values()))
+    ctx.params = {"ks": [2, 10, 25, 100]}
+    res = get_analysis("ksweep")(ctx)
+    stab = res.tables["rank_stability"]
+    mol = stab[stab.dataset == "molecules"]
+    assert len(common) - 1 <= 100  # the core set cannot hold k = 100 ...
+    assert sorted(set(mol["k"])) == [2, 10, 25, 100] and set(mol["samples"]) == {"per-pair intersections"}
+    pairs = res.tables["pairs"].query("dataset == 'molecules'")
+    a, b = "orb-a", "mace-s"
+    shared = [s for s in embs[a].ids if s in set(embs[b].ids)]
+    row = pairs[(pairs.model_a == a) & (pairs.model_b == b) & (pairs.k == 10)].iloc[0]
+    assert row.n == len(shared) > len(common)  # ... each pair keeps its own shared samples
+    Xa = l2(embs[a].aligned(shared).astype(np.float64))
+    Xb = l2(embs[b].aligned(shared).astype(np.float64))
+    assert row.value == pytest.approx(ref_cknna(Xa, Xb, 10), abs=1e-4)
+    # the model score is the mean over its real partners' per-pair values
+    scores = res.tables["scores"].query("dataset == 'molecules' and k == 10").set_index("model")
+    real = [m for m in embs if m != "random"]
+    k10 = pairs[pairs.k == 10].set_index(["model_a", "model_b"])["value"]
+    want = np.mean([(k10[("chemlm", p)] + k10[(p, "chemlm")]) / 2 for p in real if p != "chemlm"])
+    assert scores.loc["chemlm", "mean_cknna"] == pytest.approx(want, abs=1e-12)  # both orders, then partners
+    cap = res.captions["ksweep_molecules.png"]
+    assert "each pair on the samples both of its models embedded" in cap and f"({len(common)})" in cap
+    assert any("too few for k up to 100" in f for f in res.findings)
+    direct = cknna_sweep_pairs(embs, [a, b], [10], normalize="l2")
+    assert direct.value.iloc[0] == pytest.approx(row.value, abs=1e-12)
+    # the core set when asked
+    ctx.params = {"ks": [2, 10, 25, 100], "samples": "core"}
+    core = get_analysis("ksweep")(ctx)
+    mol = core.tables["rank_stability"].query("dataset == 'molecules'")
+    n_core = len(common)
+    assert sorted(mol["k"]) == [k for k in (2, 10, 25) if k < n_core - 1]
+    assert mol.empty or set(mol["samples"]) == {"core set"}

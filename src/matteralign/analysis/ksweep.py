@@ -7,7 +7,7 @@ import numpy as np
 from ._common import family_of, fmt, is_control, order_models
 from .base import AnalysisContext, AnalysisResult, register_analysis
 
-__all__ = ["run", "DEFAULT_KS", "cknna_sweep"]
+__all__ = ["run", "DEFAULT_KS", "cknna_sweep", "cknna_sweep_pairs"]
 
 #: Share of a dataset's samples a model must embed to be in the core set of the sweep (as the measure stage).
 _CORE_COVERAGE = 0.9
@@ -44,9 +44,57 @@ def cknna_sweep(reps: dict[str, np.ndarray], ks, *, normalize: str = "l2"):
     return tab[["model_a", "model_b", "k", "value"]].reset_index(drop=True)
 
 
-@register_analysis("ksweep", options=["ks", "k_ref", "k", "n_max"])
+def cknna_sweep_pairs(embs, names, ks, *, normalize: str = "l2", n_max: int | None = None, seed: int = 0):
+    """CKNNA of every model pair at every ``k``, each pair on the samples **both** models embedded.
+
+    Parameters
+    ----------
+    embs : dict of str -> Embedding
+        The models' pooled representations (``ids``, ``X``), possibly of different samples.
+    names : sequence of str
+        The models, in the order of the table.
+    ks : sequence of int
+        Neighbour counts; a pair skips every ``k >= n_ab - 1`` (``n_ab``: its shared samples).
+    normalize : str
+        Row normalisation applied before the kNN search.
+    n_max : int, optional
+        At most this many shared samples per pair (a seeded subset, ``default_rng([seed, i, j])``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model_a, model_b, k, value, n`` (both orders of each pair, self pairs excluded).
+    """
+    import pandas as pd
+
+    frames = []
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            b = names[j]
+            shared = set(embs[b].ids)
+            ids = [s for s in embs[a].ids if s in shared]
+            if n_max is not None and len(ids) > int(n_max):
+                pick = np.random.default_rng([seed, i, j]).choice(len(ids), int(n_max), replace=False)
+                ids = [ids[x] for x in np.sort(pick)]
+            kk = [k for k in ks if 1 <= k < len(ids) - 1]
+            if not kk:
+                continue
+            tab = cknna_sweep({a: embs[a].aligned(ids), b: embs[b].aligned(ids)}, kk, normalize=normalize)
+            frames.append(tab.assign(n=len(ids)))
+    if not frames:
+        return pd.DataFrame(columns=["model_a", "model_b", "k", "value", "n"])
+    return pd.concat(frames, ignore_index=True)
+
+
+@register_analysis("ksweep", options=["ks", "k_ref", "k", "n_max", "samples"])
 def run(ctx: AnalysisContext) -> AnalysisResult:
-    """Mean CKNNA per model at each k and the Spearman/Kendall rank agreement with the reference k."""
+    """Mean CKNNA per model at each k and the Spearman/Kendall rank agreement with the reference k.
+
+    Options: ``ks``, ``k_ref`` (or ``k``), ``n_max`` (at most this many samples) and ``samples``: ``"core"``
+    (every value on the samples all core models embedded), ``"pairs"`` (each pair on the samples both of its
+    models embedded, every model kept) or ``"auto"`` (default: the core set, unless it is too small for some
+    requested k that the per-pair intersections allow; the figure and the tables say which).
+    """
     import pandas as pd
     from scipy.stats import kendalltau, spearmanr
 
@@ -56,6 +104,11 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     ks_req = [int(k) for k in ctx.params.get("ks", DEFAULT_KS)]
     k_ref = int(ctx.params.get("k_ref", ctx.params.get("k", 25)))
     n_max = ctx.params.get("n_max")
+    mode = str(ctx.params.get("samples", "auto"))
+    if mode not in ("auto", "core", "pairs"):
+        from ..errors import InputError
+
+        raise InputError(f"ksweep: samples must be 'auto', 'core' or 'pairs'; got {mode!r}")
     res = AnalysisResult(
         name="ksweep",
         title="Sensitivity of CKNNA to k",
@@ -69,25 +122,41 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
     )
     scores_rows, stab_rows = [], []
     rng = np.random.default_rng(ctx.seed)
+    pair_rows = []
     for dataset in sorted(ctx.embeddings):
-        embs = ctx.embeddings[dataset]
+        embs = all_embs = ctx.embeddings[dataset]
         if len(embs) < 3:
             res.findings.append(f"{dataset}: fewer than 3 models, no k sweep.")
             continue
         # the core set, as the measure stage: models that embed at least 90 % of the samples; a model that skips
         # more (e.g. ANI-1x beyond H, C, N, O) would shrink the common samples to a handful and cap k
         n_total = max(len(e.ids) for e in embs.values())
+        core_note = None
         partial = sorted(m for m, e in embs.items() if len(e.ids) < _CORE_COVERAGE * n_total)
         if len(embs) - len(partial) >= 3:
             embs = {m: e for m, e in embs.items() if m not in partial}
             if partial:
-                res.findings.append(f"{dataset}: k sweep on the samples of the {len(embs)} core models; left out "
-                                    f"(each embeds < {_CORE_COVERAGE:.0%} of the samples): {', '.join(partial)}.")
+                core_note = (f"{dataset}: k sweep on the samples of the {len(embs)} core models; left out "
+                             f"(each embeds < {_CORE_COVERAGE:.0%} of the samples): {', '.join(partial)}.")
         common = set.intersection(*(set(e.ids) for e in embs.values()))
         ids = [i for i in next(iter(embs.values())).ids if i in common]
         if n_max is not None and len(ids) > int(n_max):
             ids = [ids[i] for i in np.sort(rng.choice(len(ids), int(n_max), replace=False))]
         n = len(ids)
+        per_pair = mode == "pairs"
+        if mode == "auto":  # the core set is too small when it drops a requested k that the pairs allow
+            all_names = list(all_embs)
+            pair_n = [len(set(all_embs[a].ids) & set(all_embs[b].ids))
+                      for i, a in enumerate(all_names) for b in all_names[i + 1:]]
+            n_pairs = int(np.median(pair_n))
+            if n_max is not None:
+                n_pairs = min(n_pairs, int(n_max))
+            per_pair = any(n - 1 <= k < n_pairs - 1 for k in ks_req)
+        if per_pair:
+            embs = all_embs
+            n = int(np.median([len(set(embs[a].ids) & set(embs[b].ids)) for a in embs for b in embs if a < b]))
+            if n_max is not None:
+                n = min(n, int(n_max))
         ks = sorted({k for k in ks_req if 1 <= k < n - 1})
         if k_ref not in ks and k_ref < n - 1:
             ks = sorted(set(ks) | {k_ref})
@@ -95,7 +164,22 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
             res.findings.append(f"{dataset}: n = {n} leaves fewer than 2 values of k, no k sweep.")
             continue
         names = order_models(ctx.models, embs)
-        tab = cknna_sweep({m: embs[m].aligned(ids) for m in names}, ks, normalize=ctx.normalize)
+        if per_pair:
+            tab = cknna_sweep_pairs(embs, names, ks, normalize=ctx.normalize, n_max=n_max, seed=ctx.seed)
+            pair_rows.append(tab.assign(dataset=dataset))
+            n_lo, n_hi = int(tab["n"].min()), int(tab["n"].max())
+            n_text = f"n = {n_lo}–{n_hi} per pair" if n_lo != n_hi else f"n = {n_lo} per pair"
+            res.findings.append(
+                f"{dataset}: the samples every model embedded ({len(ids)}) are too few for k up to "
+                f"{max(ks_req)}; each pair is measured on the samples both of its models embedded ({n_text}), "
+                "and a pair with too few shared samples for a k is left out at that k.")
+            sample_set = "per-pair intersections"
+        else:
+            tab = cknna_sweep({m: embs[m].aligned(ids) for m in names}, ks, normalize=ctx.normalize)
+            n_text = f"n = {n}"
+            sample_set = "core set"
+            if core_note:
+                res.findings.append(core_note)
         real = [m for m in names if not is_control(ctx.models.get(m))]
         score = {}
         for k in ks:
@@ -121,7 +205,8 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
                 tau = float(kendalltau(vals, ref).statistic)
             else:
                 rho = tau = np.nan
-            stab_rows.append((dataset, k, n, len(real), float(np.nanmean(vals)), rho, tau))
+            n_k = int(tab.loc[tab["k"] == k, "n"].min()) if per_pair else n
+            stab_rows.append((dataset, k, n_k, len(real), float(np.nanmean(vals)), rho, tau, sample_set))
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.0), gridspec_kw={"width_ratios": [1.6, 1]})
         styles = model_styles(ctx.models, names)  # family colour, a shade and a marker per model of the family
@@ -135,7 +220,7 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         ax1.minorticks_off()
         ax1.set_xlabel("k (neighbours)")
         ax1.set_ylabel("mean CKNNA to the other models")
-        ax1.set_title(f"{dataset}: CKNNA vs k (n = {n})")
+        ax1.set_title(f"{dataset}: CKNNA vs k ({n_text}" + (", per-pair intersections)" if per_pair else ")"))
         ax1.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8,
                    ncol=1 if len(names) <= 18 else 2)
         st = [r for r in stab_rows if r[0] == dataset]
@@ -153,18 +238,24 @@ def run(ctx: AnalysisContext) -> AnalysisResult:
         fig.tight_layout()
         path = save(fig, ctx.out_dir / f"ksweep_{safe_name(dataset)}.png")
         res.figures.append(path)
+        where = (f"each pair on the samples both of its models embedded, {n_text}; the samples every model "
+                 f"embedded ({len(ids)}) are too few for the sweep" if per_pair
+                 else f"n = {n} samples every model embedded")
         res.captions[path.name] = (
-            f"{dataset} (n = {n} samples every model embedded): left, each model's mean CKNNA to the other real "
+            f"{dataset} ({where}): left, each model's mean CKNNA to the other real "
             "models at each k (colour = family, shade and marker = model, dashed = control); right, agreement "
             f"of the model ranking at each k with the ranking at k = {k_ref}."
         )
 
     scores = pd.DataFrame(scores_rows, columns=["dataset", "k", "model", "family", "mean_cknna", "rank"])
     stab = pd.DataFrame(stab_rows, columns=["dataset", "k", "n", "n_models", "mean_cknna", "spearman_rho",
-                                            "kendall_tau"])
+                                            "kendall_tau", "samples"])
     if len(stab):
         res.tables["scores"] = scores
         res.tables["rank_stability"] = stab
+    if pair_rows:
+        res.tables["pairs"] = pd.concat(pair_rows, ignore_index=True)[["dataset", "model_a", "model_b", "k", "n",
+                                                                       "value"]]
     for dataset, g in stab.groupby("dataset", sort=True):
         g = g.sort_values("k")
         others = g[g["k"] != k_ref]
