@@ -123,15 +123,118 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, crash_after):
     assert st.skipped("toyset", "toy", "h") == ref.skipped("toyset", "toy", "h")
 
 
-def test_different_dataset_or_plan_needs_overwrite(tmp_path):
+def test_different_plan_needs_overwrite(tmp_path):
+    """Other poolings or per-atom choices are refused; so is another shard size for an unfinished extraction."""
     st = Store(tmp_path / "s")
     extract(st, _dataset(n=10), Toy(), shard_size=5, progress=False)
     with pytest.raises(StoreError, match="overwrite"):
-        extract(st, _dataset(n=12), Toy(), shard_size=5, progress=False)
-    with pytest.raises(StoreError, match="shard_size"):
-        extract(st, _dataset(n=10), Toy(), shard_size=4, progress=False)
-    extract(st, _dataset(n=12), Toy(), shard_size=5, progress=False, overwrite=True)
+        extract(st, _dataset(n=12), Toy(), shard_size=5, poolings=("sum",), progress=False)
+    with pytest.raises(StoreError, match="save_atoms"):
+        extract(st, _dataset(n=10), Toy(), shard_size=5, save_atoms=False, progress=False)
+    extract(st, _dataset(n=12), Toy(), shard_size=5, poolings=("sum",), progress=False, overwrite=True)
     assert len(st.read("toyset", "toy", "h")[0]) == 10  # 12 samples, 2 with empty SMILES
+    other = Store(tmp_path / "other")
+    with pytest.raises(KeyboardInterrupt):
+        extract(other, _dataset(n=10), Toy(batch_size=5, fail_after=1), shard_size=5, progress=False)
+    with pytest.raises(StoreError, match="shard_size"):
+        extract(other, _dataset(n=10), Toy(), shard_size=4, progress=False)
+
+
+class Counting(Toy):
+    """Toy that counts the samples it embeds."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen = []
+
+    def _embed(self, inputs, layer):
+        out = super()._embed(inputs, layer)
+        self.seen.extend(inputs)
+        return out
+
+
+def _same_layer(a: Store, b: Store, layer="h"):
+    for pooling in ("mean", "sum", "max"):
+        ia, Xa = a.read("toyset", "toy", layer, pooling=pooling)
+        ib, Xb = b.read("toyset", "toy", layer, pooling=pooling)
+        assert ia == ib
+        np.testing.assert_array_equal(Xa, Xb)
+    for x, y in zip(a.read_atoms("toyset", "toy", layer), b.read_atoms("toyset", "toy", layer), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert list(a.skipped("toyset", "toy", layer).items()) == list(b.skipped("toyset", "toy", layer).items())
+    assert a.content_digest("toyset", "toy", layer) == b.content_digest("toyset", "toy", layer)
+
+
+def test_raising_n_computes_only_the_new_samples(tmp_path):
+    """A larger nested subsample extends the stored layer: only the new samples run, and the layer equals a
+    fresh extraction of the larger subsample (rows, per-atom features, skips, content digest)."""
+    from matteralign.execute import plan_extraction
+
+    full = _dataset(n=40)
+    small, large = full.subsample(15, seed=2), full.subsample(31, seed=2)
+    opts = {"shard_size": 4, "poolings": ("sum", "max"), "layers": ["h", "g"], "progress": False}
+    st = Store(tmp_path / "s")
+    extract(st, small, Toy(batch_size=3), **opts)
+    _, units = plan_extraction(st, large, "toy", layers=("h", "g"), shard_size=4, poolings=("sum", "max"))
+    new = [s.id for s in large if s.id not in set(small.ids)]
+    assert sorted(s.id for u in units for s in u.samples) == sorted(new) and len(new) == 16
+    ex = Counting(batch_size=3)
+    extract(st, large, ex, **opts)
+    assert len(ex.seen) == 2 * sum(1 for s in large if s.id in set(new) and s.smiles)  # two layers, new only
+    fresh = Store(tmp_path / "fresh")
+    extract(fresh, large, Toy(batch_size=5), **opts)
+    for layer in ("h", "g"):
+        _same_layer(st, fresh, layer)
+    assert st.provenance("toyset", "toy", "h")["plan"] == fresh.provenance("toyset", "toy", "h")["plan"]
+    assert st.verify() == [] and not (tmp_path / "s" / "toyset" / "toy" / "h" / "base").exists()
+    # the smaller subsample again: nothing to compute; the store keeps the larger one
+    ex = Counting()
+    extract(st, small, ex, **opts)
+    assert ex.seen == [] and len(st.read("toyset", "toy", "h")[0]) == sum(1 for s in large if s.smiles)
+    # a shard size of its own does not matter to a finished layer
+    ex = Counting()
+    extract(st, large, ex, **{**opts, "shard_size": 7})
+    assert ex.seen == []
+
+
+@pytest.mark.parametrize("crash_after", [1, 2])
+def test_interrupted_extension_resumes(tmp_path, crash_after):
+    full = _dataset(n=40)
+    small, large = full.subsample(10, seed=0), full.subsample(30, seed=0)
+    st = Store(tmp_path / "s")
+    extract(st, small, Toy(), shard_size=5, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        extract(st, large, Toy(batch_size=5, fail_after=crash_after), shard_size=5, progress=False)
+    assert not st.has("toyset", "toy", "h") and st.verify() == []
+    with pytest.raises(StoreError, match="incomplete"):
+        st.read("toyset", "toy", "h")
+    ex = Counting(batch_size=5)
+    summary = extract(st, large, ex, shard_size=5, progress=False)
+    new = [s for s in large if s.id not in set(small.ids)]  # 20 new samples: 4 shards, `crash_after` committed
+    assert summary["computed_shards"] == 4 - crash_after
+    assert ex.seen == [s.smiles for s in new[5 * crash_after:] if s.smiles]
+    fresh = Store(tmp_path / "fresh")
+    extract(fresh, large, Toy(), shard_size=5, progress=False)
+    _same_layer(st, fresh)
+
+
+def test_damaged_kept_rows_of_an_extension_are_repaired(tmp_path):
+    full = _dataset(n=40)
+    st = Store(tmp_path / "s")
+    extract(st, full.subsample(10, seed=0), Toy(), shard_size=5, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        extract(st, full.subsample(30, seed=0), Toy(batch_size=5, fail_after=1), shard_size=5, progress=False)
+    base = tmp_path / "s" / "toyset" / "toy" / "h" / "base"
+    chunk = next(p for p in (base / "pooled").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"\0" * len(chunk.read_bytes()))
+    (found,) = st.verify()
+    assert found["in_progress"] and found["shards"] == [] and "shard base" in found["message"]
+    st.repair()
+    assert st.list() == []
+    extract(st, full.subsample(30, seed=0), Toy(), shard_size=5, progress=False)
+    fresh = Store(tmp_path / "fresh")
+    extract(fresh, full.subsample(30, seed=0), Toy(), shard_size=5, progress=False)
+    _same_layer(st, fresh)
 
 
 def test_foreign_corrupt_and_missing_stores(tmp_path):

@@ -133,15 +133,17 @@ class Dataset(Sequence):
     def subsample(self, n: int | None, seed: int = 0) -> Dataset:
         """A reproducible random subset of ``n`` samples (all, in order, when ``n`` is None or ≥ len).
 
-        The subset is drawn with ``numpy.random.default_rng(seed)`` without replacement and
-        returned in dataset order, so the same ``(n, seed)`` always gives the same samples and a
-        larger ``n`` with the same seed need not contain a smaller one.
+        The subset is the first ``n`` positions of one seeded permutation
+        (``numpy.random.default_rng(seed).permutation(len(self))``), returned in dataset order. The
+        same ``(n, seed)`` always gives the same samples, and subsets of one seed are **nested**: the
+        samples at ``n = 300`` are among those at ``n = 1000``, so raising ``n`` only adds samples
+        (and a study that raises ``n`` extracts only the new ones; the store keeps the others).
         """
         if n is None or n >= len(self):
             return Dataset(self.name, self.samples, {**self.meta, "subsample": None})
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"subsample size n must be a positive integer; got {n!r}")
-        idx = np.sort(np.random.default_rng(seed).choice(len(self), size=int(n), replace=False))
+        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[: int(n)])
         return Dataset(
             self.name, [self.samples[i] for i in idx], {**self.meta, "subsample": {"n": int(n), "seed": seed}}
         )

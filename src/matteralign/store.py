@@ -22,6 +22,12 @@ there they are concatenated in dataset order into the arrays above, the group is
 ``complete`` and the shards are removed. String models store one row per sample in
 ``atom_features`` (``atom_offsets`` = 0, 1, ..., N).
 
+A finished group serves a later extraction of the same dataset with other samples (a larger
+``n`` of a nested subsample): :meth:`Store.reusable_ids` lists the samples it holds, the
+extraction computes shards of the others only, and :meth:`Store.begin` keeps the stored rows
+aside (``base/``, with their digests) until :meth:`Store.finish` merges both in dataset order,
+into the same arrays as a fresh extraction of the larger set.
+
 Every shard's arrays carry content digests, written at commit and kept per array and shard in
 the finished group's ``integrity`` record, so reads prove what they return. ``Store.repair``
 takes a finished group with damaged rows back into its shards, less the damaged ones, so the
@@ -52,6 +58,10 @@ MARKER = "matteralign_store"
 FORMAT_VERSION = 1
 
 _POOLINGS = ("mean", "sum", "max")
+#: Keys of an extraction plan that say only which samples it covers: a finished group made with a plan
+#: that differs from a new one in these alone is reused and extended (``Store.begin(..., order=...)``).
+GROWABLE_PLAN_KEYS = ("dataset_fingerprint", "n_samples", "shard_size")
+_BASE = "base"  # folder of the rows an extension keeps while it runs
 _ARRAY_FOR = {"mean": "pooled", "sum": "pooled_sum", "max": "pooled_max"}
 
 
@@ -401,10 +411,11 @@ class Store:
         except Exception:  # the array's metadata itself is unreadable
             return []
 
-    def _read_shard(self, gp: Path, k: int, where: tuple[str, str, str]) -> dict[str, np.ndarray]:
-        """Every array of committed shard ``k``, checked against the digests written with it."""
+    def _read_shard(self, gp: Path, k: int | str, where: tuple[str, str, str]) -> dict[str, np.ndarray]:
+        """Every array of committed shard ``k`` (or of the rows an extension keeps, ``k = "base"``), checked
+        against the digests written with it."""
         label = "/".join(where)
-        sp = gp / "shards" / f"{k:06d}"
+        sp = gp / _BASE if k == _BASE else gp / "shards" / f"{k:06d}"
         try:
             s = _zarr().open_group(str(sp), mode="r")
             attrs = dict(s.attrs)
@@ -458,10 +469,12 @@ class Store:
                     except _Damage as exc:
                         found.append(exc)
             else:
-                for k in self._committed_shards(gp):
+                for k in self._committed_shards(gp) + ([_BASE] if (gp / _BASE).is_dir() else []):
                     try:
                         self._read_shard(gp, k, where)
                     except _Damage as exc:
+                        if k == _BASE:  # the kept rows of an extension: the layer is recomputed whole
+                            exc.shards = []
                         found.append(exc)
             problems += [{"dataset": d, "model": m, "layer": lay, "shards": e.shards, "array": e.array,
                           "in_progress": e.in_progress, "message": str(e)} for e in found]
@@ -654,7 +667,8 @@ class Store:
             "block_ids_sha": _sha(block_ids if block_ids is not None else list(ids) + list(skipped)), "dim": int(d)})
 
     def begin(self, dataset: str, model: str, layer: str, *, plan: dict[str, Any], blocks: Sequence[Sequence[str]],
-              dataset_meta: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+              dataset_meta: dict[str, Any] | None = None, overwrite: bool = False,
+              order: Sequence[str] | None = None) -> dict[str, Any]:
         """Open (or resume) the group of one extraction and say which shards are still to compute.
 
         Parameters
@@ -669,6 +683,12 @@ class Store:
             The dataset's meta (kept in the group's attrs).
         overwrite : bool
             Discard stored embeddings of this (dataset, model, layer) first.
+        order : sequence of str, optional
+            Every sample id of the dataset, in order. Given, a finished group made with a plan that differs
+            only in the samples (:data:`GROWABLE_PLAN_KEYS`) is **extended**: ``blocks`` then hold just the
+            samples to compute (those :meth:`reusable_ids` does not list); no blocks leaves the group as it
+            is, and otherwise the stored rows are kept aside, the new shards are computed, and
+            :meth:`finish` merges both in the order of ``order`` (the same arrays as a fresh extraction).
 
         Returns
         -------
@@ -689,6 +709,13 @@ class Store:
         g = self._ensure_groups(dataset, model, layer)
         attrs = dict(g.attrs)
         plan = _jsonable(plan)
+        if (order is not None and attrs.get("complete") and attrs.get("plan") is not None and attrs["plan"] != plan
+                and _growable(attrs["plan"], plan)):
+            if not any(len(b) for b in blocks):  # every requested sample is stored: nothing to compute
+                self._cleanup_shards(gp)
+                return {"complete": True, "done": [], "todo": [], "path": str(gp)}
+            self._start_extension(gp, (dataset, model, layer), plan, blocks, order, dataset_meta)
+            attrs = dict(_zarr().open_group(str(gp), mode="r").attrs)
         if attrs.get("plan") is not None and attrs["plan"] != plan:
             old = attrs["plan"]
             diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
@@ -718,6 +745,84 @@ class Store:
                                      "pass overwrite=True to start again")
         return {"complete": False, "done": sorted(done), "todo": [k for k in range(len(blocks)) if k not in done],
                 "path": str(gp)}
+
+    def reusable_ids(self, dataset: str, model: str, layer: str, *, plan: dict[str, Any]) -> set[str] | None:
+        """The sample ids (embedded and skipped) an extraction with ``plan`` need not compute again.
+
+        A finished group made with a plan that differs from ``plan`` only in which samples it covers
+        (:data:`GROWABLE_PLAN_KEYS`: e.g. the same dataset at another ``n``) offers every sample it holds;
+        an unfinished extension of such a group (see :meth:`begin`) offers the samples it keeps aside.
+
+        Returns
+        -------
+        set of str or None
+            ``None`` when the group is planned as ``plan`` already (finished, or an interrupted extraction
+            of the whole dataset: :meth:`begin` resumes it) or there is nothing to reuse (no group, or one
+            made with other poolings / ``save_atoms``, which :meth:`begin` refuses).
+        """
+        gp = self._group_path(dataset, model, layer)
+        if not (gp / "zarr.json").exists():
+            return None
+        try:
+            g = _zarr().open_group(str(gp), mode="r")
+            attrs = dict(g.attrs)
+        except Exception:
+            return None  # damaged metadata: begin and verify say so
+        stored, plan = attrs.get("plan"), _jsonable(plan)
+        where = (dataset, model, layer)
+        if attrs.get("complete") and stored is not None and stored != plan and _growable(stored, plan):
+            return set(_strs(self._read_array(g, "sample_ids", where))) | set(
+                _strs(self._read_array(g, "skipped_ids", where)))
+        if not attrs.get("complete") and stored == plan and (gp / _BASE).is_dir():
+            base = self._read_shard(gp, _BASE, where)
+            return set(_strs(base["sample_ids"])) | set(_strs(base["skipped_ids"]))
+        return None
+
+    def _start_extension(self, gp: Path, where: tuple[str, str, str], plan: dict[str, Any],
+                         blocks: Sequence[Sequence[str]], order: Sequence[str],
+                         dataset_meta: dict[str, Any] | None) -> None:
+        """Keep a finished group's rows aside (``<group>/base``, with their digests) and reopen the group
+        under ``plan``, so the shards of ``blocks`` can be added; :meth:`_consolidate` merges them."""
+        zarr = _zarr()
+        g = zarr.open_group(str(gp), mode="r")
+        attrs = dict(g.attrs)
+        redo = {i for b in blocks for i in b}  # samples computed again are not kept
+        ids = _strs(self._read_array(g, "sample_ids", where))
+        offsets = np.asarray(self._read_array(g, "atom_offsets", where), dtype=np.int64)
+        keep = np.array([i not in redo for i in ids], dtype=bool)
+        counts = np.diff(offsets)
+        content: dict[str, np.ndarray] = {"sample_ids": _str_array([i for i, k in zip(ids, keep, strict=True) if k]),
+                                          "n_atoms": counts[keep].astype(np.int64)}
+        if _present(g, "atom_features"):
+            content["atom_features"] = np.asarray(self._read_array(g, "atom_features", where), np.float32)[
+                np.repeat(keep, counts)]
+        for p in plan.get("poolings", ["mean"]):
+            if _present(g, _ARRAY_FOR[p]):
+                content[_ARRAY_FOR[p]] = np.asarray(self._read_array(g, _ARRAY_FOR[p], where), np.float32)[keep]
+        sk_ids = _strs(self._read_array(g, "skipped_ids", where))
+        sk_why = _strs(self._read_array(g, "skipped_reasons", where))
+        sk = [(i, w) for i, w in zip(sk_ids, sk_why, strict=True) if i not in redo]
+        content["skipped_ids"] = _str_array([i for i, _ in sk])
+        content["skipped_reasons"] = _str_array([w for _, w in sk])
+        content["order"] = _str_array(list(order))
+        shutil.rmtree(gp / _BASE, ignore_errors=True)  # left by an extension killed before it began
+        tmp = gp / f".tmp-base-{uuid.uuid4().hex[:8]}"
+        s = zarr.open_group(str(tmp), mode="w")
+        algo = _digest_algo()
+        for name, data in content.items():
+            s.create_array(name, data=data)
+        s.attrs.update({"dim": int(attrs.get("dim") or 0), "digest_algo": algo,
+                        "digests": {name: _digest(data, algo) for name, data in content.items()}})
+        os.rename(tmp, gp / _BASE)  # the stored rows are safe from here on
+        w = zarr.open_group(str(gp), mode="a")
+        w.attrs["complete"] = False  # first: a kill from here on leaves an extension to resume
+        for key in ("integrity", "completed", "n"):
+            if key in w.attrs:
+                del w.attrs[key]
+        w.attrs.update(_jsonable({"plan": plan, "dataset_meta": dataset_meta or {}, "extended_from": {
+            "plan": attrs.get("plan"), "n": len(ids), "kept": int(keep.sum()) + len(sk)}}))
+        for name in [n for n, _ in g.arrays()]:
+            shutil.rmtree(gp / name, ignore_errors=True)
 
     def shard_has_atoms(self, dataset: str, model: str, layer: str, index: int) -> bool | None:
         """Whether committed shard ``index`` kept per-atom features (``None`` when it is not committed)."""
@@ -760,6 +865,9 @@ class Store:
             if have != list(range(n_shards)):
                 raise StoreError(f"{str(gp)!r}: expected shards 0..{n_shards - 1}, found {have}")
             shards = [self._read_shard(gp, k, where) for k in range(n_shards)]  # each checked against its digests
+            base = self._read_shard(gp, _BASE, where) if (gp / _BASE).is_dir() else None  # an extension's rows
+            if base is not None:
+                shards = [base, *shards]
             dims = {int(s["__attrs__"]["dim"]) for s in shards if s["sample_ids"].shape[0] > 0}
             if len(dims) > 1:
                 raise StoreError(f"{str(gp)!r}: shards have different feature widths {sorted(dims)}")
@@ -783,6 +891,10 @@ class Store:
             content["skipped_reasons"] = _str_array([r for s in shards for r in _strs(s["skipped_reasons"])])
             ranges = _shard_ranges([len(s["sample_ids"]) for s in shards], [int(s["n_atoms"].sum()) for s in shards],
                                    [len(s["skipped_ids"]) for s in shards])
+            if base is not None:  # the kept and the new rows in dataset order, in the shards of a fresh extraction
+                plan = dict(g.attrs).get("plan") or {}
+                content, ranges = _in_order(content, _strs(base["order"]), int(plan.get("shard_size") or 256))
+                ids = _strs(content["sample_ids"])
             manifest = _manifest(content, ranges, _digest_algo())
             chunk_rows = {"atom_features": 65536, "pooled": 8192, "pooled_sum": 8192, "pooled_max": 8192}
             for name, data in content.items():
@@ -798,9 +910,9 @@ class Store:
 
     @staticmethod
     def _cleanup_shards(gp: Path) -> None:
-        sd = gp / "shards"
-        if sd.exists():
-            shutil.rmtree(sd, ignore_errors=True)
+        for sd in (gp / "shards", gp / _BASE):
+            if sd.exists():
+                shutil.rmtree(sd, ignore_errors=True)
 
     def _summary(self, dataset: str, model: str, layer: str, computed: int, seconds: float) -> dict[str, Any]:
         g = self._layer_group(dataset, model, layer)
@@ -888,6 +1000,49 @@ def _digest(data: np.ndarray, algo: str) -> str:
     else:
         h.update(np.ascontiguousarray(data, dtype=np.dtype(data.dtype).newbyteorder("<")))
     return h.hexdigest()
+
+
+def _growable(stored: dict[str, Any], plan: dict[str, Any]) -> bool:
+    """Whether a finished group made with plan ``stored`` can serve (and grow into) plan ``plan``."""
+    keys = set(stored) | set(plan)
+    return all(stored.get(k) == plan.get(k) for k in keys - set(GROWABLE_PLAN_KEYS))
+
+
+def _in_order(content: dict[str, np.ndarray], order: Sequence[str],
+              shard_size: int) -> tuple[dict[str, np.ndarray], list[dict[str, list[int]]]]:
+    """Consolidated arrays put in the order of ``order`` (ids outside it last, as they were), and the shard
+    ranges of a fresh extraction of that order (blocks of ``shard_size`` samples, embedded or skipped)."""
+    pos = {i: k for k, i in enumerate(order)}
+    ids, sk = _strs(content["sample_ids"]), _strs(content["skipped_ids"])
+    rank = [pos.get(i, len(order)) for i in ids]
+    perm = np.array(sorted(range(len(ids)), key=rank.__getitem__), dtype=np.int64)
+    sk_perm = sorted(range(len(sk)), key=lambda r: pos.get(sk[r], len(order)))
+    offsets = content["atom_offsets"]
+    counts = np.diff(offsets)[perm]
+    out = dict(content)
+    out["sample_ids"] = _str_array([ids[r] for r in perm])
+    out["atom_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    for name in ("pooled", "pooled_sum", "pooled_max"):
+        if name in content:
+            out[name] = content[name][perm]
+    if "atom_features" in content:
+        starts = offsets[:-1][perm]
+        rows = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        out["atom_features"] = content["atom_features"][rows]
+    out["skipped_ids"] = _str_array([sk[r] for r in sk_perm])
+    out["skipped_reasons"] = _str_array([_strs(content["skipped_reasons"])[r] for r in sk_perm])
+    # the blocks a fresh extraction of `order` would have shards for (then the ids stored outside it)
+    everything = sorted([(pos.get(i, len(order)), 0, i) for i in ids] + [(pos.get(i, len(order)), 1, i) for i in sk])
+    n_rows, n_atoms, n_skipped = [], [], []
+    r = 0
+    for lo in range(0, len(everything), shard_size):
+        block = everything[lo:lo + shard_size]
+        nr = sum(1 for _, kind, _ in block if kind == 0)
+        n_rows.append(nr)
+        n_atoms.append(int(counts[r:r + nr].sum()))
+        n_skipped.append(len(block) - nr)
+        r += nr
+    return out, _shard_ranges(n_rows, n_atoms, n_skipped)
 
 
 def _shard_ranges(n_rows: Sequence[int], n_atoms: Sequence[int], n_skipped: Sequence[int]) -> list[dict[str, list[int]]]:

@@ -126,3 +126,15 @@ def test_cli_list_datasets(capsys):
     out = capsys.readouterr().out
     for name in ("molecules", "crystals", "g2", "s22", "dcdft", "aselmdb", "qm9", "fasta"):
         assert name in out
+
+
+def test_subsample_nested(molecules):
+    """Subsets of one seed are nested (the first n of one seeded permutation), in dataset order."""
+    perm = np.random.default_rng(3).permutation(len(molecules))
+    for n in (1, 20, 300, 1000):
+        sub = molecules.subsample(n, seed=3)
+        assert sub.ids == [molecules[int(i)].id for i in np.sort(perm[:n])]
+    small, large = molecules.subsample(300, seed=3), molecules.subsample(1000, seed=3)
+    assert set(small.ids) < set(large.ids)
+    assert [i for i in large.ids if i in set(small.ids)] == small.ids  # the same order inside the larger one
+    assert not set(molecules.subsample(300, seed=4).ids) <= set(large.ids)
