@@ -70,7 +70,9 @@ def plan_extraction(store, dataset, model, *, layers: tuple[str, ...], options: 
     """The job and the units still to run for one ``(dataset, model)`` (committed shards are skipped).
 
     The store is opened (or resumed) for every layer: a stored plan that differs is refused here,
-    before any unit runs.
+    before any unit runs, unless it differs only in the samples it covers: then the samples every
+    layer already holds are reused (:meth:`~matteralign.store.Store.reusable_ids`) and the units cover
+    only the others, so raising a dataset's ``n`` computes just the new samples.
     """
     from ..samples import Dataset
 
@@ -87,14 +89,19 @@ def plan_extraction(store, dataset, model, *, layers: tuple[str, ...], options: 
         if p not in _POOLINGS:
             raise UnknownNameError("pooling", str(p), _POOLINGS)
     name = model if isinstance(model, str) else model.name
-    blocks = [dataset.samples[s:s + shard_size] for s in range(0, len(dataset), shard_size)]
-    block_ids = [[s.id for s in b] for b in blocks]
     plan = {"dataset_fingerprint": dataset.fingerprint(), "n_samples": len(dataset), "shard_size": int(shard_size),
             "poolings": list(poolings), "save_atoms": bool(save_atoms)}
+    # samples every layer already holds (e.g. the same dataset at a smaller n) are not computed again
+    reuse = [None] if overwrite else [store.reusable_ids(dataset.name, name, lay, plan=plan) for lay in layers]
+    stored = set.intersection(*reuse) if all(r is not None for r in reuse) else set()
+    samples = [s for s in dataset.samples if s.id not in stored] if stored else dataset.samples
+    with_energy = with_energy and not stored  # energies of reused samples come from energy units
+    blocks = [samples[s:s + shard_size] for s in range(0, len(samples), shard_size)]
+    block_ids = [[s.id for s in b] for b in blocks]
     todo: set[int] = set()
     for layer in layers:
         state = store.begin(dataset.name, name, layer, plan=plan, blocks=block_ids, dataset_meta=dataset.meta,
-                            overwrite=overwrite)
+                            overwrite=overwrite, order=dataset.ids)
         todo |= set(state["todo"])
     job = ExtractionJob(dataset=dataset.name, model=name, layers=layers, n_shards=len(blocks), todo=sorted(todo),
                         poolings=poolings, save_atoms=save_atoms, with_energy=with_energy)
