@@ -59,3 +59,39 @@ def test_two_studies_share_one_store(tmp_path):
     a = one.pairs.query("model_a == 'composition' and model_b == 'composition'")[key].reset_index(drop=True)
     b = two.pairs.query("model_a == 'composition' and model_b == 'composition'")[key].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_raising_n_in_place_extracts_only_the_new_samples(tmp_path, monkeypatch):
+    """n = 20, then n = 40 in the same folder: each model embeds just the 20 new samples (subsamples are
+    nested), and the n = 40 numbers equal those of a fresh n = 40 study."""
+    import matteralign.execute as execute
+
+    planned: dict[str, list[str]] = {}
+    plan = execute.plan_extraction
+
+    def counting(store, dataset, model, **kw):
+        job, units = plan(store, dataset, model, **kw)
+        planned.setdefault(model, []).extend(s.id for u in units for s in u.samples)
+        return job, units
+
+    monkeypatch.setattr(execute, "plan_extraction", counting)
+    cfg = {**BASE, "out": str(tmp_path / "a")}
+    small = Study.from_dict({**cfg, "datasets": [{"name": "g2", "n": 20}]}).run(progress=False)
+    first = dict(planned)
+    planned.clear()
+    large = Study.from_dict({**cfg, "datasets": [{"name": "g2", "n": 40}]}).run(progress=False)
+    assert sorted(first) == sorted(planned) == sorted(BASE["models"])
+    for model in BASE["models"]:
+        assert len(first[model]) == 20 and len(planned[model]) == 20  # only the new samples
+        assert not set(first[model]) & set(planned[model])
+    assert set(small.pairs["n"]) == {20} and set(large.pairs["n"]) == {40}
+    planned.clear()
+    fresh = Study.from_dict({**BASE, "out": str(tmp_path / "fresh")}).run(progress=False)
+    assert all(len(ids) == 40 for ids in planned.values())
+    key = ["model_a", "model_b", "metric", "params", "n", "value", "p_value", "ci_low", "ci_high"]
+    pd.testing.assert_frame_equal(large.pairs[key], fresh.pairs[key])
+    # another seed is another study in that folder: refused, as before
+    from matteralign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="different study"):
+        Study.from_dict({**cfg, "seed": 1}).run(progress=False)

@@ -69,18 +69,35 @@ class _Stage:
 
 
 def _guard_out_dir(study: Study, out: Path) -> None:
-    """Refuse an output folder that holds a different study's results (nothing is overwritten)."""
+    """Refuse an output folder that holds a different study's results (nothing is overwritten); the same
+    study with other dataset sizes ``n`` is not a different study (its results are replaced)."""
     marker = out / "study.toml"
     if marker.exists():
         first = marker.read_text().splitlines()[:1]
         digest = first[0].removeprefix("# digest: ").strip() if first else ""
-        if digest != study.config.digest():
+        if digest != study.config.digest() and not _same_but_n(study, marker):
             raise ConfigError(
                 f"output folder {str(out)!r} holds results of a different study (digest {digest or '?'} vs "
                 f"{study.config.digest()}); choose another --out or delete that folder"
             )
     elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise ConfigError(f"output folder {str(out)!r} is not empty and holds no matteralign study; choose another --out")
+
+
+def _same_but_n(study: Study, marker: Path) -> bool:
+    """Whether the study recorded in ``marker`` is this one with other dataset sizes ``n`` only: raising (or
+    lowering) ``n`` in place reruns the study in its folder, reusing the embeddings the store holds."""
+    from .study import Study
+
+    def shape(cfg) -> dict[str, Any]:
+        payload = cfg.model_dump(exclude={"out", "store", "name", "execution", "allow_partial"})
+        payload["datasets"] = [{k: v for k, v in d.items() if k != "n"} for d in payload["datasets"]]
+        return payload
+
+    try:
+        return shape(Study.from_toml(marker).config) == shape(study.config)
+    except MatterAlignError:
+        return False
 
 
 def _load_datasets(study: Study) -> dict[str, Any]:
