@@ -4,7 +4,9 @@ Items (each in its own process, so its peak RSS is its own):
 
 * ``study_off`` / ``study_on``: the default study's measure-stage work for one dataset on synthetic data of the
   bundled size (20 models, N = 300, widths 16..1024, the default metrics): per-model caches plus one
-  ``execute.measure.measure_block`` over every pair, calibration off / on at the default ``[calibration]``.
+  ``execute.measure.measure_block`` over every pair, calibration off / on at the default ``[calibration]``,
+  run as the study runs a measure unit (``execute.worker.run_call`` with one thread, the default
+  ``execution.measure_threads``).
 * ``scale_off`` / ``scale_on``: 24 models at N (default 50,000): ``pairwise`` of CKNNA k = 25, mutual kNN k = 10
   and linear CKA (off), and the same plus ``calibrate_pairs`` of each metric with 100 permutations, interval off
   (on); linear CKA's null is on its documented subset (``null_max_n``).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -52,6 +55,11 @@ def _study_like(n: int = 300, m: int = 20, seed: int = 0) -> dict[str, np.ndarra
     return reps
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _peak() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -63,7 +71,8 @@ def run_item(item: str, n: int) -> dict:
     warm()
     out: dict = {}
     if item.startswith("study_"):
-        from matteralign.execute.measure import measure_block, prepare_cache
+        from matteralign.execute.measure import prepare_cache
+        from matteralign.execute.worker import run_call
         from matteralign.study import CalibrationConfig
 
         reps = _study_like(n)
@@ -71,7 +80,9 @@ def run_item(item: str, n: int) -> dict:
         t = time.perf_counter()
         caches = [prepare_cache(X, "l2", 25, m) for m, X in reps.items()]
         names = list(reps)
-        df = measure_block(names, names, DEFAULT_METRICS, calib, *caches)
+        # as a study's measure unit: one thread for BLAS and the compiled kernels (execution.measure_threads)
+        df = run_call("matteralign.execute.measure:measure_block", (names, names, DEFAULT_METRICS, calib, *caches),
+                      threads=1)
         out["seconds"] = time.perf_counter() - t
         out["rows"] = len(df)
         if calib:
@@ -86,9 +97,10 @@ def run_item(item: str, n: int) -> dict:
         out["pairwise_seconds"] = time.perf_counter() - t
         if item == "scale_on":
             for name, p in SCALE_METRICS:
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), _cpu()
                 df = calibrate_pairs(caches, name, p, n_permutations=100, seed=0, n_subsamples=0)
                 out[f"{name}_null_seconds"] = time.perf_counter() - t1
+                out[f"{name}_null_cpu_seconds"] = _cpu() - c1
                 out[f"{name}_null_n"] = int(df["null_n"].iloc[0])
         out["seconds"] = time.perf_counter() - t
     elif item.startswith("cs_"):
@@ -125,15 +137,17 @@ def run_item(item: str, n: int) -> dict:
             out["p_value"], out["calibrated"] = float(p), float(score)
         out["permutations"] = B
     out["peak_rss_gib"] = _peak()
+    out["cpu_seconds_process"] = _cpu()
     return out
 
 
 def spawn(item: str, n: int) -> dict:
+    load = round(os.getloadavg()[0], 2)
     proc = subprocess.run([sys.executable, __file__, "--item", item, "--n", str(n)], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"item": item, "n": n, "error": proc.stderr.strip().splitlines()[-3:]}
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res.update(item=item, n=n)
+    res.update(item=item, n=n, load_average_1min_before=load, load_average_1min_after=round(os.getloadavg()[0], 2))
     print(f"  {item:18s} N={n:6d} {res['seconds']:9.2f} s {res['peak_rss_gib']:.2f} GiB", flush=True)
     return res
 
@@ -159,8 +173,6 @@ def main(scale_n: int, cs_sizes: list[int], parts: list[str]) -> dict:
             ratios[f"cs_{n}_theirs_cka_over_ours"] = r("cs_theirs_cka", "cs_ours_cka")
             ratios[f"cs_{n}_theirs_dense_per_perm_x101_over_ours_cknna"] = (
                 runs[f"cs_theirs_dense_{n}"]["seconds"] / 11 * 101 / runs[f"cs_ours_cknna_{n}"]["seconds"])
-    import os
-
     result["machine"] = f"{os.cpu_count()} cores (shared)"
     path.write_text(json.dumps(result, indent=2))
     print(json.dumps(ratios, indent=2))

@@ -234,3 +234,25 @@ def test_mantel_matrix_equals_pairwise_sums(compiled, monkeypatch):
                 for b in range(3):
                     direct = float(np.sum(mats[a] * mats[b][np.ix_(p, p)]))
                     assert out[t, a, b] == pytest.approx(direct, rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["unbiased_cka", "dcor2", "dcor2_unbiased", "idcor"])
+def test_subsample_caches_slice_the_parent_matrices(metric):
+    """Half-sample values from the parent's sliced Gram / distance matrices equal the metric on the subsample."""
+    from matteralign.metrics._nullkernels import SLICEABLE
+    from matteralign.metrics.calibration import _subsample_caches, _values
+
+    spec = get_metric(metric)
+    reps = _models(80)
+    p = _params(spec)
+    caches = {m: prepare(X, k_max=None, normalize=None, name=m) for m, X in reps.items()}
+    pairs = [("a", "b"), ("b", "c"), ("c", "a")]
+    _values(spec, caches, pairs, p, cheap=True)  # the parents now hold their matrices
+    assert any(key in caches["a"].extras for key in SLICEABLE)
+    idx = np.sort(np.random.default_rng(2).choice(80, 40, replace=False))
+    subs = _subsample_caches(caches, ["a", "b", "c"], idx, ("test", metric))
+    assert any(key in subs["a"].extras for key in SLICEABLE)  # sliced, not recomputed
+    got = _values(spec, subs, pairs, p, cheap=True)
+    for a, b in pairs:
+        want = spec.function(reps[a][idx], reps[b][idx], **p)
+        assert got[(a, b)] == pytest.approx(want, abs=1e-9)

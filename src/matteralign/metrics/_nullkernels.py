@@ -89,19 +89,51 @@ def centred_gram(cache: ModelCache, **_) -> np.ndarray:
     return cache.memo(("null", "centred_gram"), compute)
 
 
+#: Memo keys of per-model matrices whose rows and columns ``idx`` are the matrix of the samples ``idx``
+#: (entry (i, j) depends on samples i and j only): a subsample's cache takes them by slicing
+#: (:func:`seed_subsample`) instead of a new N^2 D product.
+SLICEABLE = (("null", "gram"), ("null", "sqdist"), ("null", "l2_sqdist"))
+
+
+def seed_subsample(parent: ModelCache, child: ModelCache, idx: np.ndarray) -> ModelCache:
+    """Give ``child`` (the cache of ``parent``'s samples ``idx``) the :data:`SLICEABLE` matrices ``parent``
+    already holds, as ``M[idx][:, idx]``; returns ``child``."""
+    for key in SLICEABLE:
+        if key in parent.extras and key not in child.extras:
+            child.extras[key] = parent.extras[key][np.ix_(idx, idx)]
+    return child
+
+
+def _gram(cache: ModelCache) -> np.ndarray:
+    """``X X^T`` (float64, memoised)."""
+    return cache.memo(("null", "gram"), lambda: _f64(cache) @ _f64(cache).T)
+
+
+def _sqdist_of(cache: ModelCache) -> np.ndarray:
+    """Squared Euclidean distances from the Gram matrix (memoised): ``G_ii + G_jj - 2 G_ij``, clipped at 0."""
+    def compute():
+        G = _gram(cache)
+        sq = np.diag(G).copy()
+        D = sq[:, None] + sq[None, :] - 2.0 * G
+        np.maximum(D, 0.0, out=D)
+        np.fill_diagonal(D, 0.0)
+        return D
+    return cache.memo(("null", "sqdist"), compute)
+
+
 def u_centred_gram(cache: ModelCache, **_) -> np.ndarray:
     """U-centred Gram matrix ``X X^T`` with zero diagonal."""
-    return cache.memo(("null", "u_gram"), lambda: _u_centre(_f64(cache) @ _f64(cache).T))
+    return cache.memo(("null", "u_gram"), lambda: _u_centre(_gram(cache)))
 
 
 def double_centred_distances(cache: ModelCache, **_) -> np.ndarray:
     """Double-centred Euclidean distance matrix (dCor V-statistic)."""
-    return cache.memo(("null", "dc_dist"), lambda: _double_centre(np.sqrt(_sqdist(_f64(cache)))))
+    return cache.memo(("null", "dc_dist"), lambda: _double_centre(np.sqrt(_sqdist_of(cache))))
 
 
 def u_centred_distances(cache: ModelCache, **_) -> np.ndarray:
     """U-centred Euclidean distance matrix (bias-corrected dCor^2)."""
-    return cache.memo(("null", "u_dist"), lambda: _u_centre(np.sqrt(_sqdist(_f64(cache)))))
+    return cache.memo(("null", "u_dist"), lambda: _u_centre(np.sqrt(_sqdist_of(cache))))
 
 
 def cka_ratio(cross: float, xx: float, yy: float, *, n: int, eps: float = 0.0, **_) -> float:

@@ -69,7 +69,7 @@ import numpy as np
 from ..errors import InputError
 from ._cache import ModelCache, prepare
 from ._compiled import warm
-from ._nullkernels import NULL_MAX_N, mantel_matrix
+from ._nullkernels import NULL_MAX_N, mantel_matrix, seed_subsample
 from ._registry import MetricSpec, get_metric
 from ._validate import check_positive_int
 
@@ -262,7 +262,7 @@ def _kernel_nulls(spec, caches, pairs, params, perms) -> dict[tuple[str, str], n
     """Kernel-route nulls of every pair from one :func:`~._nullkernels.mantel_matrix` pass per permutation."""
     names = sorted({m for p in pairs for m in p})
     mats = [spec.null_kernel(caches[m], **params) for m in names]
-    selfs = [float(np.vdot(M, M)) for M in mats]
+    selfs = [float(np.einsum("ij,ij->", M, M)) for M in mats]  # no BLAS threads for a reduction
     n = mats[0].shape[0]
     cross = mantel_matrix(mats, perms)  # [t, a, b] = <M_a, M_b[p_t][:, p_t]>
     pos = {m: i for i, m in enumerate(names)}
@@ -320,8 +320,8 @@ def _subsample_caches(caches: Mapping[str, ModelCache], names: Sequence[str], id
     for m in names:
         c = caches[m]
 
-        def make(c=c):
-            return prepare(c.features[idx], k_max=None, normalize=None, name=c.name)
+        def make(c=c):  # per-model matrices the parent holds are sliced, not recomputed
+            return seed_subsample(c, prepare(c.features[idx], k_max=None, normalize=None, name=c.name), idx)
 
         out[m] = c.memo(("calibration", "subsample") + key, make) if c.n <= _MEMO_SUBSAMPLES_MAX_N else make()
     return out
