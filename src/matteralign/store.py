@@ -65,6 +65,10 @@ _BASE = "base"  # folder of the rows an extension keeps while it runs
 _ARRAY_FOR = {"mean": "pooled", "sum": "pooled_sum", "max": "pooled_max"}
 
 
+#: Folder under the store's root where finished shards wait for their deletion (see :func:`_discard`).
+_DISCARDED = ".discarded"
+
+
 def _zarr():
     import zarr
 
@@ -193,7 +197,7 @@ class Store:
         out = []
         if not self.path.is_dir():
             return out
-        for d in sorted(x for x in self.path.iterdir() if x.is_dir()):
+        for d in sorted(x for x in self.path.iterdir() if x.is_dir() and not x.name.startswith(".")):
             for m in sorted(x for x in d.iterdir() if x.is_dir()):
                 for lay in sorted(x for x in m.iterdir() if x.is_dir()):
                     if (lay / "zarr.json").exists():
@@ -912,7 +916,7 @@ class Store:
     def _cleanup_shards(gp: Path) -> None:
         for sd in (gp / "shards", gp / _BASE):
             if sd.exists():
-                shutil.rmtree(sd, ignore_errors=True)
+                _discard(sd, gp.parents[2] / _DISCARDED)  # the store's root (root/dataset/model/layer)
 
     def _summary(self, dataset: str, model: str, layer: str, computed: int, seconds: float) -> dict[str, Any]:
         g = self._layer_group(dataset, model, layer)
@@ -922,6 +926,24 @@ class Store:
 
 
 # ---------------------------------------------------------------------- helpers
+def _discard(folder: Path, trash: Path) -> None:
+    """Remove ``folder`` without making the caller wait: it is renamed into ``trash`` at once (atomic, on the
+    same filesystem) and deleted there by a background thread (a large extraction leaves thousands of small
+    shard directories). What an interrupted deletion leaves in ``trash`` goes with the next discard."""
+    import threading
+
+    trash.mkdir(exist_ok=True)
+    gone = trash / uuid.uuid4().hex
+    try:
+        os.rename(folder, gone)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    t = threading.Thread(target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True}, daemon=True,
+                         name="matteralign-discard")
+    t.start()
+
+
 def _str_array(values: Sequence[str]) -> np.ndarray:
     string_dtype = getattr(np.dtypes, "StringDType", None)  # numpy >= 2: zarr's variable-length strings
     if string_dtype is None:  # numpy < 2 (model environments pinning it): fixed-width unicode, which zarr 3 takes

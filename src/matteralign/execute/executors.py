@@ -50,22 +50,43 @@ def available_cpus() -> int:
 
 
 # ---------------------------------------------------------------------- requests (files in, files out)
-def _request(unit, tmp: Path, seq: int, resolve: Callable[[Any], Any]) -> dict[str, Any]:
-    """Write the unit's inputs under ``tmp`` and return the worker request."""
+class _Inputs:
+    """The sample files of units, written once per ``(dataset, samples)``: every model of a study reads the same
+    shards, so a shard's file serves them all (the paper's plan: 59 models share each of 490 shard files)."""
+
+    def __init__(self, tmp: Path):
+        self._tmp = tmp
+        self._paths: dict[tuple[str, str], Path] = {}
+        self._lock = threading.Lock()
+
+    def path(self, unit) -> str:
+        import hashlib
+
+        ids = hashlib.sha1("\0".join(str(s.id) for s in unit.samples).encode()).hexdigest()
+        key = (unit.dataset, ids)
+        with self._lock:
+            path = self._paths.get(key)
+            if path is None or not path.exists():
+                from .wire import write_samples
+
+                path = self._tmp / f"in-{len(self._paths):06d}-{ids[:12]}.npz"
+                write_samples(unit.samples, path, name=unit.dataset)
+                self._paths[key] = path
+        return str(path)
+
+
+def _request(unit, tmp: Path, seq: int, resolve: Callable[[Any], Any], inputs: _Inputs | None = None) -> dict[str, Any]:
+    """Write the unit's inputs under ``tmp`` (sample files through ``inputs``, shared by the units that read
+    the same samples) and return the worker request."""
     base = tmp / f"u{seq:06d}"
-    if isinstance(unit, ExtractUnit):
-        from .wire import write_samples
-
-        write_samples(unit.samples, base.with_suffix(".in.npz"), name=unit.dataset)
-        return {"id": seq, "op": "extract", "model": unit.model, "options": unit.options, "layers": list(unit.layers),
-                "batch_size": unit.batch_size, "with_energy": unit.with_energy,
-                "input": str(base.with_suffix(".in.npz")), "output": str(base.with_suffix(".out.npz"))}
-    if isinstance(unit, EnergyUnit):
-        from .wire import write_samples
-
-        write_samples(unit.samples, base.with_suffix(".in.npz"), name=unit.dataset)
+    if isinstance(unit, (ExtractUnit, EnergyUnit)):
+        src = (inputs or _Inputs(tmp)).path(unit)
+        if isinstance(unit, ExtractUnit):
+            return {"id": seq, "op": "extract", "model": unit.model, "options": unit.options,
+                    "layers": list(unit.layers), "batch_size": unit.batch_size, "with_energy": unit.with_energy,
+                    "input": src, "output": str(base.with_suffix(".out.npz"))}
         return {"id": seq, "op": "energy", "model": unit.model, "options": unit.options,
-                "input": str(base.with_suffix(".in.npz")), "output": str(base.with_suffix(".out.npz"))}
+                "input": src, "output": str(base.with_suffix(".out.npz"))}
     import pickle
 
     with open(base.with_suffix(".in.pkl"), "wb") as fh:
@@ -136,6 +157,7 @@ class InlineExecutor(Executor):
         self._extractor = extractor
         self._kept: dict[tuple, Any] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="matteralign-inline-"))
+        self._inputs = _Inputs(self._tmp)
         self._seq = 0
 
     def run(self, units, on_result, *, progress=None):
@@ -157,7 +179,7 @@ class InlineExecutor(Executor):
                     self._kept[unit.key] = result
             else:
                 self._seq += 1
-                req = _request(unit, self._tmp, self._seq, self._resolve)
+                req = _request(unit, self._tmp, self._seq, self._resolve, self._inputs)
                 reply = self._handler.handle(req)
                 result = _read_result(unit, reply["output"])
             on_result(unit, result)
@@ -380,12 +402,14 @@ class SlotExecutor(Executor):
 class _ProcSlot(_Slot):
     """A worker process (``python -m matteralign.execute.worker``) of one environment."""
 
-    def __init__(self, env: str | None, threads: int, tmp: Path, seq: Callable[[], int]):
+    def __init__(self, env: str | None, threads: int, tmp: Path, seq: Callable[[], int],
+                 inputs: _Inputs | None = None):
         from . import placement
 
         self.env = env
         self.model_key = None
         self._tmp, self._seq = tmp, seq
+        self._inputs = inputs or _Inputs(tmp)
         python = placement.python_for(env)
         child_env = placement.worker_environ(env, threads)
         self._log = open(tmp / f"worker-{id(self)}.log", "w+")
@@ -442,7 +466,7 @@ class _ProcSlot(_Slot):
     def submit(self, unit, resolve) -> cf.Future:
         fut: cf.Future = cf.Future()
         seq = self._seq()
-        req = _request(unit, self._tmp, seq, resolve)
+        req = _request(unit, self._tmp, seq, resolve, self._inputs)
         with self._lock:
             self._futures[seq] = (fut, unit)
         if not isinstance(unit, CallUnit):
@@ -496,6 +520,7 @@ class LocalExecutor(SlotExecutor):
         # Orb round differently with 2 threads than with 1); with workers = cores no core is oversubscribed
         self.threads = int(threads) if threads else 1
         self._tmp = Path(tempfile.mkdtemp(prefix="matteralign-exec-"))
+        self._inputs = _Inputs(self._tmp)
         self._counter = 0
         self._counter_lock = threading.Lock()
 
@@ -505,7 +530,7 @@ class LocalExecutor(SlotExecutor):
             return self._counter
 
     def _new_slot(self, unit) -> _Slot:
-        return _ProcSlot(unit.env, self.threads, self._tmp, self._next)
+        return _ProcSlot(unit.env, self.threads, self._tmp, self._next, self._inputs)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for fault tests)."""
