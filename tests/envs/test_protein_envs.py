@@ -80,3 +80,36 @@ def test_esm_if1_encoder_equals_the_package_embedding_function(proteins, tmp_pat
     assert [int(b - a) for a, b in zip(offs[:-1], offs[1:], strict=True)] == [len(bb) for bb in bbs]  # per residue
     prov = store.provenance(proteins.name, "esm-if1", "encoder")["provenance"]
     assert prov["encoder_embed_dim"] == 32 and prov["env"] == "eqv2" and not prov["trust_checkpoint"]
+
+
+def test_study_runs_the_env_models_end_to_end_with_a_labelled_second_checkpoint(proteins, tmp_path):
+    from matteralign.datasets.protein import backbone
+    from matteralign.study import Study
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    esm3_info, _ = _random_model("esm3-sequence", tmp_path / "a", {"sequences": [s.sequence for s in proteins]})
+    if_info, _ = _random_model("esm-if1", tmp_path / "b",
+                               {"backbones": [backbone(s.atoms)[:, :3].tolist() for s in proteins]})
+    envs.create("pet")
+    (tmp_path / "pet").mkdir()
+    pet = json.loads(envs.run_in_env("pet", [HERE / "pet_random.py", tmp_path / "pet"]).stdout.strip().splitlines()[-1])
+    study = Study.from_dict({
+        "out": str(tmp_path / "out"), "seed": 0, "trust_checkpoint": True,
+        "models": ["esm3-sequence", "esm-if1", "pet-mad",
+                   {"name": "pet-mad", "as": "copy", "checkpoint": pet["checkpoint"]}, "random"],
+        "checkpoints": {"esm3-sequence": esm3_info["checkpoint"], "esm-if1": if_info["checkpoint"],
+                        "pet-mad": pet["checkpoint"]},
+        "datasets": [{"name": "proteins", "n": 8}, {"name": "molecules", "n": 12}],
+        "metrics": {"cknna": {"k": 3}}, "model_metrics": {}, "analyses": {"matrix": {"k": 3}},
+        "calibration": {"enabled": False},
+    })
+    study.validate()
+    res = study.run(progress=False)
+    pairs = res.pairs
+    on = {ds: set(pairs.query("dataset == @ds")["model_a"]) for ds in ("proteins", "molecules")}
+    assert on["proteins"] == {"esm3-sequence", "esm-if1", "pet-mad", "pet-mad@copy", "random"}
+    assert on["molecules"] == {"pet-mad", "pet-mad@copy", "random"}
+    same = pairs.query("model_a == 'pet-mad' and model_b == 'pet-mad@copy'")["value"]
+    assert len(same) == 2 and (same > 0.999).all()  # one checkpoint under two names: identical features
+    assert "pet-mad@copy" in res.report.read_text()
