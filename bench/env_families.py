@@ -159,7 +159,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", default=",".join(ITEMS))
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args, _ = ap.parse_known_args()  # run_all.py passes its own arguments
     rows = []
     out_path = HERE / "results" / "env_families.json"
     with tempfile.TemporaryDirectory() as tmp:
