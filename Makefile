@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
-# Per-family model environments (fairchem, mace, orb, eqv2, mattergen, aurora) in the per-user cache; built once
-# per machine.
+# Per-family model environments (fairchem, mace, orb, eqv2, mattergen, aurora, esm3, pet) in the per-user
+# cache; built once per machine.
 envs: $(STAMP)
 	nice $(VENV)/bin/matteralign env create
 

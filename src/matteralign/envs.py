@@ -24,6 +24,11 @@ does not load beside the torch 2.13.0 CPU wheel (``operator torchvision::nms doe
 extension links CUDA libraries that CPU build lacks). That environment installs the matching pair
 torch 2.14.1 + torchvision 0.29.1 that lies on disk instead (a CUDA build of about 5.5 GB, run on
 the CPU), rather than stubbing torchvision out.
+Two protein families share the import name ``esm``: fair-esm (ESM-IF1) sits in ``eqv2``, beside the
+torch-geometric and compiled torch-scatter its inverse-folding encoder imports; EvolutionaryScale's ``esm``
+(ESM3) has the ``esm3`` environment, installed ``--no-deps`` (its release for Python 3.11 declares torchtext and
+torchvision, which its model code never imports). PET-MAD has the ``pet`` environment (upet, metatrain,
+metatomic-torch).
 
 Environments live in a per-user cache directory (``$MATTERALIGN_ENV_DIR``, else
 ``$XDG_CACHE_HOME/matteralign/envs``, else ``~/.cache/matteralign/envs``) under
