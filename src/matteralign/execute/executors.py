@@ -59,28 +59,49 @@ class _Inputs:
         self._paths: dict[tuple[str, str], Path] = {}
         self._lock = threading.Lock()
 
-    def path(self, unit) -> str:
+    @staticmethod
+    def key(unit) -> tuple[str, str]:
+        """``(dataset, digest of the sample ids)``: units with equal keys read the same samples."""
         import hashlib
 
-        ids = hashlib.sha1("\0".join(str(s.id) for s in unit.samples).encode()).hexdigest()
-        key = (unit.dataset, ids)
+        return unit.dataset, hashlib.sha1("\0".join(str(s.id) for s in unit.samples).encode()).hexdigest()
+
+    @staticmethod
+    def pack(unit) -> bytes:
+        """The unit's samples as the bytes of their ``.npz`` file (what a Ray actor receives once per shard)."""
+        import io
+
+        from .wire import write_samples
+
+        buf = io.BytesIO()
+        write_samples(unit.samples, buf, name=unit.dataset)
+        return buf.getvalue()
+
+    def path(self, unit, given: tuple[tuple[str, str], bytes] | None = None) -> str:
+        """The file of the unit's samples, written on first use (from ``given = (key, bytes)`` when the samples
+        arrived packed)."""
+        key = given[0] if given is not None else self.key(unit)
         with self._lock:
             path = self._paths.get(key)
             if path is None or not path.exists():
-                from .wire import write_samples
+                path = self._tmp / f"in-{len(self._paths):06d}-{key[1][:12]}.npz"
+                if given is not None:
+                    path.write_bytes(given[1])
+                else:
+                    from .wire import write_samples
 
-                path = self._tmp / f"in-{len(self._paths):06d}-{ids[:12]}.npz"
-                write_samples(unit.samples, path, name=unit.dataset)
+                    write_samples(unit.samples, path, name=unit.dataset)
                 self._paths[key] = path
         return str(path)
 
 
-def _request(unit, tmp: Path, seq: int, resolve: Callable[[Any], Any], inputs: _Inputs | None = None) -> dict[str, Any]:
+def _request(unit, tmp: Path, seq: int, resolve: Callable[[Any], Any], inputs: _Inputs | None = None,
+             given: tuple[tuple[str, str], bytes] | None = None) -> dict[str, Any]:
     """Write the unit's inputs under ``tmp`` (sample files through ``inputs``, shared by the units that read
-    the same samples) and return the worker request."""
+    the same samples; ``given``: the samples already packed) and return the worker request."""
     base = tmp / f"u{seq:06d}"
     if isinstance(unit, (ExtractUnit, EnergyUnit)):
-        src = (inputs or _Inputs(tmp)).path(unit)
+        src = (inputs or _Inputs(tmp)).path(unit, given)
         if isinstance(unit, ExtractUnit):
             return {"id": seq, "op": "extract", "model": unit.model, "options": unit.options,
                     "layers": list(unit.layers), "batch_size": unit.batch_size, "with_energy": unit.with_energy,
@@ -463,10 +484,10 @@ class _ProcSlot(_Slot):
         except OSError:  # pragma: no cover
             return "(unreadable)"
 
-    def submit(self, unit, resolve) -> cf.Future:
+    def submit(self, unit, resolve, given: tuple[tuple[str, str], bytes] | None = None) -> cf.Future:
         fut: cf.Future = cf.Future()
         seq = self._seq()
-        req = _request(unit, self._tmp, seq, resolve, self._inputs)
+        req = _request(unit, self._tmp, seq, resolve, self._inputs, given)
         with self._lock:
             self._futures[seq] = (fut, unit)
         if not isinstance(unit, CallUnit):

@@ -23,8 +23,10 @@ The store lives only on the driver's disk: the driver commits every result.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +81,9 @@ def _actor_class():
         def worker_pid(self) -> int:
             return self._slot.pid
 
-        def run(self, unit):
-            fut = self._slot.submit(unit, lambda a: a)
+        def run(self, unit, key=None, packed=None):
+            given = (tuple(key), packed) if key is not None else None  # the samples, once per shard and node
+            fut = self._slot.submit(unit, lambda a: a, given)
             try:
                 return fut.result()
             except WorkerDied:  # the actor goes with its worker: the driver replaces both
@@ -96,7 +99,8 @@ def _run_call(fn: str, threads, *args):
 
 
 class _ActorSlot(_Slot):
-    def __init__(self, actor_cls, unit, threads: int):
+    def __init__(self, actor_cls, unit, threads: int, packed: Callable[[Any], tuple] | None = None):
+        self._packed = packed
         self.env = unit.env
         self.model_key = None
         self.actor = actor_cls.options(**ray_options(unit.resources)).remote(unit.env, threads)
@@ -108,7 +112,11 @@ class _ActorSlot(_Slot):
         ray = _ray()
         self.model_key = unit.model_key
         out: cf.Future = cf.Future()
-        ref = self.actor.run.remote(unit)
+        if self._packed is not None and isinstance(unit, (ExtractUnit, EnergyUnit)):
+            key, data = self._packed(unit)  # the samples travel once per shard, through the object store
+            ref = self.actor.run.remote(dataclasses.replace(unit, samples=[]), key, data)
+        else:
+            ref = self.actor.run.remote(unit)
 
         def done(f):
             if out.done():  # cancelled by the driver, or failed as lost with its node
@@ -188,6 +196,7 @@ class RayExecutor(SlotExecutor):
         self.threads = int(threads) if threads else max(1, int(self.cpus_per_unit))
         self._actor_cls = _actor_class()
         self._call = ray.remote(_run_call)
+        self._sample_refs: dict[tuple[str, str], Any] = {}
 
     def describe(self) -> dict[str, Any]:
         ray = _ray()
@@ -227,7 +236,17 @@ class RayExecutor(SlotExecutor):
     def _new_slot(self, unit) -> _Slot:
         if isinstance(unit, CallUnit):  # pragma: no cover - call units run as tasks
             raise AssertionError("call units run as Ray tasks")
-        return _ActorSlot(self._actor_cls, self._with_cpus(unit), self.threads)
+        return _ActorSlot(self._actor_cls, self._with_cpus(unit), self.threads, self._packed_samples)
+
+    def _packed_samples(self, unit) -> tuple[tuple[str, str], Any]:
+        """``(key, object ref)`` of the unit's packed samples, put into the object store once per shard."""
+        from .executors import _Inputs
+
+        key = _Inputs.key(unit)
+        ref = self._sample_refs.get(key)
+        if ref is None:
+            ref = self._sample_refs[key] = _ray().put(_Inputs.pack(unit))
+        return key, ref
 
     def _with_cpus(self, unit):
         import dataclasses
