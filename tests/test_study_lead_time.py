@@ -31,3 +31,14 @@ def test_lead_time_goes_to_weather_models_only(tmp_path):
 def test_bad_lead_time_is_a_config_error(tmp_path, value):
     with pytest.raises(ConfigError, match="lead_time_hours"):
         _study(tmp_path, f"lead_time_hours = {value}")
+
+
+def test_fixed_step_weather_models_refuse_another_lead_time(tmp_path):
+    """Aurora and GraphCast run one fixed 6 h step: a study lead time other than 6 h is an error, not ignored."""
+    from matteralign.errors import ModelError
+    from matteralign.models.hub_aurora import AuroraExtractor
+
+    with pytest.raises(ModelError, match="aurora runs its fixed 6 h step"):
+        AuroraExtractor(checkpoint=str(tmp_path / "a.ckpt"), lead_time_hours=12)
+    with pytest.raises(ModelError, match="lead_time_hours must be a number"):
+        AuroraExtractor(checkpoint=str(tmp_path / "a.ckpt"), lead_time_hours="soon")

@@ -209,6 +209,7 @@ def test_adapter_equals_an_independent_hook(tmp_path, weather):
     info = prov.get("model", prov)
     text = repr(info)
     assert "vertical_velocity" in text and "toa_incident_solar_radiation" in text  # channels set to 0
+    assert "'lead_time_hours': 6.0" in text and "'route': 'DeepMind released params" in text
     assert "temperature@50" in text and "temperature@850" not in text.replace("inputs:temperature@850", "")
 
 
