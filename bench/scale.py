@@ -8,8 +8,9 @@ Items (ratios are measured in one run, on the same machine state):
   (target overhead ≤ 15 %). ``--n`` scales the samples per dataset (300 = the default study).
 * ``schedule`` — plan the paper's run (59 models x 5 datasets x 50,000 samples, shards of 512) with
   stand-in extractors (``bench/_standin.py``), run ``--units`` of its shards on the local Ray cluster and
-  on the local executor with a stand-in cost per shard, and report the executor's overhead per unit
-  (target ≤ 50 ms); project the paper's wall time on 8 GPUs from the measured per-model throughputs in
+  on the local executor with a short stand-in cost per shard (``--cost-ms``, and again at zero cost, where the
+  driver alone limits the rate), and report the executor's overhead per unit (target ≤ 50 ms) and the
+  driver's CPU time per unit; project the paper's wall time on 8 GPUs from the measured per-model throughputs in
   ``bench/results/extract.json`` (see bench/README.md for the numbers it rests on).
 
     python bench/scale.py                       # both items, full default study
@@ -50,7 +51,7 @@ def _default_study(out: Path, n: int):
     return Study.from_toml(None).override(n=n, out=str(out))
 
 
-def item_default(n: int) -> dict:
+def item_default(n: int, two_threads: bool = False) -> dict:
     import pandas as pd
 
     from matteralign.execute import get_executor
@@ -58,14 +59,18 @@ def item_default(n: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="matteralign-scale-"))
     runs = {}
     try:
-        for label, make in [("local-2", lambda: get_executor("local", workers=2)),
-                            ("local-1", lambda: get_executor("local", workers=1)),
-                            ("local-1x2threads", lambda: get_executor("local", workers=1, threads=2))]:
+        configs = [("local-2", lambda: get_executor("local", workers=2)),
+                   ("local-1", lambda: get_executor("local", workers=1))]
+        if two_threads:
+            configs.append(("local-1x2threads", lambda: get_executor("local", workers=1, threads=2)))
+        for label, make in configs:
             t0 = time.perf_counter()
             with make() as ex:
                 res = _default_study(tmp / label, n).run(progress=False, executor=ex)
-            runs[label] = {"seconds": time.perf_counter() - t0, "stages": {k: round(v, 2) for k, v in res.timings.items()
-                                                                            if ":" not in k}}
+            runs[label] = {"seconds": time.perf_counter() - t0,
+                           "stages": {k: round(v, 2) for k, v in res.timings.items() if ":" not in k},
+                           "analyses": {k.split(":", 1)[1]: round(v, 2) for k, v in res.timings.items()
+                                        if k.startswith("analysis:")}}
             print(f"  {label:8s} {runs[label]['seconds']:8.1f} s  {runs[label]['stages']}", flush=True)
             runs[label]["pairs"] = res.pairs
         cluster, up = _cluster()
@@ -88,7 +93,8 @@ def item_default(n: int) -> dict:
         return {"item": "default", "n_per_dataset": n, "runs": runs,
                 "speedup_2_vs_1": runs["local-1"]["seconds"] / runs["local-2"]["seconds"],
                 "ray_overhead_vs_local_2": runs["ray-2node"]["seconds"] / runs["local-2"]["seconds"] - 1,
-                "speedup_2_vs_1_with_2_threads": runs["local-1x2threads"]["seconds"] / runs["local-2"]["seconds"],
+                **({"speedup_2_vs_1_with_2_threads": runs["local-1x2threads"]["seconds"] / runs["local-2"]["seconds"]}
+                   if "local-1x2threads" in runs else {}),
                 "identical_pairs_tables_vs_local_1": same, "pandas": pd.__version__}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -125,8 +131,9 @@ def item_schedule(n_units: int, cost_ms: float) -> dict:
         out = {"item": "schedule", "n_models": n_models, "n_datasets": n_datasets, "n_samples": n_samples,
                "shard_size": shard, "n_units_planned": len(units), "plan_seconds": plan_s,
                "n_units_run": len(subset), "stand_in_ms_per_shard": cost_ms, "runs": {}}
-        os.environ["MATTERALIGN_STANDIN_MS"] = str(cost_ms)
-        for label in ("local-2", "ray-2node"):
+        for label, cost in (("local-2", cost_ms), ("ray-2node", cost_ms), ("local-2-zero-cost", 0.0),
+                            ("ray-2node-zero-cost", 0.0)):
+            os.environ["MATTERALIGN_STANDIN_MS"] = str(cost)
             run_store = Store(tmp / f"store-{label}")
             run_jobs = {}
             for u in subset:
@@ -143,9 +150,9 @@ def item_schedule(n_units: int, cost_ms: float) -> dict:
             else:
                 ex = get_executor("local", workers=2)
             try:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 ex.run(subset, committer)
-                wall = time.perf_counter() - t0
+                wall, driver_cpu = time.perf_counter() - t0, time.process_time() - c0
             finally:
                 ex.close()
                 if cluster is not None:
@@ -154,10 +161,14 @@ def item_schedule(n_units: int, cost_ms: float) -> dict:
                     ray.shutdown()
                     cluster.shutdown()
             slots = ex.workers
-            per_unit = wall * min(slots, 2) / len(subset) - cost_ms / 1000.0
-            out["runs"][label] = {"wall_s": wall, "slots": slots, "overhead_per_unit_ms": 1000 * per_unit}
-            print(f"  {label:9s} {len(subset)} units in {wall:.1f} s: overhead {1000 * per_unit:.1f} ms/unit "
-                  f"(2 cores)", flush=True)
+            # a slot's time per unit beyond the unit's own cost (2 slots on 2 cores)
+            per_unit = wall * min(slots, 2) / len(subset) - cost / 1000.0
+            out["runs"][label] = {"wall_s": wall, "slots": slots, "stand_in_ms_per_shard": cost,
+                                  "overhead_per_unit_ms": 1000 * per_unit,
+                                  "driver_cpu_ms_per_unit": 1000 * driver_cpu / len(subset),
+                                  "load_average": list(os.getloadavg())}
+            print(f"  {label:19s} {len(subset)} units in {wall:.1f} s: overhead {1000 * per_unit:.1f} ms/unit "
+                  f"(2 cores), driver CPU {1000 * driver_cpu / len(subset):.1f} ms/unit", flush=True)
         out["projection"] = _projection(len(units), out["runs"]["ray-2node"]["overhead_per_unit_ms"] / 1000.0,
                                         n_models, n_datasets, n_samples)
         return out
@@ -187,14 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--item", choices=("default", "schedule"), action="append")
     ap.add_argument("--n", type=int, default=300, help="samples per dataset of the default study")
     ap.add_argument("--units", type=int, default=236, help="shards of the paper plan to run")
-    ap.add_argument("--cost-ms", type=float, default=50.0, help="stand-in cost per shard")
+    ap.add_argument("--cost-ms", type=float, default=100.0, help="stand-in cost per shard (also run at zero cost)")
+    ap.add_argument("--two-threads", action="store_true", help="also run the default study on 1 worker x 2 threads")
     args = ap.parse_args(argv if argv is not None else [])
     items = args.item or ["default", "schedule"]
     prev = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     out = {"benchmark": "scale", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
            "load_average_before": list(os.getloadavg()), "items": dict(prev.get("items", {}))}
     if "default" in items:
-        out["items"]["default"] = item_default(args.n)
+        out["items"]["default"] = item_default(args.n, args.two_threads)
     if "schedule" in items:
         out["items"]["schedule"] = item_schedule(args.units, args.cost_ms)
     out["load_average_after"] = list(os.getloadavg())
