@@ -60,6 +60,34 @@ def esm3(outdir, inputs):
     return {"checkpoint": snap, "n_parameters": sum(p.numel() for p in model.parameters())}
 
 
+def esmc_native(outdir, inputs):
+    """A tiny ESM C (2 blocks, d_model 128, 2 heads) from the package's own ``ESMC``, saved as its snapshot lays out
+    ``esmc_300m_2024_12_v0.pth``; reference from the package's own ``hidden_states`` and ``embeddings``."""
+    import torch
+    from esm.models.esmc import ESMC
+    from esm.tokenization import EsmSequenceTokenizer
+
+    torch.manual_seed(SEED)
+    tok = EsmSequenceTokenizer()
+    model = ESMC(d_model=128, n_heads=2, n_layers=2, tokenizer=tok, use_flash_attn=False).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.3 * torch.randn_like(p))
+    snap = os.path.join(outdir, "esmc-300m-2024-12")
+    os.makedirs(os.path.join(snap, "data", "weights"))
+    torch.save(model.state_dict(), os.path.join(snap, "data", "weights", "esmc_300m_2024_12_v0.pth"))
+    ref = {"last": [], "hidden_1": [], "hidden_2": []}
+    for seq in inputs["sequences"]:
+        with torch.no_grad():
+            out = model(sequence_tokens=torch.tensor([tok.encode(seq)]))
+        ref["last"].append(out.embeddings[0, 1:-1].mean(0).numpy())
+        for k in (1, 2):  # hidden_states: the output of each block
+            ref[f"hidden_{k}"].append(out.hidden_states[k - 1][0, 1:-1].mean(0).numpy())
+    np.savez(os.path.join(outdir, "reference.npz"), **{k: np.stack(v) for k, v in ref.items()})
+    return {"checkpoint": snap}
+
+
 def esm_if1(outdir, inputs):
     """A tiny ESM-IF1 (GVP-Transformer) from fair-esm's own classes, saved as ``{"args", "model"}`` (the layout
     ``esm.pretrained.load_model_and_alphabet_local`` reads); reference from ``util.get_encoder_output``."""
@@ -96,5 +124,5 @@ if __name__ == "__main__":
     model_name, out, inp = sys.argv[1:4]
     with open(inp) as f:
         data = json.load(f)
-    info = {"esm3-sequence": esm3, "esm-if1": esm_if1}[model_name](out, data)
+    info = {"esm3-sequence": esm3, "esmc-300m-native": esmc_native, "esm-if1": esm_if1}[model_name](out, data)
     print(json.dumps(info))

@@ -64,6 +64,25 @@ def test_esm3_sequence_track_equals_a_hook_on_the_package_module(proteins, tmp_p
                 progress=False)
 
 
+def test_esmc_native_equals_the_package_hidden_states(proteins, tmp_path):
+    info, ref = _random_model("esmc-300m-native", tmp_path, {"sequences": [s.sequence for s in proteins]})
+    store = Store(tmp_path / "store")
+    layers = ["hidden_1", "hidden_2", "last"]
+    summary = extract(tmp_path / "store", proteins, "esmc-300m-native", layers=layers,
+                      options={"checkpoint": info["checkpoint"], "seed": 0}, shard_size=4, progress=False)
+    assert summary["env"] == "esm3" and summary["n_skipped"] == 0
+    for layer in layers:
+        ids, X = store.read(proteins.name, "esmc-300m-native", layer)
+        assert ids == proteins.ids
+        np.testing.assert_allclose(X, ref[layer], rtol=1e-4, atol=1e-5)
+    prov = store.provenance(proteins.name, "esmc-300m-native", "last")["provenance"]
+    assert (prov["d_model"], prov["n_layers"], prov["n_heads"]) == (128, 2, 2)
+    assert prov["weights"].endswith("data/weights/esmc_300m_2024_12_v0.pth")
+    with pytest.raises(ModelError, match="holds no data/weights/esmc_600m_2024_12_v0.pth"):  # the 600M file
+        extract(tmp_path / "s2", proteins, "esmc-600m-native", options={"checkpoint": info["checkpoint"]},
+                progress=False)
+
+
 def test_esm_if1_encoder_equals_the_package_embedding_function(proteins, tmp_path):
     from matteralign.datasets.protein import backbone
 

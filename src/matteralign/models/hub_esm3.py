@@ -1,6 +1,12 @@
-"""ESM3 (Hayes et al., Science 387, 850 (2025), doi:10.1126/science.ads0018), sequence track, from a local
-checkpoint, in the ``esm3`` model environment (EvolutionaryScale's ``esm`` package, whose import name clashes
-with fair-esm's; see :data:`matteralign.envs.FAMILIES`).
+"""ESM3 (Hayes et al., Science 387, 850 (2025), doi:10.1126/science.ads0018), sequence track, and ESM C
+(EvolutionaryScale, 2024) in EvolutionaryScale's own format, from local checkpoints, in the ``esm3`` model
+environment (EvolutionaryScale's ``esm`` package, whose import name clashes with fair-esm's; see
+:data:`matteralign.envs.FAMILIES`).
+
+ESM C's native files (``esmc_300m_2024_12_v0.pth``, ``esmc_600m_2024_12_v0.pth``, or their snapshot folders)
+are read the same way into the package's ``esm.models.esmc.ESMC`` (``esmc-300m-native``, ``esmc-600m-native``;
+``esmc-300m``/``esmc-600m`` read transformers' ``EsmcModel`` port instead); its hooks are the token embedding
+(``hidden_0``), the blocks and the final norm (``last``, what its sequence head reads).
 
 The checkpoint is the state dict EvolutionaryScale publishes (``esm3_sm_open_v1.pth``), given as the file or
 as the folder of the ``EvolutionaryScale/esm3-sm-open-v1`` snapshot that holds it at
@@ -30,12 +36,16 @@ from ..errors import ModelError
 from ._hub import CheckpointExtractor
 from ._registry import ModelSpec, register
 
-__all__ = ["Esm3SequenceExtractor", "WEIGHTS_IN_SNAPSHOT", "N_LAYERS", "WIDTH"]
+__all__ = ["Esm3SequenceExtractor", "EsmcNativeExtractor", "WEIGHTS_IN_SNAPSHOT", "N_LAYERS", "WIDTH",
+           "ESMC_NATIVE"]
 
 #: Where the ESM3-open snapshot keeps its weights (relative to the snapshot folder).
 WEIGHTS_IN_SNAPSHOT = os.path.join("data", "weights", "esm3_sm_open_v1.pth")
 #: ESM3-open (1.4B): 48 blocks of width 1536.
 N_LAYERS, WIDTH = 48, 1536
+#: ESM C registry name → (weights file in its snapshot, blocks, width, size).
+ESMC_NATIVE = {"esmc-300m-native": ("esmc_300m_2024_12_v0.pth", 30, 960, "300M"),
+               "esmc-600m-native": ("esmc_600m_2024_12_v0.pth", 36, 1152, "600M")}
 
 _PROTEIN = re.compile(r"^[A-Za-z]+$")
 
@@ -65,53 +75,62 @@ class Esm3SequenceExtractor(CheckpointExtractor):
     default_layer = "last"
     package = "esm"
 
-    def __init__(self, *, n_heads: int | None = None, max_length: int = 2046, **options: Any):
+    weights_in_snapshot = WEIGHTS_IN_SNAPSHOT
+    embed_key = "encoder.sequence_embed.weight"
+
+    def __init__(self, *, n_heads: int | None = None, max_length: int = 2046, weights_in_snapshot: str | None = None,
+                 **options: Any):
         self.n_heads_option = n_heads
+        if weights_in_snapshot:
+            self.weights_in_snapshot = os.path.join("data", "weights", weights_in_snapshot)
         self.max_length = int(max_length)
         super().__init__(**options)
 
-    @staticmethod
-    def _check_checkpoint(path, model: str) -> str:
-        """The weights file: ``path`` itself, or ``path/data/weights/esm3_sm_open_v1.pth`` for a snapshot folder."""
+    def _check_checkpoint(self, path, model: str) -> str:
+        """The weights file: ``path`` itself, or ``path/data/weights/<weights file>`` for a snapshot folder."""
         if path is not None and os.path.isdir(os.fspath(path)):
-            inner = os.path.join(os.fspath(path), WEIGHTS_IN_SNAPSHOT)
+            inner = os.path.join(os.fspath(path), self.weights_in_snapshot)
             if not os.path.isfile(inner):
                 raise ModelError(f"checkpoint folder {os.fspath(path)!r} of model {model!r} holds no "
-                                 f"{WEIGHTS_IN_SNAPSHOT}; expected the esm3-sm-open-v1 snapshot or the .pth file")
+                                 f"{self.weights_in_snapshot}; expected the model's snapshot folder or the .pth file")
             return inner
         return CheckpointExtractor._check_checkpoint(path, model)
 
     def _load(self) -> None:
         import torch
-        from esm.models.esm3 import ESM3
-        from esm.tokenization import EsmSequenceTokenizer, TokenizerCollection
+        from esm.tokenization import EsmSequenceTokenizer
 
         sd = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        if not isinstance(sd, dict) or "encoder.sequence_embed.weight" not in sd:
-            raise ModelError(f"checkpoint {self.checkpoint!r} is not an ESM3 state dict (no "
-                             "encoder.sequence_embed.weight)")
-        d_model = int(sd["encoder.sequence_embed.weight"].shape[1])
+        if not isinstance(sd, dict) or self.embed_key not in sd:
+            raise ModelError(f"checkpoint {self.checkpoint!r} is not a state dict of model {self.name!r} (no "
+                             f"{self.embed_key})")
+        d_model = int(sd[self.embed_key].shape[1])
         blocks = {int(m.group(1)) for k in sd if (m := re.match(r"transformer\.blocks\.(\d+)\.", k))}
-        n_layers = max(blocks) + 1
-        v_heads = int(sd["transformer.blocks.0.geom_attn.distance_scale_per_head"].shape[0])
         n_heads = int(self.n_heads_option or d_model // 64)
         if d_model % n_heads:
             raise ModelError(f"model {self.name!r}: d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.tokenizer = EsmSequenceTokenizer()
+        self.shape = {"d_model": d_model, "n_layers": max(blocks) + 1, "n_heads": n_heads}
+        with torch.device(self.device):
+            model = self._build(sd)
+        model.load_state_dict(sd, strict=True)
+        self.model = model.eval()
+
+    def _build(self, sd):
+        from esm.models.esm3 import ESM3
+        from esm.tokenization import TokenizerCollection
 
         def _not_needed(*_a, **_k):  # the sequence track needs no structure/function codec
             raise ModelError("the structure and function decoders are not loaded by the sequence-track adapter")
 
-        tok = EsmSequenceTokenizer()
-        tokenizers = TokenizerCollection(sequence=tok, structure=None, secondary_structure=None, sasa=None,
-                                         function=None, residue_annotations=None)
-        with torch.device(self.device):
-            model = ESM3(d_model=d_model, n_heads=n_heads, v_heads=v_heads, n_layers=n_layers,
-                         structure_encoder_fn=_not_needed, structure_decoder_fn=_not_needed,
-                         function_decoder_fn=_not_needed, tokenizers=tokenizers)
-        model.load_state_dict(sd, strict=True)
-        self.model = model.eval()
-        self.tokenizer = tok
-        self.shape = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "v_heads": v_heads}
+        self.shape["v_heads"] = int(sd["transformer.blocks.0.geom_attn.distance_scale_per_head"].shape[0])
+        tokenizers = TokenizerCollection(sequence=self.tokenizer, structure=None, secondary_structure=None,
+                                         sasa=None, function=None, residue_annotations=None)
+        return ESM3(**self.shape, structure_encoder_fn=_not_needed, structure_decoder_fn=_not_needed,
+                    function_decoder_fn=_not_needed, tokenizers=tokenizers)
+
+    def _input_module(self):
+        return self.model.encoder
 
     def layers(self) -> list[str]:
         return [*(f"hidden_{i}" for i in range(self.shape["n_layers"] + 1)), "last"]
@@ -133,7 +152,7 @@ class Esm3SequenceExtractor(CheckpointExtractor):
         ids = self.tokenizer(seq.upper())["input_ids"]
         tokens = torch.tensor([ids], dtype=torch.long, device=self.device)
         got: dict[str, Any] = {}
-        mods = {"hidden_0": self.model.encoder,
+        mods = {"hidden_0": self._input_module(),
                 **{f"hidden_{i + 1}": b for i, b in enumerate(self.model.transformer.blocks)}}
         handles = [mods[lay].register_forward_hook(lambda _m, _i, out, lay=lay: got.__setitem__(lay, out))
                    for lay in layers if lay != "last"]
@@ -164,6 +183,26 @@ class Esm3SequenceExtractor(CheckpointExtractor):
                 "pooling": "mean over residues (<cls>, <eos> left out)", "per_residue": False}
 
 
+class EsmcNativeExtractor(Esm3SequenceExtractor):
+    """ESM C from EvolutionaryScale's own ``.pth`` (or its snapshot folder) in the package's ``ESMC`` class;
+    per-protein mean over residues of the final norm (or a block). Parameters as
+    :class:`Esm3SequenceExtractor`, plus ``weights_in_snapshot`` (the file name under ``data/weights/``)."""
+
+    name = "esmc-native"
+    embed_key = "embed.weight"
+
+    def _build(self, sd):
+        from esm.models.esmc import ESMC
+
+        return ESMC(**self.shape, tokenizer=self.tokenizer, use_flash_attn=False)
+
+    def _input_module(self):
+        return self.model.embed
+
+    def _hub_provenance(self) -> dict[str, Any]:
+        return {**self.shape, "pooling": "mean over residues (<cls>, <eos> left out)", "per_residue": False}
+
+
 register(ModelSpec(
     name="esm3-sequence", factory=f"{__name__}:Esm3SequenceExtractor", family="protein_lm", modality="sequence",
     kind="protein_lm", embedding_type="sequence",
@@ -173,3 +212,14 @@ register(ModelSpec(
     description="ESM3-open (1.4B) sequence track: esm3_sm_open_v1.pth or its snapshot folder (EvolutionaryScale "
                 "esm, env esm3); final norm, mean over residues, 1536-d",
 ))
+for _name, (_file, _n, _w, _size) in ESMC_NATIVE.items():
+    register(ModelSpec(
+        name=_name, factory=f"{__name__}:EsmcNativeExtractor", family="protein_lm", modality="sequence",
+        kind="protein_lm", embedding_type="sequence",
+        layers=(*(f"hidden_{i}" for i in range(_n + 1)), "last"), default_layer="last",
+        depths=(*range(_n + 1), _n + 1), widths=(_w,) * (_n + 2),
+        kwargs={"name": _name, "weights_in_snapshot": _file}, requires=("esm", "torch"), requires_checkpoint=True,
+        gpu=True, env="esm3",
+        description=f"ESM C {_size} in EvolutionaryScale's format: {_file} or its snapshot folder (esm, env esm3); "
+                    f"final norm, mean over residues, {_w}-d",
+    ))
