@@ -164,8 +164,8 @@ FAMILIES: dict[str, EnvSpec] = {
                                  "which it imports without declaring, included)")),
     "pet": EnvSpec("pet", ("upet==0.3.1",),
                    description=("PET-MAD through upet 0.3.1 (metatrain 2026.4, metatomic-torch 0.1, metatensor-torch "
-                                "0.10, which accepts torch<2.15); pet-mad 1.4.4 pins metatrain==2025.12, which does not "
-                                "resolve with torch 2.13.0")),
+                                "0.10, which accepts torch<2.15); pet-mad 1.4.4 pins metatrain==2025.12, whose "
+                                "metatensor-torch 0.8.x requires torch<2.12")),
 }
 
 

@@ -1,6 +1,6 @@
 """PET-MAD (Mazitov et al., arXiv:2503.14118), a Point Edge Transformer interatomic potential, from a local
 metatrain checkpoint, in the ``pet`` model environment (upet 0.3.1 with metatrain 2026.4 and metatomic-torch,
-on torch 2.13.0; pet-mad 1.4.4 pins metatrain==2025.12, which does not resolve with torch 2.13.0).
+on torch 2.13.0; pet-mad 1.4.4 pins metatrain==2025.12, whose metatensor-torch 0.8.x requires torch<2.12).
 
 The checkpoint is a metatrain ``.ckpt`` such as ``pet-mad-s-v1.1.0.ckpt`` (what ``upet`` downloads from the
 ``lab-cosmo/upet`` hub repository), read by ``metatrain.utils.io.load_model``, the loader upet itself uses.
