@@ -29,7 +29,8 @@ both sides. Rows are fed south to north (ClimaX's WeatherBench training data has
 Fields are standardised per variable with the ``normalize_mean`` / ``normalize_std`` ``.npz`` files of the
 ClimaX data pipeline when given (keyed by ClimaX name; a missing variable is an error), else by the
 variable's mean and standard deviation over the whole grid (every time and cell; recorded). The lead
-time is ``lead_time_hours`` (6 by default), fed as hours / 100 as the reference data pipeline does.
+time is ``lead_time_hours`` (6 by default; a study sets it with its ``lead_time_hours`` key), fed as
+hours / 100 as the reference data pipeline does, and recorded in the provenance.
 
 **Layer** ``encoder`` (default): :meth:`ClimaXNet.encode` (the reference ``forward_encoder``: after the
 blocks and the final norm), shape (L, 1024); a sample's vector is the mean of the tokens whose cells
