@@ -100,7 +100,7 @@ def test_placeholder_study_lists_every_missing_checkpoint(tmp_path):
     with pytest.raises(ConfigError) as err:
         study.validate()
     msg = str(err.value)
-    assert "2 checkpoint path(s) do not exist: esm2-t6-8m = '/path/to/esm2', esm2-t30-150m@other = " \
+    assert "2 checkpoint paths do not exist: esm2-t6-8m = '/path/to/esm2', esm2-t30-150m@other = " \
            "'/path/to/other'" in msg
     assert "chemberta =" not in msg
     with pytest.raises(UnknownNameError):  # a bad name is still refused without files
@@ -141,5 +141,5 @@ def test_paper_model_table_validates_and_lists_each_placeholder():
     cannot = {p["model"]: p["reason"] for p in found if p["what"] == "model"}
     assert {"geom2vec", "esm3-structure", "prostt5-structure"} <= set(cannot)
     assert "no PyPI package ships Geom2Vec" in cannot["geom2vec"]
-    with pytest.raises(ConfigError, match=f"{len(missing)} checkpoint path\\(s\\) do not exist: orb-v2 = "):
+    with pytest.raises(ConfigError, match=f"{len(missing)} checkpoint paths do not exist: orb-v2 = "):
         study.validate()

@@ -273,8 +273,10 @@ def _problems_message(source: str, found: list[dict[str, str]]) -> str:
     """One message listing every missing checkpoint and every model that cannot run here."""
     ckpt = [f"{p['model']} = {p['path']!r}" for p in found if p["what"] == "checkpoint"]
     mods = [f"{p['model']} ({p['reason']})" for p in found if p["what"] == "model"]
-    parts = [f"{len(ckpt)} checkpoint path(s) do not exist: {', '.join(ckpt)}"] if ckpt else []
-    parts += [f"{len(mods)} model(s) cannot run here: {'; '.join(mods)}"] if mods else []
+    parts = [f"{len(ckpt)} checkpoint path{' does' if len(ckpt) == 1 else 's do'} not exist: {', '.join(ckpt)}"] \
+        if ckpt else []
+    parts += [f"{len(mods)} model{' cannot' if len(mods) == 1 else 's cannot'} run here: {'; '.join(mods)}"] \
+        if mods else []
     return f"study {source}: " + "; and ".join(parts)
 
 
