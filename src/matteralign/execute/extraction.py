@@ -17,7 +17,7 @@ from ..errors import InputError, UnknownNameError
 from .commit import Committer, ExtractionJob
 from .units import ExtractUnit, Resources
 
-__all__ = ["plan_extraction", "extract", "MAX_ATOM_FEATURES", "resources_for"]
+__all__ = ["plan_extraction", "extract", "model_plan", "MAX_ATOM_FEATURES", "resources_for"]
 
 #: Per-atom features wider than this are not stored (only the pooled vectors): SOAP at N = 50,000 molecules
 #: would need about 20 GB.
@@ -62,6 +62,46 @@ def _layers_of(model, layer: str | None, layers: Sequence[str] | None) -> tuple[
     return tuple(out)
 
 
+#: Adapter options that never change the features (where and how fast a model runs, or consent to unpickle).
+_NEUTRAL_OPTIONS = frozenset({"trust_checkpoint", "device", "num_threads", "batch_size"})
+
+
+def _file_fingerprint(path: str) -> dict[str, Any]:
+    """Size and a digest of the first and last MiB of ``path`` (of every file, for a folder): a checkpoint
+    swapped at the same path — fine-tuned weights of the same size included — changes it, a moved one does not."""
+    import hashlib
+
+    def one(f: str) -> list:
+        size = os.path.getsize(f)
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(size - (1 << 20))
+                h.update(fh.read(1 << 20))
+        return [size, h.hexdigest()[:16]]
+
+    if os.path.isdir(path):
+        files = sorted(os.path.relpath(os.path.join(r, f), path) for r, _d, fs in os.walk(path) for f in fs)
+        return {"files": {f: one(os.path.join(path, f)) for f in files}}
+    if os.path.isfile(path):
+        size, digest = one(path)
+        return {"size": size, "sha256_head_tail": digest}
+    return {"missing": os.path.basename(str(path))}
+
+
+def model_plan(options: dict[str, Any] | None) -> dict[str, Any]:
+    """What of the adapter ``options`` decides the features, for the store's plan: every option but the neutral
+    ones (device, threads, batch size, trust), with a checkpoint by its contents rather than its path. A layer
+    extracted with other options (another checkpoint, seed or lead time) is then never reused for these."""
+    out: dict[str, Any] = {}
+    for k, v in sorted((options or {}).items()):
+        if k in _NEUTRAL_OPTIONS:
+            continue
+        out[k] = _file_fingerprint(str(v)) if k == "checkpoint" and v else v
+    return out
+
+
 def plan_extraction(store, dataset, model, *, layers: tuple[str, ...], options: dict[str, Any] | None = None,
                     shard_size: int = 256, batch_size: int | None = None, poolings: Sequence[str] = ("mean",),
                     save_atoms: bool = True, overwrite: bool = False, env: str | None = None,
@@ -90,7 +130,7 @@ def plan_extraction(store, dataset, model, *, layers: tuple[str, ...], options: 
             raise UnknownNameError("pooling", str(p), _POOLINGS)
     name = model if isinstance(model, str) else model.name
     plan = {"dataset_fingerprint": dataset.fingerprint(), "n_samples": len(dataset), "shard_size": int(shard_size),
-            "poolings": list(poolings), "save_atoms": bool(save_atoms)}
+            "poolings": list(poolings), "save_atoms": bool(save_atoms), "model_options": model_plan(options)}
     # samples every layer already holds (e.g. the same dataset at a smaller n) are not computed again
     reuse = [None] if overwrite else [store.reusable_ids(dataset.name, name, lay, plan=plan) for lay in layers]
     stored = set.intersection(*reuse) if all(r is not None for r in reuse) else set()
