@@ -636,7 +636,7 @@ def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, e
     """Run every analysis of the study as units on ``executor`` (an unchanged one is read back from its
     cache): those that read no other analysis' result side by side, then those that do (the findings).
     The figures come back with each unit's result and are written here (:mod:`matteralign.execute.analyse`)."""
-    from .analysis.base import READS_RESULTS
+    from .analysis.base import ANALYSIS_COST, READS_RESULTS
     from .execute import CallUnit
     from .execute.analyse import place_files
     from .study import _atomic_write_table
@@ -664,7 +664,8 @@ def _analyse(study: Study, datasets: dict, embeddings: dict, pairs, per_model, e
     def so_far() -> list:
         return [done[n] for n in plan if done.get(n) is not None]
 
-    for wave in ([n for n in plan if n not in READS_RESULTS], [n for n in plan if n in READS_RESULTS]):
+    first = sorted((n for n in plan if n not in READS_RESULTS), key=lambda n: -ANALYSIS_COST.get(n, 1.0))
+    for wave in (first, [n for n in plan if n in READS_RESULTS]):
         units, cache_of = [], {}
         for name in wave:
             params = plan[name]

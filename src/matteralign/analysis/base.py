@@ -138,9 +138,13 @@ ANALYSIS_OPTIONS: dict[str, frozenset[str] | None] = {}
 
 #: Analyses that read other analyses' results (``ctx.results``): they run after all the others.
 READS_RESULTS: set[str] = set()
+#: Relative cost of each analysis (a scheduling hint: the costly ones start first, so that the stage is not
+#: left waiting on one long analysis started last).
+ANALYSIS_COST: dict[str, float] = {}
 
 
-def register_analysis(name: str, *, options: Iterable[str] | None = None, reads_results: bool = False):
+def register_analysis(name: str, *, options: Iterable[str] | None = None, reads_results: bool = False,
+                      cost: float = 1.0):
     """Decorator registering ``run(ctx)`` under ``name``.
 
     Parameters
@@ -152,11 +156,15 @@ def register_analysis(name: str, *, options: Iterable[str] | None = None, reads_
     reads_results : bool
         The analysis reads ``ctx.results`` (the results of the analyses that run before it); it then
         runs after every analysis that does not, which otherwise run side by side.
+    cost : float
+        Its cost relative to a typical analysis (1); analyses that run side by side start in decreasing
+        cost.
     """
 
     def deco(fn):
         ANALYSES[name] = fn
         ANALYSIS_OPTIONS[name] = None if options is None else frozenset(options)
+        ANALYSIS_COST[name] = float(cost)
         if reads_results:
             READS_RESULTS.add(name)
         else:

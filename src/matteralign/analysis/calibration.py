@@ -223,7 +223,7 @@ def beyond_composition(ctx: AnalysisContext, *, metric: str = "unbiased_cka", n_
     return pd.DataFrame(rows)
 
 
-@register_analysis("calibration", options={"fdr", "n_permutations"})
+@register_analysis("calibration", options={"fdr", "n_permutations"}, cost=5)
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Calibrated matrices (significant cells after FDR starred) and the confound tables."""
     from ._plot import heatmap, matrix_figsize, pyplot, safe_name, save

@@ -209,7 +209,7 @@ def _figure(ctx: AnalysisContext, model: str, Y, ds_of, labels):
     return save(fig, ctx.out_dir / f"maps_{safe_name(model)}.png")
 
 
-@register_analysis("maps", options=[*_DEFAULTS, "labels", "exclude_labels", "reference_label"])
+@register_analysis("maps", options=[*_DEFAULTS, "labels", "exclude_labels", "reference_label"], cost=10)
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """UMAP per 3D model of all datasets pooled; label organisation and dataset separability as numbers."""
     import pandas as pd

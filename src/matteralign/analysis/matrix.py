@@ -131,7 +131,7 @@ def _k_of(label: str) -> int | None:
     return None
 
 
-@register_analysis("matrix", options=["k", "score"])
+@register_analysis("matrix", options=["k", "score"], cost=3)
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Heatmaps and tables of every pair metric per dataset, full and condensed by family.
 

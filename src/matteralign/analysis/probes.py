@@ -166,7 +166,7 @@ def _figure(ctx: AnalysisContext, ds: str, scores, baselines):
     return save(fig, ctx.out_dir / f"probes_{safe_name(ds)}.png")
 
 
-@register_analysis("probes", options=[*_DEFAULTS, "labels", "exclude_labels"])
+@register_analysis("probes", options=[*_DEFAULTS, "labels", "exclude_labels"], cost=2)
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Probe every label from every model (our extension; see the module docstring)."""
     p = _params(ctx)

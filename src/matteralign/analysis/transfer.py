@@ -105,7 +105,7 @@ def _figure(ctx: AnalysisContext, ds: str, table):
     return save(fig, ctx.out_dir / f"transfer_{safe_name(ds)}.png")
 
 
-@register_analysis("transfer", options=[*_DEFAULTS, "labels", "exclude_labels"])
+@register_analysis("transfer", options=[*_DEFAULTS, "labels", "exclude_labels"], cost=3)
 def run(ctx: AnalysisContext) -> AnalysisResult:
     """Transfer probes between every ordered pair of models (our extension; see the module docstring)."""
     p = {**_DEFAULTS, **(ctx.params or {})}
