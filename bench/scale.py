@@ -80,6 +80,8 @@ def item_default(n: int, two_threads: bool = False) -> dict:
                 res = _default_study(tmp / "ray", n).run(progress=False, executor=ex)
             runs["ray-2node"] = {"seconds": time.perf_counter() - t0, "cluster_start_s": up,
                                  "stages": {k: round(v, 2) for k, v in res.timings.items() if ":" not in k},
+                                 "analyses": {k.split(":", 1)[1]: round(v, 2) for k, v in res.timings.items()
+                                              if k.startswith("analysis:")},
                                  "pairs": res.pairs}
             print(f"  ray-2node {runs['ray-2node']['seconds']:8.1f} s (cluster up in {up:.1f} s)", flush=True)
         finally:

@@ -258,7 +258,9 @@ class RayExecutor(SlotExecutor):
     def _submit_call(self, unit: CallUnit) -> cf.Future | None:
         args = [self._kept[a.key] if isinstance(a, Ref) else a for a in unit.args]  # refs stay in the store
         opts = ray_options(unit.resources)
-        opts["num_cpus"] = min(opts["num_cpus"], self.cpus_per_unit)
+        # a call unit runs on its own threads (measure_threads, 1 for analyses): it asks for them whole, so the
+        # cluster runs as many at once as it has cores (the model actors that hold CPUs are gone by then)
+        opts["num_cpus"] = min(opts["num_cpus"], self._largest_node_cpus())
         ref = self._call.options(max_retries=self.max_retries, **opts).remote(unit.fn, unit.threads, *args)
         out: cf.Future = cf.Future()
         if unit.share:  # the driver keeps the reference; the cache itself stays in Ray's object store
@@ -280,6 +282,11 @@ class RayExecutor(SlotExecutor):
                     out.set_exception(exc)
         ref.future().add_done_callback(ready)
         return out
+
+    def _largest_node_cpus(self) -> float:
+        """The CPUs of the largest live node (a task asking for more could never be placed)."""
+        cpus = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in _ray().nodes() if n.get("Alive")]
+        return max(cpus, default=1.0) or 1.0
 
     def run(self, units, on_result, *, progress=None):
         units = list(units)
