@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from ._atoms import ForwardEnergyMixin
 from ._hub import TRUST_HINT, CheckpointExtractor
 from ._registry import ModelSpec, register
 
@@ -110,7 +111,7 @@ def _environ(**values: str | None):
                 os.environ[k] = v
 
 
-class EquiformerV2Extractor(CheckpointExtractor):
+class EquiformerV2Extractor(ForwardEnergyMixin, CheckpointExtractor):
     """Per-atom EquiformerV2 node embeddings from a local fairchem-core 1.x checkpoint.
 
     Parameters
@@ -184,7 +185,7 @@ class EquiformerV2Extractor(CheckpointExtractor):
 
         return structure_reason(obj, max_z=int(self.net.max_num_elements) - 1)
 
-    def _forward(self, atoms_list):
+    def _predict_batch(self, atoms_list):
         """One pass of the package's own ``trainer.predict`` (as its ASE calculator runs it, normalisers
         and element references undone): the final ``norm`` output ``(n_atoms, Σ (l+1)^2, C)`` read by a
         hook, and the energy (eV) per structure."""
@@ -200,16 +201,17 @@ class EquiformerV2Extractor(CheckpointExtractor):
         energy = pred["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
         return got["norm"][-1], energy
 
-    def _pass(self, inputs, layers):
-        """Features at ``layers`` and energies of ``inputs``: one forward per periodicity (fairchem-1.x
-        graphs need one PBC setting per batch), put back in input order."""
+    def _forward(self, inputs, layers):
+        """Features at ``layers`` and energies (eV) of ``inputs``: one ``trainer.predict`` per periodicity
+        (fairchem-1.x graphs need one PBC setting per batch), put back in input order.
+        :class:`ForwardEnergyMixin` builds ``embed``, ``embed_with_energy`` and ``predict_energy`` on it."""
         groups: dict[bool, list[int]] = {}
         for i, a in enumerate(inputs):
             groups.setdefault(bool(a.get_pbc().all()), []).append(i)
         feats: dict[str, list] = {layer: [None] * len(inputs) for layer in layers}
         energy = np.empty(len(inputs), dtype=np.float64)
         for idx in groups.values():
-            emb, e = self._forward([inputs[i] for i in idx])  # (n_atoms, Σ (l+1)^2, C)
+            emb, e = self._predict_batch([inputs[i] for i in idx])  # (n_atoms, Σ (l+1)^2, C)
             energy[idx] = e
             splits = np.cumsum([len(inputs[i]) for i in idx])[:-1]
             for layer in layers:
@@ -218,28 +220,6 @@ class EquiformerV2Extractor(CheckpointExtractor):
                 for i, part in zip(idx, np.split(h, splits), strict=True):
                     feats[layer][i] = part
         return feats, energy
-
-    def _embed(self, inputs, layer):
-        return self._pass(inputs, [layer])[0][layer]
-
-    def embed_with_energy(self, inputs, layers) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Node embeddings at ``layers`` and the model's total energy (eV) per structure, from one
-        ``trainer.predict`` pass per periodicity.
-
-        Returns
-        -------
-        feats : dict of str to list of ndarray
-            Per layer, one ``(n_atoms_i, d)`` float32 array per structure.
-        energies : ndarray, shape (n_structures,), float64
-        """
-        inputs = self._checked_structures(inputs, "embed")
-        layers = [self.resolve_layer(layer) for layer in layers]
-        with self._runtime():
-            return self._pass(inputs, layers)
-
-    def predict_energy(self, atoms_list) -> np.ndarray:
-        """The model's total energy per structure, in eV (``trainer.predict``, as ``OCPCalculator``)."""
-        return self.embed_with_energy(atoms_list, [self.default_layer])[1]
 
     def _hub_provenance(self) -> dict[str, Any]:
         n = self.net

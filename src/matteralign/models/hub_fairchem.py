@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atoms import ForwardEnergyMixin
 from ._hub import CheckpointExtractor
 from ._registry import ModelSpec, register
 
@@ -45,7 +46,7 @@ def _get_predict_unit():
     return get_predict_unit
 
 
-class FairchemExtractor(CheckpointExtractor):
+class FairchemExtractor(ForwardEnergyMixin, CheckpointExtractor):
     """Per-atom UMA / eSEN node embeddings from a local fairchem inference checkpoint.
 
     Parameters
@@ -119,9 +120,11 @@ class FairchemExtractor(CheckpointExtractor):
                                              max_neigh=self.max_neighbors, radius=self.cutoff))
         return atomicdata_list_to_batch(items)
 
-    def _predict(self, inputs, layers):
-        """One ``predict`` pass: the backbone's node embedding at ``layers`` (read by a hook) and the
-        predict unit's energy (eV) per structure, as its ASE calculator reports it."""
+    def _forward(self, inputs, layers):
+        """One ``predict`` pass of the package's own predict unit: the backbone's node embedding at ``layers``
+        (read by a hook) and the energy (eV) per structure, as its ASE calculator reports it (the task head
+        of each structure as :meth:`task_of` picks it). :class:`ForwardEnergyMixin` builds ``embed``,
+        ``embed_with_energy`` and ``predict_energy`` on it."""
         from ._atoms import capture
 
         with capture({"backbone": self.backbone}, take=lambda _n, out: out["node_embedding"]) as got:
@@ -134,28 +137,6 @@ class FairchemExtractor(CheckpointExtractor):
             feats[layer] = np.split(h.detach().cpu().numpy().astype(np.float32), splits)
         energy = pred["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
         return feats, energy
-
-    def _embed(self, inputs, layer):
-        return self._predict(inputs, [layer])[0][layer]
-
-    def embed_with_energy(self, inputs, layers) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Node embeddings at ``layers`` and the model's total energy (eV) per structure, from one pass
-        of the package's own predict unit (the task head of each structure as :meth:`task_of` picks it).
-
-        Returns
-        -------
-        feats : dict of str to list of ndarray
-            Per layer, one ``(n_atoms_i, d)`` float32 array per structure.
-        energies : ndarray, shape (n_structures,), float64
-        """
-        inputs = self._checked_structures(inputs, "embed")
-        layers = [self.resolve_layer(layer) for layer in layers]
-        with self._runtime():
-            return self._predict(inputs, layers)
-
-    def predict_energy(self, atoms_list) -> np.ndarray:
-        """The model's total energy per structure, in eV (the predict unit's ``energy``)."""
-        return self.embed_with_energy(atoms_list, [self.default_layer])[1]
 
     def _hub_provenance(self) -> dict[str, Any]:
         rule = (f"fixed: {self.task}" if self.task != "auto"
