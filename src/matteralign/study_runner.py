@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -20,6 +20,19 @@ __all__ = [
 ]
 
 
+def protein_structure_reason(obj: Any) -> str | None:
+    """Why ``obj`` cannot be read as a protein structure (``None`` when it can): the atoms of a protein sample
+    carry per-atom ``atom_name`` and ``residue_index`` arrays (see :mod:`matteralign.datasets.protein`) and
+    at least one CA atom."""
+    arrays = getattr(obj, "arrays", {})
+    if "atom_name" not in arrays or "residue_index" not in arrays:
+        return "structure has no atom_name/residue_index arrays (not read as a protein)"
+    names = np.asarray(arrays["atom_name"]).astype(str)
+    if not (names == "CA").any():
+        return "structure has no CA atom"
+    return None
+
+
 def structure_reason(atoms: Any, *, allowed_z: set[int] | None = None, max_z: int | None = None) -> str | None:
     """Common checks on an ``ase.Atoms`` input: type, emptiness, finite positions, cell, elements.
 

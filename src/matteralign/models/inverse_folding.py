@@ -98,13 +98,9 @@ class ProteinMPNNExtractor(Extractor):
         return ["encoder"]
 
     def input_reason(self, obj: Any) -> str | None:
-        arrays = getattr(obj, "arrays", {})
-        if "atom_name" not in arrays or "residue_index" not in arrays:
-            return "structure has no atom_name/residue_index arrays (not read as a protein)"
-        names = np.asarray(arrays["atom_name"]).astype(str)
-        if not (names == "CA").any():
-            return "structure has no CA atom"
-        return None
+        from ._atoms import protein_structure_reason
+
+        return protein_structure_reason(obj)
 
     def _features(self, atoms_list):
         import torch
