@@ -91,16 +91,20 @@ STUDY = """
 name = "weather-models"
 out = "{out}"
 seed = 0
-models = ["aurora", "climax", "grid-patch", "grid-random", "random"]
+models = ["aurora", "climax", "graphcast", "grid-patch", "grid-random", "random"]
 
 [checkpoints]
 aurora = "{aurora}"
 climax = "{climax}"
+graphcast = "{graphcast}"
 
 [metrics]
 cknna = {{ k = 5 }}
 
 [model_metrics]
+
+[analyses.matrix]
+k = 5
 
 [analyses.probes]
 cv = 3
@@ -112,7 +116,8 @@ n = 150
 
 
 def test_weather_models_in_a_study(climax_case, tmp_path):
-    """Aurora and ClimaX beside the grid baselines on the bundled grid: the weather alignment matrix and probes."""
+    """Aurora, ClimaX and GraphCast (its seeded random params file, tests/data/graphcast) beside the grid baselines
+    on the bundled grid: the weather alignment matrix and the weather probes of all three."""
     import pandas as pd
 
     from matteralign.study import Study
@@ -123,14 +128,20 @@ def test_weather_models_in_a_study(climax_case, tmp_path):
     proc = envs.run_in_env("aurora", [HERE / "random_models.py", "aurora", ck])
     aurora = json.loads(proc.stdout.strip().splitlines()[-1])["checkpoint"]
     toml = tmp_path / "study.toml"
-    toml.write_text(STUDY.format(out=tmp_path / "run", aurora=aurora, climax=info["checkpoint"]))
+    graphcast = HERE.parent / "data" / "graphcast" / "graphcast_tiny.npz"
+    toml.write_text(STUDY.format(out=tmp_path / "run", aurora=aurora, climax=info["checkpoint"], graphcast=graphcast))
     res = Study.from_toml(toml).run(progress=False)
     w = res.pairs.query("dataset == 'weather' and metric == 'cknna'")
     pairs = {frozenset((a, b)) for a, b in zip(w["model_a"], w["model_b"], strict=True) if a != b}
-    assert frozenset(("aurora", "climax")) in pairs and frozenset(("climax", "grid-patch")) in pairs
+    weather = ("aurora", "climax", "graphcast")
+    assert {frozenset((a, b)) for a in weather for b in weather if a != b} <= pairs
+    assert frozenset(("climax", "grid-patch")) in pairs and frozenset(("graphcast", "grid-random")) in pairs
     assert np.isfinite(w["value"]).all() and (w["n"] == 150).all()
     scores = pd.read_parquet(tmp_path / "run" / "results" / "analysis" / "probes" / "probe_scores.parquet")
-    cx = scores.query("dataset == 'weather' and model == 'climax'").set_index("label")["r2"]
-    assert set(cx.index) == {"temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s"}
-    assert np.isfinite(cx).all()
-    assert "climax" in res.report.read_text()
+    for model in weather:
+        r2 = scores.query("dataset == 'weather' and model == @model").set_index("label")["r2"]
+        assert set(r2.index) == {"temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s"}
+        assert np.isfinite(r2).all()
+    html = res.report.read_text()
+    assert all(m in html for m in weather)
+    assert (tmp_path / "run" / "report" / "figures" / "matrix" / "matrix_weather_cknna.png").exists()
