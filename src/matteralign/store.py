@@ -67,6 +67,8 @@ _ARRAY_FOR = {"mean": "pooled", "sum": "pooled_sum", "max": "pooled_max"}
 
 #: Folder under the store's root where finished shards wait for their deletion (see :func:`_discard`).
 _DISCARDED = ".discarded"
+#: Background deletions still running (see :func:`wait_for_discards`).
+_DISCARDING: list = []
 
 
 def _zarr():
@@ -942,6 +944,14 @@ def _discard(folder: Path, trash: Path) -> None:
     t = threading.Thread(target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True}, daemon=True,
                          name="matteralign-discard")
     t.start()
+    _DISCARDING.append(t)
+
+
+def wait_for_discards() -> None:
+    """Wait until the background deletions of finished shards are done (an extraction calls it before it
+    returns, so that a store is never copied or removed while a deletion still runs inside it)."""
+    while _DISCARDING:
+        _DISCARDING.pop().join()
 
 
 def _str_array(values: Sequence[str]) -> np.ndarray:

@@ -517,7 +517,7 @@ def _run_study(study: Study, *, progress: bool = True, report: bool = True, exec
 
     from .execute import Executor, get_executor
     from .execute.commit import Committer
-    from .store import Store
+    from .store import Store, wait_for_discards
     from .study import StudyResults
 
     cfg = study.config
@@ -549,6 +549,7 @@ def _run_study(study: Study, *, progress: bool = True, report: bool = True, exec
         # -- plan → run → commit, stage by stage, on one executor
         with _Stage("extract", timings, progress):
             extracted = _extract(study, store, datasets, ex, committer, subsets, progress)
+            wait_for_discards()  # no deletion of finished shards runs inside the store past its stage
         with _Stage("energies", timings, progress):
             energies = _energies(study, datasets, subsets, extracted, ex, committer, progress)
         embeddings = _read_embeddings(study, store, datasets, extracted)

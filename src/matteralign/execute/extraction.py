@@ -199,7 +199,7 @@ def extract(store, dataset, model, *, layer: str | None = None, layers: Sequence
         ``dim``, ``computed_shards``, ``seconds``, ``path``); with several layers, ``layers`` maps each
         layer to its summary.
     """
-    from ..store import Store
+    from ..store import Store, wait_for_discards
     from .executors import Executor, InlineExecutor, get_executor
     from .progress import unit_progress
 
@@ -239,6 +239,7 @@ def extract(store, dataset, model, *, layer: str | None = None, layers: Sequence
     finally:
         if own:
             ex.close()
+        wait_for_discards()  # the store is complete on return: no deletion of finished shards runs inside it
     first = {**job.summaries[job.layers[0]], "env": env}
     return {**first, "layers": job.summaries} if len(job.layers) > 1 else first
 
