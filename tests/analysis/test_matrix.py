@@ -145,3 +145,17 @@ def test_matrix_calibrated_needs_calibration(ctx):
     ctx.params = {"score": "bogus"}
     with pytest.raises(InputError, match="score must be one of"):
         get_analysis("matrix")(ctx)
+
+
+def test_every_registered_family_has_its_own_fixed_colour():
+    from matteralign import models
+    from matteralign.analysis._plot import CONTROL_COLOR, FAMILY_COLORS, family_colors
+
+    specs = [models.get_spec(n) for n in models.names()]
+    families = {s.family for s in specs if not s.control}
+    assert families <= set(FAMILY_COLORS), sorted(families - set(FAMILY_COLORS))
+    assert len(set(FAMILY_COLORS.values())) == len(FAMILY_COLORS)  # no two families share a colour
+    assert CONTROL_COLOR not in FAMILY_COLORS.values()
+    meta = {s.name: {"family": s.family, "control": s.control} for s in specs}
+    got = family_colors(meta)
+    assert got["inverse_folding"] == FAMILY_COLORS["inverse_folding"] and got["pet"] == FAMILY_COLORS["pet"]

@@ -75,6 +75,7 @@ FAMILY_COLORS = {
     "equiformer_v2": "#8c564b", "ani": "#17becf", "mattergen": "#bcbd22", "descriptor": "#393b79",
     "cheminformatics": "#637939", "lm": "#e377c2", "chemical_lm": "#843c39", "protein_lm": "#7b4173",
     "llm": "#ad494a", "aurora": "#3182bd", "climax": "#31a354", "graphcast": "#756bb1",
+    "inverse_folding": "#ce6dbd", "pet": "#e7ba52", "geom2vec": "#5254a3",
 }  # fmt: skip
 
 #: Markers that tell the models of one family apart (with shades of the family colour).
