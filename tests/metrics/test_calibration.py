@@ -67,6 +67,37 @@ def test_cheap_null_equals_brute_force(metric, compiled, monkeypatch):
         np.testing.assert_allclose(cheap[(a, b)], brute, rtol=0, atol=1e-9, err_msg=f"{metric} {a}-{b}")
 
 
+def test_factor_route_equals_brute_force_and_kernel_route():
+    """Linear CKA's factor route (||F_a^T F_b[p]||^2) gives the brute-force null and the kernel route's, both
+    orders of each pair, and is chosen where it is cheaper: one wide pair at large N, not many models."""
+    from matteralign.metrics.calibration import _factor_pays
+
+    spec = get_metric("cka")
+    reps = _models(80, seed=4)
+    caches = {m: prepare(X, k_max=None, normalize=None, name=m) for m, X in reps.items()}
+    pairs = [(a, b) for a in reps for b in reps if a != b]
+    perms = permutations(80, 7, 9)
+    factor = null_values(spec, caches, pairs, {}, perms, route="factor")
+    kernel = null_values(spec, caches, pairs, {}, perms, route="kernel")
+    inv = np.argsort(perms, axis=1)
+    for a, b in pairs:
+        use = perms if a <= b else inv
+        brute = [spec.function(reps[a], reps[b][q]) for q in use]
+        np.testing.assert_allclose(factor[(a, b)], brute, rtol=0, atol=1e-12, err_msg=f"{a}-{b}")
+        np.testing.assert_allclose(factor[(a, b)], kernel[(a, b)], rtol=0, atol=1e-12)
+
+    rng = np.random.default_rng(0)
+    wide = {m: prepare(rng.standard_normal((3000, 256)).astype(np.float32), k_max=None, normalize=None, name=m)
+            for m in ("x", "y")}
+    assert _factor_pays(spec, wide, [("x", "y")])
+    many = {f"m{i}": prepare(rng.standard_normal((2048, 256)).astype(np.float32), k_max=None, normalize=None,
+                             name=f"m{i}") for i in range(24)}
+    assert not _factor_pays(spec, many, [(a, b) for a in many for b in many if a != b])
+    assert not _factor_pays(get_metric("unbiased_cka"), wide, [("x", "y")])  # no factor: its kernel is U-centred
+    df = calibrate_pairs(wide, "cka", n_permutations=5, seed=0, n_subsamples=0, null_max_n=3000)
+    assert set(df.null_route) == {"factor"} and (df.null_n == 3000).all()
+
+
 def test_every_pair_metric_has_a_route():
     from matteralign.metrics.calibration import _route
 

@@ -89,6 +89,11 @@ def centred_gram(cache: ModelCache, **_) -> np.ndarray:
     return cache.memo(("null", "centred_gram"), compute)
 
 
+def centred_factor(cache: ModelCache, **_) -> np.ndarray:
+    """The centred float64 features ``X_c``: :func:`centred_gram` is ``X_c X_c^T``."""
+    return cache.centered64()
+
+
 #: Memo keys of per-model matrices whose rows and columns ``idx`` are the matrix of the samples ``idx``
 #: (entry (i, j) depends on samples i and j only): a subsample's cache takes them by slicing
 #: (:func:`seed_subsample`) instead of a new N^2 D product.
@@ -271,8 +276,9 @@ def mantel_matrix(mats, perms: np.ndarray, *, tile_bytes: int = 4 << 20) -> np.n
 
     Parameters
     ----------
-    mats : sequence of ndarray, shape (N, N)
-        Symmetric float64 matrices (centred Gram or distance matrices); stacked into one array (M N^2 doubles).
+    mats : sequence of ndarray, shape (N, N), or ndarray, shape (M, N, N)
+        Symmetric float64 matrices (centred Gram or distance matrices); stacked into one array (M N^2 doubles)
+        unless given as one C-contiguous float64 stack, which is used as it is.
     perms : ndarray of int, shape (B, N)
         Row permutations.
     tile_bytes : int
@@ -290,7 +296,10 @@ def mantel_matrix(mats, perms: np.ndarray, *, tile_bytes: int = 4 << 20) -> np.n
     out = np.zeros((B, n_models, n_models))
     if not n_models or not B or not n:
         return out
-    S = np.stack([np.asarray(M, dtype=np.float64) for M in mats])
+    if isinstance(mats, np.ndarray) and mats.ndim == 3 and mats.dtype == np.float64 and mats.flags.c_contiguous:
+        S = mats  # already stacked: no copy
+    else:
+        S = np.stack([np.asarray(M, dtype=np.float64) for M in mats])
     compiled = _gather_kernel(work=B * n_models * n * n / 2)
     # tiles depend on (B, M, N, tile_bytes) only, never on the number of threads: the same sums, bit for bit
     G = min(B, _GROUP)

@@ -76,6 +76,11 @@ class MetricSpec:
         O(N^2) per permutation (:mod:`matteralign.metrics.calibration`).
     null_ratio : callable, optional
         The combine of ``null_kernel`` (see above).
+    null_factor : callable, optional
+        ``null_factor(cache, **params) -> ndarray (N, D)``: a factor ``F`` of the kernel,
+        ``null_kernel(cache) = F F^T`` (linear CKA: the centred features). Then
+        ``<M_x, M_y[pi][:, pi]> = ||F_x^T F_y[pi]||_F^2``, O(N D_x D_y) per pair and permutation with no
+        N x N matrix; the calibration takes this route when it costs less than the kernel route.
     null_max_n : int, optional
         Largest number of samples for the null routes of this metric; above it the null is computed on a
         seeded subset of this size (recorded with the number). ``None``: no limit.
@@ -100,6 +105,7 @@ class MetricSpec:
     null_from_cache: Callable[..., float] | None = None
     null_kernel: Callable[..., Any] | None = None
     null_ratio: Callable[..., float] | None = None
+    null_factor: Callable[..., Any] | None = None
     null_max_n: int | None = None
     needs: frozenset[str] = frozenset()
     description: str = ""

@@ -545,6 +545,7 @@ register(
         from_caches_all=cka_all_from_caches,
         null_kernel=_nk.centred_gram,
         null_ratio=_nk.cka_ratio,
+        null_factor=_nk.centred_factor,
         null_max_n=_nk.NULL_MAX_N,
         needs=frozenset({"features"}),
         description="linear CKA, biased HSIC, feature-space route (N > D)",

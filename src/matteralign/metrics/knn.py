@@ -153,9 +153,11 @@ def _permuted_graph(g: _Graph, perm: np.ndarray) -> _Graph:
 
     Reciprocity is a property of the pair, not of its labels, so ``recip`` is carried over as ``recip[perm]``.
     """
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(perm.size)
-    return _Graph(inv[g.idx[perm]].astype(np.int32), g.vals[perm], g.recip[perm])
+    inv = np.empty(perm.size, dtype=np.int32)
+    inv[perm] = np.arange(perm.size, dtype=np.int32)
+    # np.take of whole rows: half the time of fancy indexing plus an int64 -> int32 copy
+    return _Graph(np.take(inv, np.take(g.idx, perm, axis=0)), np.take(g.vals, perm, axis=0),
+                  np.take(g.recip, perm, axis=0))
 
 
 # ------------------------------------------------------------------------------------------ sparse hsic
@@ -190,8 +192,10 @@ def _pair_kernel(numba):
     def pair_sums(ix, vx, rx, iy, vy, ry, col_a, row_a, col_b, row_b):  # pragma: no cover - compiled
         n, kx = ix.shape
         ky = iy.shape[1]
-        stamp = np.full(n, -1, dtype=np.int64)  # stamp[j] == i: j is among row i's neighbours in the second graph
-        where = np.empty(n, dtype=np.int64)  # ... at position where[j]
+        # stamp[j] == i: j is among row i's neighbours in the second graph, at position where[j] (int32: the two
+        # scratch arrays of a 50,000-sample graph stay in a 1 MiB L2 cache)
+        stamp = np.full(n, -1, dtype=np.int32)
+        where = np.empty(n, dtype=np.int32)
         t1 = 0.0
         hits = 0
         for i in range(n):
