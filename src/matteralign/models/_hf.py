@@ -6,7 +6,8 @@ copied to local disk. Nothing is fetched: ``HF_HUB_OFFLINE`` is set and every ``
 passes ``local_files_only=True``.
 
 Layers are ``hidden_0`` (the embedding output) … ``hidden_L`` (the last layer, after the model's final
-norm where it has one: that is what ``transformers`` returns as the last hidden state) and ``last``,
+norm where it has one: the model output's ``last_hidden_state``, also for checkpoint code whose
+``hidden_states`` end before that norm) and ``last``,
 the last layer of whatever checkpoint is loaded (an alias of ``hidden_L``). Each is mean-pooled over
 the tokens of the input's own content: padding and the tokenizer's special tokens (``<cls>``, ``<eos>``,
 ``</s>``, ...) are left out, as are any prompt tokens an adapter adds around the content.
@@ -36,12 +37,12 @@ def weight_files(folder: str | os.PathLike) -> list[Path]:
                   and not p.name.startswith("training_args"))
 
 
-def checkpoint_dir_sha256(folder: str | os.PathLike) -> str:
-    """SHA-256 over the names and SHA-256 of every weight file of a checkpoint folder."""
+def checkpoint_dir_sha256(folder: str | os.PathLike, files: list[Path] | None = None) -> str:
+    """SHA-256 over the names and SHA-256 of every weight file (or of ``files``) of a checkpoint folder."""
     import hashlib
 
     h = hashlib.sha256()
-    for p in weight_files(folder):
+    for p in weight_files(folder) if files is None else files:
         h.update(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\n")
     return h.hexdigest()
 
@@ -246,7 +247,11 @@ class LocalHFExtractor(_TransformerExtractor):
         if (pool_mask.sum(dim=1) == 0).any():
             raise ModelError(f"{self.name}: an input has no content token to average (empty after tokenising)")
         batch["pool_mask"] = pool_mask.to(dev)
-        return out.hidden_states, batch
+        hidden = tuple(out.hidden_states)
+        last = getattr(out, "last_hidden_state", None)
+        if last is not None and len(hidden) == self.n_hidden + 1:
+            hidden = (*hidden[:-1], last)  # after the final norm, also where a model's hidden_states stop before it
+        return hidden, batch
 
     def _pool(self, hidden, batch, layer: str):
         idx = self.n_hidden if layer == "last" else int(layer.split("_")[1])
@@ -267,5 +272,12 @@ class LocalHFExtractor(_TransformerExtractor):
             "max_length": self.max_length, "n_strings": self.n_strings, "n_truncated": self.n_truncated,
             "pooling": "mean over the input's content tokens (special and padding tokens excluded)",
             "per_atom": False,
+            **({"trust_checkpoint": True, "remote_code": sorted(p.name for p in self._code_files()),
+                "code_sha256": checkpoint_dir_sha256(self.model_dir, self._code_files())}
+               if self.remote_code else {}),
         }
+
+    def _code_files(self) -> list[Path]:
+        """The Python files of the checkpoint folder (its own modelling and tokenizer code)."""
+        return sorted(self.model_dir.glob("*.py"))
 

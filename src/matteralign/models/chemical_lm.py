@@ -87,14 +87,39 @@ class ChemBertaExtractor(_ChemicalLM):
 
 
 class MolFormerExtractor(_ChemicalLM):
-    """MoLFormer from its hub folder (own modelling code: ``trust_checkpoint=True``) on canonical SMILES."""
+    """MoLFormer from its hub folder (own modelling code: ``trust_checkpoint=True``) on canonical SMILES.
+
+    The folder's own classes run: ``AutoModel`` and ``AutoTokenizer`` resolve its ``auto_map``
+    (``modeling_molformer.MolformerModel``, ``tokenization_molformer(_fast)``). One setting differs from a
+    plain load: ``deterministic_eval=True`` is set on the configuration. The published ``config.json``
+    stores False, with which the linear attention draws fresh random features at every forward pass (two
+    calls on one SMILES give two vectors); with True it uses the feature matrix stored in the checkpoint.
+
+    Layer ``hidden_L`` / ``last`` is the model's ``last_hidden_state`` (after its final LayerNorm, which its
+    own ``hidden_states`` leave out); the mean is over the SMILES tokens, ``<bos>``/``<eos>`` and padding
+    left out (the checkpoint's own ``pooler_output`` averages them in).
+    """
 
     name = "molformer"
     remote_code = True
+    model_types = ("molformer",)
 
     @staticmethod
     def default_max_length(config) -> int:
         return 202  # the checkpoint's training limit (200 tokens + <bos>/<eos>)
+
+    def _load(self):
+        import copy
+
+        from transformers import AutoModel
+
+        config = copy.deepcopy(self.config)
+        config.deterministic_eval = True  # the stored random features, not fresh ones at every forward
+        return AutoModel.from_pretrained(str(self.model_dir), config=config, local_files_only=True,
+                                         dtype=self.torch_dtype(), trust_remote_code=True)
+
+    def _provenance(self) -> dict[str, Any]:
+        return {**super()._provenance(), "deterministic_eval": True}
 
 
 class ChemGPTExtractor(_ChemicalLM):
