@@ -46,3 +46,19 @@ def spawn(script: str, item: str, n: int, *, show_value: bool = True) -> dict:
     value = f"  {res.get('value', '')}" if show_value else ""
     print(f"  {item:16s} N={n:6d}  {res['seconds']:8.2f} s  {res['peak_rss_gib']:.2f} GiB{value}", flush=True)
     return res
+
+
+def probe_rows(name: str, X: np.ndarray, ys: dict[str, np.ndarray]) -> list[dict]:
+    """Rows of 5-fold cross-validated ridge probes of each label in ``ys`` from features ``X`` (n, d).
+
+    One dict per label: ``features`` (``name``), ``dim``, ``label``, ``r2`` with its interval ``r2_low`` /
+    ``r2_high``, and ``mae``, rounded to 4 decimals (:func:`matteralign.probes.cross_validated_probes`, seed 0).
+    """
+    from matteralign.probes import cross_validated_probes
+
+    out = []
+    for lab, r in cross_validated_probes(X, ys, cv=5, seed=0).items():
+        lo, hi = r.r2_ci
+        out.append({"features": name, "dim": int(X.shape[1]), "label": lab, "r2": round(r.r2, 4),
+                    "r2_low": round(lo, 4), "r2_high": round(hi, 4), "mae": round(r.mae, 4)})
+    return out

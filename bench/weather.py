@@ -43,6 +43,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import probe_rows  # noqa: E402
 
 from matteralign import datasets, envs  # noqa: E402
 from matteralign.execute import extract  # noqa: E402
@@ -158,17 +161,6 @@ def bench_climax(args, ds, result: dict) -> None:
             rows += probe_rows(name, F, ys)
             print(name, {r["label"]: r["r2"] for r in rows if r["features"] == name}, flush=True)
         result["probes"] = rows
-
-
-def probe_rows(name: str, X: np.ndarray, ys: dict[str, np.ndarray]) -> list[dict]:
-    from matteralign.probes import cross_validated_probes
-
-    out = []
-    for lab, r in cross_validated_probes(X, ys, cv=5, seed=0).items():
-        lo, hi = r.r2_ci
-        out.append({"features": name, "dim": int(X.shape[1]), "label": lab, "r2": round(r.r2, 4),
-                    "r2_low": round(lo, 4), "r2_high": round(hi, 4), "mae": round(r.mae, 4)})
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import probe_rows  # noqa: E402
 
 LABELS = ("temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s")
 LEVELS_13 = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
@@ -91,17 +94,6 @@ def write_random_graphcast(path: Path, *, seed: int = 0, config=CONFIG_SMALL, ta
             flat[f"task_config:{k}"] = v
     np.savez(path, **flat)
     return n
-
-
-def probe_rows(name: str, X: np.ndarray, ys: dict[str, np.ndarray]) -> list[dict]:
-    from matteralign.probes import cross_validated_probes
-
-    out = []
-    for lab, r in cross_validated_probes(X, ys, cv=5, seed=0).items():
-        lo, hi = r.r2_ci
-        out.append({"features": name, "dim": int(X.shape[1]), "label": lab, "r2": round(r.r2, 4),
-                    "r2_low": round(lo, 4), "r2_high": round(hi, 4), "mae": round(r.mae, 4)})
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import ModelError
 from ._hub import CheckpointExtractor
 from ._registry import ModelSpec, register
+from .protein_lm import _sequence_reason
 
 __all__ = ["Esm3SequenceExtractor", "EsmcNativeExtractor", "WEIGHTS_IN_SNAPSHOT", "N_LAYERS", "WIDTH",
            "ESMC_NATIVE"]
@@ -46,9 +47,6 @@ N_LAYERS, WIDTH = 48, 1536
 #: ESM C registry name → (weights file in its snapshot, blocks, width, size).
 ESMC_NATIVE = {"esmc-300m-native": ("esmc_300m_2024_12_v0.pth", 30, 960, "300M"),
                "esmc-600m-native": ("esmc_600m_2024_12_v0.pth", 36, 1152, "600M")}
-
-_PROTEIN = re.compile(r"^[A-Za-z]+$")
-
 
 class _Done(Exception):
     """Raised by the hook on the final norm: the output heads are not needed."""
@@ -136,15 +134,10 @@ class Esm3SequenceExtractor(CheckpointExtractor):
         return [*(f"hidden_{i}" for i in range(self.shape["n_layers"] + 1)), "last"]
 
     def input_reason(self, obj: Any) -> str | None:
-        if not isinstance(obj, str):
-            return f"expected a protein sequence string; got {type(obj).__name__}"
-        if not obj:
-            return "empty sequence"
-        if not _PROTEIN.match(obj):
-            return f"sequence {obj[:40]!r} holds characters other than one-letter residue codes"
-        if len(obj) > self.max_length:
+        reason = _sequence_reason(obj)
+        if reason is None and len(obj) > self.max_length:
             return f"sequence of {len(obj)} residues is longer than max_length = {self.max_length}"
-        return None
+        return reason
 
     def _forward(self, seq: str, layers: list[str]) -> dict[str, np.ndarray]:
         import torch
