@@ -4,6 +4,8 @@ Each item runs in its own process (peak RSS is its own): a seeded random instanc
 is saved with ``save_pretrained``, loaded through the adapter, and timed on bundled samples (200 molecules of
 ``molecules`` for SMILES/text models; the 27 chains of ``proteins``, cycled to 200 sequences, for protein
 models; ProteinMPNN, with its real weights, on the 27 chains once). ``tiny`` = the tests' 2-layer, 32-d configuration; ``full`` = the real model's published size.
+``molformer-*`` run a MoLFormer-shaped encoder whose code lives in its checkpoint folder (``molformer_tiny``;
+``xl-full`` = MoLFormer-XL's 12 layers, 768-d, 12 heads, 32 random features, with a 62-token vocabulary).
 ``llm-mem`` instantiates the largest LLM configuration tried here and reports its parameters and peak RSS;
 ``llm-meta`` counts the study LLMs' parameters on the meta device (no memory).
 
@@ -26,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "models"))
 
 ITEMS = ["esm2-tiny", "esm2-8m-full", "esmc-tiny", "prostt5-tiny", "chemberta-tiny", "chemberta-77m-full",
-         "chemgpt-tiny", "llama-tiny", "qwen3-tiny", "qwen3moe-tiny", "gptoss-tiny", "llama-tiny-atomistic",
+         "molformer-tiny", "molformer-xl-full", "chemgpt-tiny", "llama-tiny", "qwen3-tiny", "qwen3moe-tiny", "gptoss-tiny", "llama-tiny-atomistic",
          "proteinmpnn", "llm-meta", "llm-mem"]
 
 
@@ -117,6 +119,14 @@ def run_item(item: str, threads: int) -> dict:
         folder = (hf_tiny.roberta(tmp / "m", layers=3, hidden=384) if "full" in size
                   else hf_tiny.roberta(tmp / "m"))
         return _time(ChemBertaExtractor(checkpoint=folder), _samples("smiles"), 32)
+    if family == "molformer":  # the checkpoint folder's own code (tests/models/molformer_code), trusted
+        import molformer_tiny
+
+        from matteralign.models.chemical_lm import MolFormerExtractor
+
+        folder = (molformer_tiny.molformer(tmp / "m", layers=12, hidden=768, heads=12) if "full" in size
+                  else molformer_tiny.molformer(tmp / "m"))
+        return _time(MolFormerExtractor(checkpoint=folder, trust_checkpoint=True), _samples("smiles"), 32)
     if family == "chemgpt":
         from matteralign.models.chemical_lm import ChemGPTExtractor
 
