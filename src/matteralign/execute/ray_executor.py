@@ -284,12 +284,16 @@ class RayExecutor(SlotExecutor):
         return out
 
     def _largest_node_cpus(self) -> float:
-        """The CPUs of the largest live node (a task asking for more could never be placed)."""
-        cpus = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in _ray().nodes() if n.get("Alive")]
-        return max(cpus, default=1.0) or 1.0
+        """The CPUs of the largest live node (a task asking for more could never be placed); asked of Ray once
+        per :meth:`run`, not once per call unit."""
+        if getattr(self, "_node_cpus", None) is None:
+            cpus = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in _ray().nodes() if n.get("Alive")]
+            self._node_cpus = max(cpus, default=1.0) or 1.0
+        return self._node_cpus
 
     def run(self, units, on_result, *, progress=None):
         units = list(units)
+        self._node_cpus = None  # nodes may have joined or left since the last run
         for u in units:
             if isinstance(u, (ExtractUnit, EnergyUnit)):
                 self._with_cpus(u)
