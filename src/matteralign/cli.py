@@ -466,7 +466,7 @@ def env_list(fmt: str = typer.Option(None, "--format", help=_FORMAT_HELP)):
 def store_verify(
     path: str = typer.Argument(..., help="Store folder (e.g. runs/study/store)."),
 ):
-    """Check every stored array against the digests recorded when it was committed (exit 1 on damage)."""
+    """Check every stored array against the digests recorded when it was committed (exit status 4 on damage)."""
     from .store import Store
 
     st = Store(path, mode="r")
@@ -478,7 +478,7 @@ def store_verify(
     if problems:
         console.print(f"{len(problems)} damage(s) in {n_layers} stored layer(s); run `matteralign store repair "
                       f"{_escape(path)}`, then the study again, to recompute them", highlight=False)
-        raise SystemExit(1)
+        raise SystemExit(EXIT_DAMAGED)
     console.print(f"{n_layers} stored layer(s) in {_escape(path)}: every array matches its digests", highlight=False)
 
 
@@ -517,6 +517,8 @@ def _escape(text: str) -> str:
 EXIT_USER_ERROR, EXIT_BUG = 2, 1
 #: Exit status of a study that ran to the end but could not compute some requested numbers.
 EXIT_INCOMPLETE = 3
+#: Exit status of ``store verify`` when a stored array does not match its digests.
+EXIT_DAMAGED = 4
 
 _OS_HINTS = {
     errno.EACCES: "choose a path you may write to (or fix its permissions)",
