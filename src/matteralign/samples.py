@@ -140,13 +140,31 @@ class Dataset(Sequence):
         (and a study that raises ``n`` extracts only the new ones; the store keeps the others).
         """
         if n is None or n >= len(self):
-            return Dataset(self.name, self.samples, {**self.meta, "subsample": None})
+            return Dataset(self.name, self.samples, {**self.meta, "subsample": None, "order_seed": seed})
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"subsample size n must be a positive integer; got {n!r}")
         idx = np.sort(np.random.default_rng(seed).permutation(len(self))[: int(n)])
         return Dataset(
-            self.name, [self.samples[i] for i in idx], {**self.meta, "subsample": {"n": int(n), "seed": seed}}
+            self.name, [self.samples[i] for i in idx],
+            {**self.meta, "subsample": {"n": int(n), "seed": seed}, "order_seed": seed, "subsample_of": len(self)},
         )
+
+    def seeded_order(self, seed: int | None = None) -> np.ndarray:
+        """Positions of the samples in the order of the seeded permutation :meth:`subsample` draws from.
+
+        For a subsample of ``n`` that is the order of its first ``n`` positions, so the first ``m`` of this
+        order are the same samples for every subsample of the seed with at least ``m`` of them (and for the
+        whole dataset subsampled with that seed): a selection that takes the first ``m`` in this order (the
+        study's energy subset) stays **nested** when ``n`` is raised. ``seed`` defaults to the subsample's own
+        (or 0 for a dataset that was never subsampled).
+        """
+        sub = self.meta.get("subsample")
+        if sub and "subsample_of" in self.meta:
+            first = np.random.default_rng(sub["seed"]).permutation(self.meta["subsample_of"])[: sub["n"]]
+            return np.searchsorted(np.sort(first), first)
+        if seed is None:
+            seed = self.meta.get("order_seed", 0)
+        return np.random.default_rng(seed).permutation(len(self))
 
     def label_names(self) -> list[str]:
         """Names of labels present on at least one sample, sorted."""

@@ -225,19 +225,19 @@ def _energy_subset(study: Study, ds):
     """The samples whose energies are predicted: up to ``energy_samples`` with a reference energy label.
 
     The accuracy-vs-alignment analysis needs the reference; the study computes it on a subset, as the
-    paper does (1,000 structures), so energy prediction does not double the cost of extraction.
+    paper does (1,000 structures), so energy prediction does not double the cost of extraction. The subset
+    is the first ``energy_samples`` usable samples in the dataset's seeded order (:meth:`Dataset.seeded_order`),
+    in dataset order: nested like the dataset's subsample, so raising ``n`` keeps it (and its stored energies).
     """
     from .analysis.convergence import reference_label
 
     label = reference_label(ds)
     if label is None:
         return []
-    ok = [s for s in ds if s.atoms is not None and np.isfinite(s.labels.get(label, np.nan))]
+    usable = [s.atoms is not None and np.isfinite(s.labels.get(label, np.nan)) for s in ds]
     n = study.config.energy_samples
-    if len(ok) > n:
-        keep = np.sort(np.random.default_rng(study.config.seed).choice(len(ok), size=n, replace=False))
-        ok = [ok[i] for i in keep]
-    return ok
+    keep = [i for i in ds.seeded_order() if usable[i]][:n]
+    return [ds.samples[i] for i in sorted(keep)]
 
 
 def _energies(study: Study, datasets: dict, subsets: dict, layers: dict, executor, committer, progress: bool):

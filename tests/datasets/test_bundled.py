@@ -138,3 +138,23 @@ def test_subsample_nested(molecules):
     assert set(small.ids) < set(large.ids)
     assert [i for i in large.ids if i in set(small.ids)] == small.ids  # the same order inside the larger one
     assert not set(molecules.subsample(300, seed=4).ids) <= set(large.ids)
+
+
+def test_seeded_order_prefixes_are_nested(molecules):
+    """The first m of a subsample's seeded order are the same samples for every larger subsample of the seed and
+    for the whole dataset subsampled with it; the study's energy subset (first usable in that order) is nested."""
+    from matteralign.study import Study
+    from matteralign.study_runner import _energy_subset
+
+    perm = np.random.default_rng(3).permutation(len(molecules))
+    whole = molecules.subsample(None, seed=3)
+    assert [whole[int(i)].id for i in whole.seeded_order()] == [molecules[int(i)].id for i in perm]
+    for n in (50, 300, 1000):
+        sub = molecules.subsample(n, seed=3)
+        assert [sub[int(i)].id for i in sub.seeded_order()] == [molecules[int(i)].id for i in perm[:n]]
+    study = Study.from_dict({"name": "e", "seed": 3, "models": ["composition"], "energy_samples": 40,
+                             "datasets": [{"name": "molecules", "n": 300}]})
+    subsets = [[s.id for s in _energy_subset(study, molecules.subsample(n, seed=3))] for n in (300, 1000, None)]
+    assert len(subsets[0]) == 40 and subsets[0] == subsets[1] == subsets[2]
+    labels = molecules.subsample(300, seed=3)
+    assert all(np.isfinite(labels[labels.ids.index(i)].labels["energy_xtb_ev"]) for i in subsets[0])
