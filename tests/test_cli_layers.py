@@ -124,3 +124,22 @@ def test_study_with_all_layers_has_a_layer_map_section(tmp_path):
     assert set(ref["model_b"]) == {"chgnet-0.3.0"} and set(ref["layer_b"]) == {"readout_norm"}
     html = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "Layer-wise alignment" in html
+
+
+def test_layers_command_extends_a_stored_layer_to_a_raised_n(capsys, tmp_path):
+    """A second run at a larger --n embeds only the new samples and maps all of them; a smaller --n reuses the
+    store as it is (the stored layer keeps every sample)."""
+    from matteralign.store import Store
+
+    st_path = tmp_path / "s"
+    args = ["layers", "composition", "--dataset", "g2", "--metric", "cka", "--store", str(st_path),
+            "--workers", "1", "--out", str(tmp_path / "m.csv")]
+    main([*args, "--n", "20"])
+    assert "(n = 20)" in capsys.readouterr().out
+    main([*args, "--n", "40"])
+    assert "(n = 40)" in capsys.readouterr().out
+    ids40 = Store(st_path).read("g2", "composition", "fraction")[0]
+    assert len(ids40) == 40
+    main([*args, "--n", "20"])
+    assert "(n = 20)" in capsys.readouterr().out
+    assert Store(st_path).read("g2", "composition", "fraction")[0] == ids40

@@ -353,13 +353,20 @@ def layers_cmd(
     ds = datasets.load(dataset, n=n, seed=seed)
     st = Store(store)
     reps = {}
+    wanted = set(ds.ids)
+
+    def covered(name, lay):  # a stored layer of a smaller --n is extended with the missing samples only
+        if not st.has(ds.name, name, lay):
+            return False
+        ids, _ = st.read(ds.name, name, lay)
+        return wanted <= set(ids) | set(st.skipped(ds.name, name, lay))
+
     for name in dict.fromkeys((model_a, model_b)):
         lays = asked[name] if model_a != model_b else list(dict.fromkeys(asked[model_a] + asked[model_b]))
-        todo = [lay for lay in lays if not st.has(ds.name, name, lay)]
+        todo = [lay for lay in lays if not covered(name, lay)]
         if todo:
             run_extraction(st, ds, name, layers=todo, options={"seed": seed}, progress=True, workers=workers)
         reps[name] = {lay: st.read(ds.name, name, lay) for lay in lays}
-    wanted = set(ds.ids)
     common = set.intersection(*(set(ids) for r in reps.values() for ids, _ in r.values())) & wanted
     ids = sorted(common)
     if len(ids) < 4:
