@@ -39,6 +39,31 @@ def test_a_copied_study_reruns_from_its_caches(tmp_path, monkeypatch):
     assert again.report.read_text().count("<img") == first.report.read_text().count("<img")
 
 
+def test_changed_analysis_code_runs_the_analyses_again(tmp_path, monkeypatch):
+    """Kept analysis results are keyed on the analysis code as well as the version: changed code reruns them."""
+    import matteralign.analysis as analysis
+    import matteralign.study_runner as runner
+
+    Study.from_dict({**BASE, "out": str(tmp_path / "a")}).run(progress=False, executor="inline")
+    ran = []
+    real = analysis.get_analysis
+
+    def counting(name):
+        fn = real(name)
+
+        def run(*a, **k):
+            ran.append(name)
+            return fn(*a, **k)
+        return run
+
+    monkeypatch.setattr(analysis, "get_analysis", counting)
+    Study.from_dict({**BASE, "out": str(tmp_path / "a")}).run(progress=False, executor="inline")
+    assert ran == []
+    monkeypatch.setattr(runner, "_analysis_code_digest", lambda: "changed")
+    Study.from_dict({**BASE, "out": str(tmp_path / "a")}).run(progress=False, executor="inline")
+    assert {"matrix", "tree"} <= set(ran)
+
+
 def test_two_studies_share_one_store(tmp_path):
     store = tmp_path / "shared"
     one = Study.from_dict({**BASE, "out": str(tmp_path / "one"), "store": str(store)}).run(progress=False)

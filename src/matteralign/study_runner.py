@@ -12,6 +12,7 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -727,9 +728,21 @@ def _report(study: Study, datasets: dict, embeddings: dict, analysis_results: li
 
 
 def matteralign_version() -> str:
+    """The package version and a digest of the code the analyses run (``analysis/``, ``metrics/``,
+    ``report/``), so a kept analysis result is not reused after that code changed under one version."""
     from . import __version__
 
-    return __version__
+    return f"{__version__}+{_analysis_code_digest()}"
+
+
+@functools.lru_cache(maxsize=1)
+def _analysis_code_digest() -> str:
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for sub in ("analysis", "metrics", "report"):
+        for path in sorted((root / sub).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
 
 
 def _frame_digest(df) -> str:
