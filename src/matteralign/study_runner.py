@@ -140,9 +140,26 @@ def _model_meta(name: str, layer: str, provenance: dict[str, Any]) -> dict[str, 
 
 def _reads(spec, ds) -> bool:
     """Whether the model of ``spec`` reads some sample of ``ds``: a model skips a dataset that lacks its
-    view (a weather model on crystals, an interatomic potential on weather patches)."""
-    views = spec.reads()
-    return not views or any(s.has(v) for s in ds for v in views)
+    view (a weather model on crystals, an interatomic potential on weather patches, a protein structure model
+    on molecules: :meth:`ModelSpec.reads_sample`)."""
+    return any(spec.reads_sample(s) for s in ds)
+
+
+def _not_read(cfg, datasets: dict) -> dict[str, str]:
+    """``"dataset/model"`` -> why the study did not run the model on that dataset (it reads none of its samples)."""
+    from . import models as model_registry
+    from .samples import VIEWS
+
+    out = {}
+    for m in cfg.models:
+        spec = model_registry.get_spec(m)
+        for ds_name, ds in datasets.items():
+            if not _reads(spec, ds):
+                has = [v for v in VIEWS if any(s.has(v) for s in ds)]
+                needs = f" with {' and '.join(spec.needs_views)}" if spec.needs_views else ""
+                out[f"{ds_name}/{m}"] = (f"reads {' or '.join(spec.reads()) or 'any'}{needs}; the samples carry "
+                                         f"{', '.join(has) or 'none of those'}")
+    return out
 
 
 def _study_layers(cfg, spec) -> tuple[str, ...]:
@@ -720,6 +737,7 @@ def _report(study: Study, datasets: dict, embeddings: dict, analysis_results: li
         "models": {
             f"{ds}/{m}": _jsonable(e.provenance) for ds, embs in embeddings.items() for m, e in embs.items()
         },
+        "not_read": _not_read(cfg, datasets),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "analysis_failures": failures,
     }

@@ -138,7 +138,7 @@ def test_weather_models_in_a_study(climax_case, tmp_path):
     assert frozenset(("climax", "grid-patch")) in pairs and frozenset(("graphcast", "grid-random")) in pairs
     assert np.isfinite(w["value"]).all() and (w["n"] == 150).all()
     scores = pd.read_parquet(tmp_path / "run" / "results" / "analysis" / "probes" / "probe_scores.parquet")
-    for model in weather:
+    for model in weather:  # noqa: B007 - read by the query string (@model)
         r2 = scores.query("dataset == 'weather' and model == @model").set_index("label")["r2"]
         assert set(r2.index) == {"temperature_2m_k", "specific_humidity_g_kg", "mslp_hpa", "wind_speed_10m_m_s"}
         assert np.isfinite(r2).all()

@@ -178,25 +178,27 @@ def check_results(res, study: Study, run: list[str], checkpoints: dict[str, str]
     loaded = {d.name: datasets.load(d.name).subsample(d.n, seed=cfg.seed) for d in cfg.datasets}
     protein_sets = {name for name, ds in loaded.items() if all(s.has("sequence") and s.has("atoms") for s in ds)}
     assert protein_sets == {"proteins"}
+    from matteralign.study_runner import _not_read
+
+    not_read = _not_read(cfg, loaded)
+    assert 'id="not-read"' in res.report.read_text()
     on: dict[str, set[str]] = defaultdict(set)
     embedded: dict[tuple[str, str], set[str]] = {}
     for m in run:
         spec = models.get_spec(m)
         for name, ds in loaded.items():
-            reads = not spec.reads() or any(s.has(v) for s in ds for v in spec.reads())
-            if not reads:
+            if not any(spec.reads_sample(s) for s in ds):
+                # not run on a dataset it reads no sample of (a structure model of proteins on molecules), and
+                # the report's provenance says why
                 assert not store.has(name, m, spec.default_layer), (m, name)
                 rows = res.pairs.query("dataset == @name")
                 assert m not in {*rows["model_a"], *rows["model_b"]}, (m, name)
+                assert f"{name}/{m}" in not_read, (m, name)
                 continue
             assert store.has(name, m, spec.default_layer), (m, name)
             ids, X = store.read(name, m, spec.default_layer)
             skipped = store.skipped(name, m, spec.default_layer)
             assert sorted([*ids, *skipped]) == sorted(ds.ids), (m, name)
-            if spec.family == "inverse_folding" and name not in protein_sets:
-                # a structure model reads atoms but only those of a protein: every skip is recorded with why
-                assert not ids and all("not read as a protein" in r for r in skipped.values()), (m, name)
-                continue
             # a sample the model cannot read (an element a potential does not know) is skipped with the reason
             assert ids and all(r.strip() for r in skipped.values()), (m, name, dict(list(skipped.items())[:3]))
             assert np.isfinite(X).all() and X.std(axis=0).max() > 0, (m, name)
@@ -205,10 +207,10 @@ def check_results(res, study: Study, run: list[str], checkpoints: dict[str, str]
     assert set().union(*on.values()) == set(run)  # every runnable model of the table ran somewhere
     assert on["proteins"] >= {m for m in run if models.get_spec(m).family in ("protein_lm", "inverse_folding")}
 
-    # the only numbers missing are those of the structure models on datasets without proteins
-    missing = {(r["dataset"], r["what"]) for r in res.missing}
-    assert missing == {(name, m) for m in run if models.get_spec(m).family == "inverse_folding"
-                       for name in loaded if name not in protein_sets}, res.summary()
+    # no number is missing: the structure models of proteins ran on the proteins only
+    assert not res.missing, res.summary()
+    assert {k for k in not_read if k.endswith(("/esm-if1", "/proteinmpnn"))} == {
+        f"{name}/{m}" for m in ("esm-if1", "proteinmpnn") for name in loaded if name not in protein_sets}
     assert not res.failed_analyses, res.failed_analyses
 
     # -- a finite value for every pair of models sharing a dataset, on the samples both embedded (the models

@@ -69,6 +69,7 @@ def unavailable_reason(name: str, *, checkpoint_given: bool = False) -> str | No
     """
     from .. import envs
     from ..models import get_spec
+    from ..models._registry import NEEDS_CHECKPOINT
 
     spec = get_spec(name)
     env = env_of(name)
@@ -82,8 +83,8 @@ def unavailable_reason(name: str, *, checkpoint_given: bool = False) -> str | No
             return "needs a checkpoint (checkpoint=PATH)"
         return None
     reason = spec.unavailable_reason()
-    if reason and checkpoint_given and "checkpoint" in reason:
-        return None
+    if checkpoint_given and reason == NEEDS_CHECKPOINT:  # only the checkpoint was missing (not e.g. Geom2Vec's
+        return None  # reason, which mentions checkpoints too)
     return reason
 
 

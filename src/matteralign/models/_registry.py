@@ -111,6 +111,10 @@ class ModelSpec:
     views : tuple of str or None
         The sample views the model reads; ``None``: its ``modality``; ``()``: none (it reads only the
         sample id, like the ``random`` control, and runs on every dataset).
+    needs_views : tuple of str
+        Views a sample must carry as well for the model to read it: ``("sequence",)`` for a structure model
+        of proteins (a protein chain carries its sequence beside its atoms; a molecule or crystal does not),
+        so a study does not run it on a dataset none of whose samples it can read.
     properties : tuple of str
         What the model predicts besides features (ASE-style ``implemented_properties``): ``("energy",)``
         for a model with ``predict_energy``.
@@ -143,6 +147,7 @@ class ModelSpec:
     control: bool = False
     random_init_of: str | None = None
     views: tuple[str, ...] | None = None
+    needs_views: tuple[str, ...] = ()
     properties: tuple[str, ...] = ()
     energy_in_forward: bool = False
     gpu: bool = False
@@ -169,6 +174,11 @@ class ModelSpec:
     def reads(self) -> tuple[str, ...]:
         """The sample views this model reads (``()``: none, it runs on every dataset)."""
         return (self.modality,) if self.views is None else tuple(self.views)
+
+    def reads_sample(self, sample) -> bool:
+        """Whether a sample carries a view this model reads (and every one of ``needs_views``)."""
+        views = self.reads()
+        return (not views or any(sample.has(v) for v in views)) and all(sample.has(v) for v in self.needs_views)
 
     def embedding_type_of(self, layer: str) -> str:
         """The embedding type of ``layer`` (``"random"`` for every layer of a control)."""
@@ -202,8 +212,12 @@ class ModelSpec:
             if reason:
                 return reason
         if self.requires_checkpoint:
-            return "needs a local checkpoint (checkpoint=PATH)"
+            return NEEDS_CHECKPOINT
         return None
+
+
+#: The reason :meth:`ModelSpec.unavailable_reason` gives when a checkpoint is all that is missing.
+NEEDS_CHECKPOINT = "needs a local checkpoint (checkpoint=PATH)"
 
 
 def _current_env() -> str | None:

