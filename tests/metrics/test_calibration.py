@@ -98,6 +98,23 @@ def test_factor_route_equals_brute_force_and_kernel_route():
     assert set(df.null_route) == {"factor"} and (df.null_n == 3000).all()
 
 
+def test_kernel_matrices_are_stacked_once():
+    """The kernel route's per-model matrices live once, in one stack: the caches' memoised matrices are views
+    of it, and the next call (the null after the values at the identity) reuses it instead of copying."""
+    from matteralign.metrics.calibration import _stack_kernels
+
+    spec = get_metric("unbiased_cka")
+    reps = _models(50, seed=2)
+    caches = {m: prepare(X, k_max=None, normalize=None, name=m) for m, X in reps.items()}
+    names = sorted(caches)
+    first = _stack_kernels(spec, caches, names, {})
+    assert all(np.shares_memory(spec.null_kernel(caches[m]), first) for m in names)
+    assert _stack_kernels(spec, caches, names, {}) is first
+    assert _stack_kernels(spec, caches, names[::-1], {}) is not first  # another order: a stack of its own
+    df = calibrate_pairs(caches, "unbiased_cka", n_permutations=5, seed=0, n_subsamples=0)
+    assert set(df.null_route) == {"kernel"} and df.p_value.notna().all()
+
+
 def test_every_pair_metric_has_a_route():
     from matteralign.metrics.calibration import _route
 

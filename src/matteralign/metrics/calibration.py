@@ -279,15 +279,8 @@ def _inverse(perms: np.ndarray) -> np.ndarray:
 def _kernel_nulls(spec, caches, pairs, params, perms) -> dict[tuple[str, str], np.ndarray]:
     """Kernel-route nulls of every pair from one :func:`~._nullkernels.mantel_matrix` pass per permutation."""
     names = sorted({m for p in pairs for m in p})
-    n = caches[names[0]].n
-    stack = np.empty((len(names), n, n))  # the models' matrices, stacked once for mantel_matrix
-    for i, m in enumerate(names):
-        M = spec.null_kernel(caches[m], **params)
-        stack[i] = M
-        extras = caches[m].extras  # a memoised matrix becomes a view of the stack: held once, not twice
-        for key in [key for key, v in extras.items() if v is M]:
-            extras[key] = stack[i]
-        del M
+    stack = _stack_kernels(spec, caches, names, params)
+    n = stack.shape[1]
     selfs = [float(np.einsum("ij,ij->", M, M)) for M in stack]  # no BLAS threads for a reduction
     cross = mantel_matrix(stack, perms)  # [t, a, b] = <M_a, M_b[p_t][:, p_t]>
     pos = {m: i for i, m in enumerate(names)}
@@ -360,6 +353,30 @@ def _factor_nulls(spec, caches, pairs, params, perms) -> dict[tuple[str, str], n
         c = cross[(a, b)] if a <= b else cross[(b, a)]
         out[(a, b)] = np.array([spec.null_ratio(float(v), selfs[a], selfs[b], n=n, **params) for v in c])
     return out
+
+
+def _stack_kernels(spec, caches, names, params) -> np.ndarray:
+    """The models' ``null_kernel`` matrices as one C-contiguous ``(M, N, N)`` stack for mantel_matrix.
+
+    A matrix the caches memoise becomes a view of the stack, so it is held once, not twice; a later call on the
+    same caches and models (the values at the identity, then the null) finds the views and reuses their stack.
+    """
+    mats = [spec.null_kernel(caches[m], **params) for m in names[:1]]
+    base = mats[0].base
+    if (base is not None and base.ndim == 3 and base.shape[0] == len(names) and base.flags.c_contiguous
+            and all(spec.null_kernel(caches[m], **params).__array_interface__["data"][0]
+                    == base[i].__array_interface__["data"][0] for i, m in enumerate(names))):
+        return base
+    n = caches[names[0]].n
+    stack = np.empty((len(names), n, n))
+    for i, m in enumerate(names):
+        M = spec.null_kernel(caches[m], **params)
+        stack[i] = M
+        extras = caches[m].extras
+        for key in [key for key, v in extras.items() if v is M]:
+            extras[key] = stack[i]
+        del M
+    return stack
 
 
 def null_values(spec: MetricSpec, caches: Mapping[str, ModelCache], pairs: Sequence[tuple[str, str]],
