@@ -95,6 +95,7 @@ def run_item(item: str, n: int) -> dict:
         caches = {m: prepare(X, k_max=25, normalize=None, name=m) for m, X in reps.items()}
         pairwise(caches, SCALE_METRICS)
         out["pairwise_seconds"] = time.perf_counter() - t
+        out["peak_rss_after_pairwise_gib"] = _peak()
         if item == "scale_on":
             for name, p in SCALE_METRICS:
                 t1, c1 = time.perf_counter(), _cpu()
@@ -102,6 +103,8 @@ def run_item(item: str, n: int) -> dict:
                 out[f"{name}_null_seconds"] = time.perf_counter() - t1
                 out[f"{name}_null_cpu_seconds"] = _cpu() - c1
                 out[f"{name}_null_n"] = int(df["null_n"].iloc[0])
+                out[f"{name}_null_route"] = str(df["null_route"].iloc[0])
+                out[f"peak_rss_after_{name}_null_gib"] = _peak()
         out["seconds"] = time.perf_counter() - t
     elif item.startswith("cs_"):
         import torch
@@ -125,6 +128,7 @@ def run_item(item: str, n: int) -> dict:
                                  n_permutations=B, seed=0, n_subsamples=0, null_max_n=n)
             out["seconds"] = time.perf_counter() - t
             out["p_value"], out["calibrated"] = float(df.p_value[0]), float(df.calibrated[0])
+            out["null_route"] = str(df.null_route[0])
         else:
             sims = {"cs_theirs_cknna": lambda a, b: cknna(a.numpy(), b.numpy(), k=25, normalize=None),
                     "cs_theirs_cka": lambda a, b: cka(a.numpy(), b.numpy(), normalize=None),
